@@ -1,0 +1,352 @@
+/* Device choice, context and queue creation (or adoption of a caller's queue),
+ * tunables from device queries, and the per-context error detail. */
+#include "internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PLATFORMS 16
+#define MAX_DEVICES 64
+
+clsm_status clsm__fail(clsm_context *ctx, clsm_status status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+clsm_status clsm__cl_fail(clsm_context *ctx, cl_int err, const char *call, const char *file,
+                          int line) {
+  const char *base = strrchr(file, '/');
+  ctx->cl_error = err;
+  return clsm__fail(ctx, CLSM_ERR_OPENCL, "%s failed with %s (%d) at %s:%d", call,
+                    clsm_cl_error_name(err), (int)err, base ? base + 1 : file, line);
+}
+
+long clsm__env_long(const char *name, long dflt, long lo, long hi) {
+  const char *s = getenv(name);
+  if (!s || !*s) return dflt;
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || v < lo || v > hi) return dflt;
+  return v;
+}
+
+static void put_detail(char *detail, size_t size, const char *msg) {
+  if (detail && size) snprintf(detail, size, "%s", msg);
+}
+
+static int contains_nocase(const char *hay, const char *needle) {
+  size_t n = strlen(needle);
+  for (; *hay; ++hay) {
+    size_t i = 0;
+    while (i < n && hay[i] && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
+      ++i;
+    if (i == n) return 1;
+  }
+  return n == 0;
+}
+
+/* Finds the device a spec names; see clsm_context_create. */
+static clsm_status find_device(const char *spec, cl_platform_id *pout, cl_device_id *dout,
+                               char *msg, size_t msize) {
+  cl_platform_id plats[MAX_PLATFORMS];
+  cl_uint np = 0;
+  cl_int err = clGetPlatformIDs(MAX_PLATFORMS, plats, &np);
+  if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (err == CL_SUCCESS && np == 0)) {
+    snprintf(msg, msize,
+             "no OpenCL platform found: install an OpenCL driver (for the CPU: the Debian "
+             "package pocl-opencl-icd)");
+    return CLSM_ERR_NO_PLATFORM;
+  }
+  if (err != CL_SUCCESS) {
+    snprintf(msg, msize, "clGetPlatformIDs failed with %s (%d)", clsm_cl_error_name(err),
+             (int)err);
+    return CLSM_ERR_OPENCL;
+  }
+  if (np > MAX_PLATFORMS) np = MAX_PLATFORMS;
+
+  int want_type = 0; /* 0 any, 1 cpu, 2 gpu, 3 P:D, 4 name, 5 default */
+  unsigned long wp = 0, wd = 0;
+  if (!spec || !*spec) want_type = 5;
+  else if (!strcmp(spec, "cpu")) want_type = 1;
+  else if (!strcmp(spec, "gpu")) want_type = 2;
+  else {
+    char *end = NULL;
+    wp = strtoul(spec, &end, 10);
+    if (end != spec && *end == ':' && isdigit((unsigned char)end[1])) {
+      char *end2 = NULL;
+      wd = strtoul(end + 1, &end2, 10);
+      want_type = *end2 ? 4 : 3;
+    } else {
+      want_type = 4;
+    }
+  }
+
+  /* Two rounds for the default: the first GPU, then the first device of any type. */
+  for (int round = 0; round < (want_type == 5 ? 2 : 1); ++round) {
+    for (cl_uint p = 0; p < np; ++p) {
+      cl_device_id devs[MAX_DEVICES];
+      cl_uint nd = 0;
+      if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, MAX_DEVICES, devs, &nd) != CL_SUCCESS)
+        continue;
+      if (nd > MAX_DEVICES) nd = MAX_DEVICES;
+      for (cl_uint d = 0; d < nd; ++d) {
+        cl_device_type type = 0;
+        char name[256] = "";
+        clGetDeviceInfo(devs[d], CL_DEVICE_TYPE, sizeof type, &type, NULL);
+        clGetDeviceInfo(devs[d], CL_DEVICE_NAME, sizeof name - 1, name, NULL);
+        int ok = 0;
+        switch (want_type) {
+        case 1: ok = (type & CL_DEVICE_TYPE_CPU) != 0; break;
+        case 2: ok = (type & CL_DEVICE_TYPE_GPU) != 0; break;
+        case 3: ok = (p == wp && d == wd); break;
+        case 4: ok = contains_nocase(name, spec); break;
+        case 5: ok = round == 1 || (type & CL_DEVICE_TYPE_GPU) != 0; break;
+        }
+        if (ok) {
+          *pout = plats[p];
+          *dout = devs[d];
+          return CLSM_SUCCESS;
+        }
+      }
+    }
+  }
+  if (want_type == 5)
+    snprintf(msg, msize, "the OpenCL platforms list no device");
+  else
+    snprintf(msg, msize, "no OpenCL device matches the spec \"%s\" (use cpu, gpu, P:D or a "
+                         "part of a device name; `clsoftmax devices` lists them)", spec);
+  return CLSM_ERR_DEVICE_NOT_FOUND;
+}
+
+/* Reads device properties and sets the tunables. */
+static void query_device(clsm_context *ctx) {
+  clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof ctx->device_type, &ctx->device_type, NULL);
+  clGetDeviceInfo(ctx->device, CL_DEVICE_NAME, sizeof ctx->device_name - 1, ctx->device_name,
+                  NULL);
+  clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof ctx->max_wg_size,
+                  &ctx->max_wg_size, NULL);
+  clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem_size,
+                  &ctx->local_mem_size, NULL);
+  clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ctx->max_alloc,
+                  &ctx->max_alloc, NULL);
+  clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof ctx->compute_units,
+                  &ctx->compute_units, NULL);
+  if (ctx->max_wg_size == 0) ctx->max_wg_size = 1;
+  if (ctx->compute_units == 0) ctx->compute_units = 1;
+
+  ctx->family = (ctx->device_type & CL_DEVICE_TYPE_CPU) ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU;
+  const char *fam = getenv("CLSM_FAMILY");
+  if (fam && !strcmp(fam, "cpu")) ctx->family = CLSM_FAMILY_CPU;
+  if (fam && !strcmp(fam, "gpu")) ctx->family = CLSM_FAMILY_GPU;
+
+  /* The work-group kernel wants 256 lanes; fewer if the device or its local
+   * memory (two floats a lane) cannot hold that. Power of two for the tree. */
+  size_t wg = 256;
+  while (wg > 1 && (wg > ctx->max_wg_size || wg * 2 * sizeof(float) > ctx->local_mem_size))
+    wg /= 2;
+  long env = clsm__env_long("CLSM_WG_SIZE", 0, 1, 1 << 16);
+  if (env > 0 && (env & (env - 1)) == 0 && (size_t)env <= ctx->max_wg_size) wg = (size_t)env;
+  ctx->wg_size = wg;
+  ctx->inner_vectors = (int)clsm__env_long("CLSM_INNER_VECTORS", 8, 1, 8);
+}
+
+int clsm__inject_cl(clsm_context *ctx, cl_int *err) {
+  if (!ctx->fail_cl || ++ctx->cl_count != ctx->fail_cl) return 0;
+  *err = CL_OUT_OF_RESOURCES;
+  return 1;
+}
+
+void *clsm__malloc(clsm_context *ctx, size_t size) {
+  if (ctx->fail_alloc && ++ctx->alloc_count == ctx->fail_alloc) return NULL;
+  return malloc(size);
+}
+
+/* The context itself is allocation number 1 for the test hook. */
+static clsm_status context_alloc(clsm_context **out) {
+  long fail = clsm__env_long("CLSM_TEST_FAIL_ALLOC", 0, 0, 1L << 30);
+  clsm_context *ctx = fail == 1 ? NULL : calloc(1, sizeof *ctx);
+  if (!ctx) return CLSM_ERR_OUT_OF_HOST_MEMORY;
+  ctx->fail_alloc = fail;
+  ctx->alloc_count = 1;
+  ctx->fail_cl = clsm__env_long("CLSM_TEST_FAIL_CL", 0, 0, 1L << 30);
+  if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
+    free(ctx);
+    return CLSM_ERR_OUT_OF_HOST_MEMORY;
+  }
+  *out = ctx;
+  return CLSM_SUCCESS;
+}
+
+clsm_status clsm_context_create(clsm_context **out, const char *spec, char *detail,
+                                size_t detail_size) {
+  char msg[512] = "";
+  if (!out) {
+    put_detail(detail, detail_size, "clsm_context_create: out is NULL");
+    return CLSM_ERR_NULL_ARGUMENT;
+  }
+  *out = NULL;
+  if (!spec || !*spec) spec = getenv("CLSM_DEVICE");
+
+  cl_platform_id platform = NULL;
+  cl_device_id device = NULL;
+  clsm_status st = find_device(spec, &platform, &device, msg, sizeof msg);
+  if (st != CLSM_SUCCESS) {
+    put_detail(detail, detail_size, msg);
+    return st;
+  }
+  clsm_context *ctx = NULL;
+  if ((st = context_alloc(&ctx)) != CLSM_SUCCESS) {
+    put_detail(detail, detail_size, "out of host memory");
+    return st;
+  }
+  ctx->platform = platform;
+  ctx->device = device;
+  query_device(ctx);
+
+  cl_int err = CL_SUCCESS;
+  cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)platform, 0};
+  if (!clsm__inject_cl(ctx, &err)) ctx->cl_ctx = clCreateContext(props, 1, &device, NULL, NULL, &err);
+  if (!ctx->cl_ctx) {
+    snprintf(msg, sizeof msg, "clCreateContext on \"%s\" failed with %s (%d)", ctx->device_name,
+             clsm_cl_error_name(err), (int)err);
+    goto fail;
+  }
+  if (!clsm__inject_cl(ctx, &err))
+    ctx->queue = clCreateCommandQueue(ctx->cl_ctx, device, CL_QUEUE_PROFILING_ENABLE, &err);
+  if (!ctx->queue) {
+    snprintf(msg, sizeof msg, "clCreateCommandQueue on \"%s\" failed with %s (%d)",
+             ctx->device_name, clsm_cl_error_name(err), (int)err);
+    goto fail;
+  }
+  ctx->profiling = 1;
+  *out = ctx;
+  return CLSM_SUCCESS;
+
+fail:
+  put_detail(detail, detail_size, msg);
+  clsm_context_destroy(ctx);
+  return err == CL_OUT_OF_HOST_MEMORY ? CLSM_ERR_OUT_OF_HOST_MEMORY : CLSM_ERR_OPENCL;
+}
+
+clsm_status clsm_context_adopt(clsm_context **out, cl_command_queue queue, char *detail,
+                               size_t detail_size) {
+  char msg[256];
+  if (!out || !queue) {
+    put_detail(detail, detail_size, "clsm_context_adopt: out or queue is NULL");
+    if (out) *out = NULL;
+    return CLSM_ERR_NULL_ARGUMENT;
+  }
+  *out = NULL;
+  clsm_context *ctx = NULL;
+  clsm_status st = context_alloc(&ctx);
+  if (st != CLSM_SUCCESS) {
+    put_detail(detail, detail_size, "out of host memory");
+    return st;
+  }
+  cl_command_queue_properties qp = 0;
+  cl_int err = clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof ctx->cl_ctx, &ctx->cl_ctx,
+                                     NULL);
+  if (err == CL_SUCCESS)
+    err = clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof ctx->device, &ctx->device, NULL);
+  if (err == CL_SUCCESS)
+    err = clGetCommandQueueInfo(queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);
+  if (err == CL_SUCCESS)
+    err = clGetDeviceInfo(ctx->device, CL_DEVICE_PLATFORM, sizeof ctx->platform, &ctx->platform,
+                          NULL);
+  if (err != CL_SUCCESS) {
+    snprintf(msg, sizeof msg, "querying the adopted queue failed with %s (%d)",
+             clsm_cl_error_name(err), (int)err);
+    put_detail(detail, detail_size, msg);
+    ctx->cl_ctx = NULL;
+    clsm_context_destroy(ctx);
+    return CLSM_ERR_OPENCL;
+  }
+  if (qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) {
+    put_detail(detail, detail_size, "the adopted queue is out-of-order; an in-order queue is needed");
+    ctx->cl_ctx = NULL;
+    clsm_context_destroy(ctx);
+    return CLSM_ERR_INVALID_ARGUMENT;
+  }
+  clRetainContext(ctx->cl_ctx);
+  clRetainCommandQueue(queue);
+  ctx->queue = queue;
+  ctx->profiling = (qp & CL_QUEUE_PROFILING_ENABLE) != 0;
+  query_device(ctx);
+  *out = ctx;
+  return CLSM_SUCCESS;
+}
+
+void clsm_context_destroy(clsm_context *ctx) {
+  if (!ctx) return;
+  if (ctx->queue) clFinish(ctx->queue);
+  clsm__programs_release(ctx);
+  if (ctx->queue) clReleaseCommandQueue(ctx->queue);
+  if (ctx->cl_ctx) clReleaseContext(ctx->cl_ctx);
+  free(ctx->build_log);
+  pthread_mutex_destroy(&ctx->lock);
+  free(ctx);
+}
+
+cl_context clsm_context_cl_context(const clsm_context *ctx) { return ctx ? ctx->cl_ctx : NULL; }
+cl_command_queue clsm_context_queue(const clsm_context *ctx) { return ctx ? ctx->queue : NULL; }
+cl_device_id clsm_context_device(const clsm_context *ctx) { return ctx ? ctx->device : NULL; }
+const char *clsm_context_device_name(const clsm_context *ctx) {
+  return ctx ? ctx->device_name : "";
+}
+clsm_family clsm_context_family(const clsm_context *ctx) {
+  return ctx ? ctx->family : CLSM_FAMILY_CPU;
+}
+
+clsm_status clsm_finish(clsm_context *ctx) {
+  if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
+  clsm_status st = CLSM_SUCCESS;
+  pthread_mutex_lock(&ctx->lock);
+  CLSM_CL(ctx, clFinish(ctx->queue));
+fail:
+  pthread_mutex_unlock(&ctx->lock);
+  return st;
+}
+
+static size_t copy_out(const char *s, char *buf, size_t size) {
+  size_t n = s ? strlen(s) : 0;
+  if (buf && size) {
+    size_t k = n < size - 1 ? n : size - 1;
+    if (k) memcpy(buf, s, k);
+    buf[k] = '\0';
+  }
+  return n;
+}
+
+size_t clsm_context_error(const clsm_context *cctx, char *buf, size_t size) {
+  if (!cctx) return copy_out("", buf, size);
+  clsm_context *ctx = (clsm_context *)cctx;
+  pthread_mutex_lock(&ctx->lock);
+  size_t n = copy_out(ctx->error, buf, size);
+  pthread_mutex_unlock(&ctx->lock);
+  return n;
+}
+
+cl_int clsm_context_cl_error(const clsm_context *cctx) {
+  if (!cctx) return CL_SUCCESS;
+  clsm_context *ctx = (clsm_context *)cctx;
+  pthread_mutex_lock(&ctx->lock);
+  cl_int e = ctx->cl_error;
+  pthread_mutex_unlock(&ctx->lock);
+  return e;
+}
+
+size_t clsm_context_build_log(const clsm_context *cctx, char *buf, size_t size) {
+  if (!cctx) return copy_out("", buf, size);
+  clsm_context *ctx = (clsm_context *)cctx;
+  pthread_mutex_lock(&ctx->lock);
+  size_t n = copy_out(ctx->build_log, buf, size);
+  pthread_mutex_unlock(&ctx->lock);
+  return n;
+}

@@ -1,0 +1,148 @@
+/* Library-internal declarations shared by the host/ sources: the context's
+ * layout, error recording, tensor views and kernel plans. */
+#ifndef CLSM_INTERNAL_H
+#define CLSM_INTERNAL_H
+
+#include "clsoftmax.h"
+#include "kernels.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+
+/* Kernel entry points; the order matches kernel_names in program.c. */
+typedef enum clsm_kernel_id {
+  K_ROWS_CPU = 0,  /* CPU family, contiguous last axis: a work-item per row */
+  K_INNER_CPU,     /* CPU family, inner > 1: a work-item per block of inner positions */
+  K_ROWS_WG,       /* GPU family: a work-group per row, local-memory reduction */
+  K_STRIDED,       /* any family, any strides: a work-item per row, scalar walk */
+  K_COUNT_
+} clsm_kernel_id;
+
+/* Compute dtypes that get their own program build. */
+#define CLSM_PROGRAM_COUNT 1
+
+struct clsm_context {
+  cl_platform_id platform;
+  cl_device_id device;
+  cl_context cl_ctx;
+  cl_command_queue queue;
+  clsm_family family;
+  cl_device_type device_type;
+  char device_name[256];
+  size_t max_wg_size;
+  cl_ulong local_mem_size;
+  cl_ulong max_alloc;
+  cl_uint compute_units;
+  int profiling; /* the queue has CL_QUEUE_PROFILING_ENABLE */
+
+  /* Tunables, from device queries, overridable through the environment. */
+  size_t wg_size;      /* work-group size of K_ROWS_WG (CLSM_WG_SIZE) */
+  int inner_vectors;   /* float16 vectors per work-item in K_INNER_CPU (CLSM_INNER_VECTORS) */
+
+  pthread_mutex_t lock; /* guards everything below and every enqueue */
+  cl_program programs[CLSM_PROGRAM_COUNT];
+  cl_kernel kernels[CLSM_PROGRAM_COUNT][K_COUNT_];
+  char error[1024];
+  cl_int cl_error;
+  char *build_log;
+
+  /* Test hooks: CLSM_TEST_FAIL_ALLOC=n fails the n-th host allocation,
+   * CLSM_TEST_FAIL_CL=n the n-th OpenCL create call (CL_OUT_OF_RESOURCES). */
+  long fail_alloc, alloc_count;
+  long fail_cl, cl_count;
+};
+
+/* Whether the test hook fails this OpenCL create call; sets *err if so. */
+int clsm__inject_cl(clsm_context *ctx, cl_int *err);
+
+/* malloc that honours the test hook. Lock held. */
+void *clsm__malloc(clsm_context *ctx, size_t size);
+
+/* Records a failure in ctx (lock held) and returns `status`. */
+clsm_status clsm__fail(clsm_context *ctx, clsm_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Records a failed OpenCL call (lock held) and returns CLSM_ERR_OPENCL. */
+clsm_status clsm__cl_fail(clsm_context *ctx, cl_int err, const char *call, const char *file,
+                          int line);
+
+/* Runs an OpenCL call; on failure records it and jumps to `fail` with `st` set. */
+#define CLSM_CL(ctx, call)                                                    \
+  do {                                                                        \
+    cl_int clsm_err_ = (call);                                                \
+    if (clsm_err_ != CL_SUCCESS) {                                            \
+      st = clsm__cl_fail((ctx), clsm_err_, #call, __FILE__, __LINE__);        \
+      goto fail;                                                              \
+    }                                                                         \
+  } while (0)
+
+/* Same, for a create call whose error came back through `err`. */
+#define CLSM_CL_ERR(ctx, err, name)                                           \
+  do {                                                                        \
+    if ((err) != CL_SUCCESS) {                                                \
+      st = clsm__cl_fail((ctx), (err), name, __FILE__, __LINE__);             \
+      goto fail;                                                              \
+    }                                                                         \
+  } while (0)
+
+/* Kernel argument setting in one line, for the common case. */
+#define CLSM_ARG(ctx, k, i, v) CLSM_CL(ctx, clSetKernelArg((k), (i), sizeof(v), &(v)))
+
+/* A tensor seen along one axis: rows of C elements, (outer, inner) positions.
+ * Element (o, c, i) is at base + o*so + c*sc + i*si. */
+typedef struct clsm_view {
+  int64_t outer, C, inner;
+  int64_t so, sc, si;
+  uint64_t base;
+} clsm_view;
+
+/* Total element count of a tensor (1 for rank 0); -1 on overflow. */
+int64_t clsm__numel(const clsm_tensor *t);
+
+/* Checks a tensor descriptor: non-NULL cl_mem, rank, shape >= 0, strides >= 0,
+ * dtype among `allowed` (bit mask of 1u << dtype) and every reachable element
+ * inside the cl_mem. `what` names it in the error detail. */
+clsm_status clsm__check_tensor(clsm_context *ctx, const clsm_tensor *t, unsigned allowed,
+                               const char *what);
+/* Normalises dim in [-rank, rank-1] (rank 0 counts as rank 1) into *out. */
+clsm_status clsm__check_dim(clsm_context *ctx, int rank, int dim, int *out);
+/* Same rank, shape and dtype. */
+clsm_status clsm__check_same_shape(clsm_context *ctx, const clsm_tensor *a, const char *an,
+                                   const clsm_tensor *b, const char *bn);
+/* An output view must not overlap itself, nor overlap `in` unless it is exactly `in`. */
+clsm_status clsm__check_output(clsm_context *ctx, const clsm_tensor *out, const char *on,
+                               const clsm_tensor *in, const char *in_name);
+/* The (outer, C, inner) view of a checked tensor along normalised `dim`. */
+clsm_status clsm__make_view(clsm_context *ctx, const clsm_tensor *t, int dim, const char *what,
+                            clsm_view *v);
+/* Checks the event wait list. */
+clsm_status clsm__check_wait(clsm_context *ctx, cl_uint num_wait, const cl_event *wait);
+
+/* Built kernel for (program, kernel), building the program on first use. */
+clsm_status clsm__kernel(clsm_context *ctx, int program, clsm_kernel_id id, cl_kernel *out);
+/* Releases every cached program and kernel. */
+void clsm__programs_release(clsm_context *ctx);
+
+/* Enqueues a marker (empty operations still honour wait lists and events). */
+clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wait,
+                         cl_event *event);
+
+/* Which kernel and launch geometry for a row operation. */
+typedef struct clsm_plan {
+  clsm_kernel_id kernel;
+  size_t global, local; /* 1-D launch; local 0 lets the runtime choose */
+  size_t local_floats;  /* per local-memory argument (K_ROWS_WG), in floats */
+} clsm_plan;
+
+/* Picks the kernel and geometry for softmax-like row work on views x and y
+ * (same outer, C, inner). CLSM_KERNEL=rows_cpu|inner_cpu|rows_wg|strided
+ * forces a kernel where its layout preconditions hold. */
+clsm_status clsm__plan_rows(clsm_context *ctx, const clsm_view *x, const clsm_view *y,
+                            clsm_plan *plan);
+
+/* Reads an integer environment override; returns `dflt` when unset or invalid. */
+long clsm__env_long(const char *name, long dflt, long lo, long hi);
+
+#endif

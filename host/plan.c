@@ -1,0 +1,86 @@
+/* Which kernel variant and launch geometry, from the device's family and
+ * queries and the shape of the work. The choices, and why:
+ *  - CPU family: a work-item owns whole rows (contiguous last axis) or a block
+ *    of inner positions (non-last axis), loops with vector loads and never
+ *    waits at a barrier; work-groups are small batches of such work-items,
+ *    enough of them to keep every core busy.
+ *  - GPU family: a work-group per row with a local-memory reduction when the
+ *    axis is last; a work-item per row otherwise (neighbouring work-items
+ *    then read neighbouring inner positions: coalesced). */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+/* Batch size for CPU-family work-items: about 8 work-groups per compute unit,
+ * at most 64 work-items each. */
+static size_t cpu_local(const clsm_context *ctx, size_t items) {
+  size_t l = items / ((size_t)ctx->compute_units * 8);
+  if (l < 1) l = 1;
+  if (l > 64) l = 64;
+  return l;
+}
+
+static int kernel_override(clsm_kernel_id *out) {
+  static const char *const names[K_COUNT_] = {"rows_cpu", "inner_cpu", "rows_wg", "strided"};
+  const char *s = getenv("CLSM_KERNEL");
+  if (!s || !*s) return 0;
+  for (int k = 0; k < K_COUNT_; ++k)
+    if (!strcmp(s, names[k])) {
+      *out = (clsm_kernel_id)k;
+      return 1;
+    }
+  return 0;
+}
+
+clsm_status clsm__plan_rows(clsm_context *ctx, const clsm_view *x, const clsm_view *y,
+                            clsm_plan *plan) {
+  size_t rows = (size_t)(x->outer * x->inner);
+  int contiguous_rows = x->inner == 1 && x->sc == 1 && y->sc == 1;
+  int contiguous_inner = x->inner > 1 && x->si == 1 && y->si == 1;
+  clsm_kernel_id k;
+  if (ctx->family == CLSM_FAMILY_CPU)
+    k = contiguous_rows ? K_ROWS_CPU : contiguous_inner ? K_INNER_CPU : K_STRIDED;
+  else
+    k = x->inner == 1 ? K_ROWS_WG : K_STRIDED;
+
+  clsm_kernel_id forced;
+  if (kernel_override(&forced) &&
+      (forced == K_STRIDED || forced == K_ROWS_WG || forced == K_INNER_CPU ||
+       (forced == K_ROWS_CPU && contiguous_rows)))
+    k = forced;
+
+  memset(plan, 0, sizeof *plan);
+  plan->kernel = k;
+  switch (k) {
+  case K_ROWS_CPU: {
+    plan->local = cpu_local(ctx, rows);
+    plan->global = round_up(rows, plan->local);
+    break;
+  }
+  case K_INNER_CPU: {
+    size_t ib = 16 * (size_t)ctx->inner_vectors;
+    size_t items = (size_t)x->outer * (((size_t)x->inner + ib - 1) / ib);
+    plan->local = cpu_local(ctx, items);
+    plan->global = round_up(items, plan->local);
+    break;
+  }
+  case K_ROWS_WG: {
+    size_t wg = ctx->wg_size;
+    /* Short rows do not need a wide group; keep at least 32 lanes. */
+    while (wg > 32 && wg / 2 >= (size_t)x->C) wg /= 2;
+    plan->local = wg;
+    plan->global = rows * wg;
+    plan->local_floats = wg;
+    break;
+  }
+  default: {
+    plan->local = ctx->family == CLSM_FAMILY_CPU ? cpu_local(ctx, rows) : 64;
+    plan->global = round_up(rows, plan->local);
+    break;
+  }
+  }
+  return CLSM_SUCCESS;
+}

@@ -1,0 +1,143 @@
+/* Kernel sources -> built programs and kernels, cached per context and built
+ * on first use. CLSM_KERNEL_DIR points at a kernels/ folder to read the .cl
+ * files from disk instead of the embedded copies (for kernel development). */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const kernel_names[K_COUNT_] = {
+    "clsm_softmax_rows_cpu",
+    "clsm_softmax_inner_cpu",
+    "clsm_softmax_rows_wg",
+    "clsm_softmax_strided",
+};
+
+/* Sources of every program, in order (common helpers first). */
+static const char *const program_files[] = {"common.cl", "softmax.cl"};
+#define PROGRAM_FILE_COUNT (sizeof program_files / sizeof program_files[0])
+
+/* Per-program build options: the storage dtype. */
+static const char *const program_options[CLSM_PROGRAM_COUNT] = {"-DCLSM_DTYPE_F32"};
+
+static char *read_file(clsm_context *ctx, const char *dir, const char *name, size_t *len) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = NULL;
+  if (fseek(f, 0, SEEK_END) == 0) {
+    long n = ftell(f);
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = clsm__malloc(ctx, (size_t)n + 1))) {
+      if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+      } else {
+        *len = (size_t)n;
+      }
+    }
+  }
+  fclose(f);
+  return buf;
+}
+
+static const clsm_kernel_source *embedded(const char *name) {
+  for (size_t i = 0; i < clsm_kernel_source_count; ++i)
+    if (!strcmp(clsm_kernel_sources[i].name, name)) return &clsm_kernel_sources[i];
+  return NULL;
+}
+
+static void keep_build_log(clsm_context *ctx, cl_program prog) {
+  size_t n = 0;
+  if (clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n) != CL_SUCCESS)
+    return;
+  char *log = clsm__malloc(ctx, n + 1);
+  if (!log) return;
+  if (clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, n, log, NULL) != CL_SUCCESS)
+    n = 0;
+  log[n] = '\0';
+  free(ctx->build_log);
+  ctx->build_log = log;
+}
+
+static clsm_status build_program(clsm_context *ctx, int program) {
+  clsm_status st = CLSM_SUCCESS;
+  const char *texts[PROGRAM_FILE_COUNT];
+  size_t lens[PROGRAM_FILE_COUNT];
+  char *owned[PROGRAM_FILE_COUNT] = {0};
+  cl_program prog = NULL;
+  const char *dir = getenv("CLSM_KERNEL_DIR");
+
+  for (size_t i = 0; i < PROGRAM_FILE_COUNT; ++i) {
+    if (dir && *dir) {
+      owned[i] = read_file(ctx, dir, program_files[i], &lens[i]);
+      if (!owned[i]) {
+        st = clsm__fail(ctx, CLSM_ERR_BUILD, "cannot read %s/%s (CLSM_KERNEL_DIR)", dir,
+                        program_files[i]);
+        goto fail;
+      }
+      texts[i] = owned[i];
+    } else {
+      const clsm_kernel_source *src = embedded(program_files[i]);
+      if (!src) {
+        st = clsm__fail(ctx, CLSM_ERR_BUILD, "kernel source %s is not embedded", program_files[i]);
+        goto fail;
+      }
+      texts[i] = src->text;
+      lens[i] = src->length;
+    }
+  }
+
+  cl_int err = CL_SUCCESS;
+  if (!clsm__inject_cl(ctx, &err))
+    prog = clCreateProgramWithSource(ctx->cl_ctx, (cl_uint)PROGRAM_FILE_COUNT, texts, lens, &err);
+  CLSM_CL_ERR(ctx, err, "clCreateProgramWithSource");
+
+  /* Never fast-math: the special-value semantics depend on IEEE behaviour. */
+  char options[512];
+  snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DCLSM_INNER_VECTORS=%d",
+           program_options[program], ctx->inner_vectors);
+  err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
+  if (err != CL_SUCCESS) {
+    keep_build_log(ctx, prog);
+    ctx->cl_error = err;
+    st = clsm__fail(ctx, CLSM_ERR_BUILD,
+                    "clBuildProgram failed with %s (%d) for options \"%s\"; see the build log",
+                    clsm_cl_error_name(err), (int)err, options);
+    goto fail;
+  }
+  ctx->programs[program] = prog;
+  prog = NULL;
+
+fail:
+  if (prog) clReleaseProgram(prog);
+  for (size_t i = 0; i < PROGRAM_FILE_COUNT; ++i) free(owned[i]);
+  return st;
+}
+
+clsm_status clsm__kernel(clsm_context *ctx, int program, clsm_kernel_id id, cl_kernel *out) {
+  clsm_status st = CLSM_SUCCESS;
+  if (!ctx->programs[program] && (st = build_program(ctx, program)) != CLSM_SUCCESS) return st;
+  if (!ctx->kernels[program][id]) {
+    cl_int err = CL_SUCCESS;
+    cl_kernel k = NULL;
+    if (!clsm__inject_cl(ctx, &err)) k = clCreateKernel(ctx->programs[program], kernel_names[id], &err);
+    CLSM_CL_ERR(ctx, err, "clCreateKernel");
+    ctx->kernels[program][id] = k;
+  }
+  *out = ctx->kernels[program][id];
+fail:
+  return st;
+}
+
+void clsm__programs_release(clsm_context *ctx) {
+  for (int p = 0; p < CLSM_PROGRAM_COUNT; ++p) {
+    for (int k = 0; k < K_COUNT_; ++k) {
+      if (ctx->kernels[p][k]) clReleaseKernel(ctx->kernels[p][k]);
+      ctx->kernels[p][k] = NULL;
+    }
+    if (ctx->programs[p]) clReleaseProgram(ctx->programs[p]);
+    ctx->programs[p] = NULL;
+  }
+}

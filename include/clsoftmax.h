@@ -1,0 +1,236 @@
+/* clsoftmax: softmax, log-softmax and cross-entropy on any OpenCL 1.2 device.
+ *
+ * This header is the whole contract. Every function returns a clsm_status;
+ * the library never prints, aborts or exits. The semantics follow PyTorch's
+ * torch.softmax / torch.log_softmax (special values included); extensions are
+ * marked and off by default.
+ *
+ * Thread safety: a clsm_context may be shared by any number of threads. Calls
+ * on one context are serialised internally while they set kernel arguments and
+ * enqueue (an OpenCL kernel's arguments are not thread-safe), so results do not
+ * depend on interleaving. The error detail is per context: after a failed call,
+ * read it before another thread's call on the same context fails again.
+ * Destroying a context while another thread uses it is undefined.
+ */
+#ifndef CLSOFTMAX_H
+#define CLSOFTMAX_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLSM_VERSION_MAJOR 0
+#define CLSM_VERSION_MINOR 1
+#define CLSM_VERSION_PATCH 0
+#define CLSM_VERSION_NUMBER \
+  (CLSM_VERSION_MAJOR * 10000 + CLSM_VERSION_MINOR * 100 + CLSM_VERSION_PATCH)
+
+#if defined(_WIN32) && defined(CLSM_BUILDING_SHARED)
+#define CLSM_API __declspec(dllexport)
+#elif defined(__GNUC__) && defined(CLSM_BUILDING)
+#define CLSM_API __attribute__((visibility("default")))
+#else
+#define CLSM_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Run-time version: CLSM_VERSION_NUMBER of the library actually linked. */
+CLSM_API unsigned clsm_version_number(void);
+/* "MAJOR.MINOR.PATCH" of the library actually linked; static storage. */
+CLSM_API const char *clsm_version_string(void);
+
+/* ---------------------------------------------------------------- status */
+
+/* Status codes. The numbers are stable and never reused.
+ * X(name, value, message) */
+#define CLSM_STATUS_MAP(X)                                                     \
+  X(CLSM_SUCCESS, 0, "success")                                              \
+  X(CLSM_ERR_NULL_ARGUMENT, 1, "a required pointer argument is NULL")         \
+  X(CLSM_ERR_INVALID_ARGUMENT, 2, "an argument or option has an invalid value") \
+  X(CLSM_ERR_INVALID_RANK, 3, "tensor rank is outside 0..8")                  \
+  X(CLSM_ERR_INVALID_DIM, 4, "dim is outside [-rank, rank-1]")                \
+  X(CLSM_ERR_SHAPE_MISMATCH, 5, "tensor shapes do not fit together")          \
+  X(CLSM_ERR_UNSUPPORTED_DTYPE, 6, "dtype not supported for this operation or device") \
+  X(CLSM_ERR_OUT_OF_BOUNDS, 7, "a tensor reaches past the end of its cl_mem") \
+  X(CLSM_ERR_UNSUPPORTED_LAYOUT, 8, "tensor strides cannot be walked by the kernels") \
+  X(CLSM_ERR_OVERLAP, 9, "output overlaps an input without being the same view") \
+  X(CLSM_ERR_NO_PLATFORM, 10, "no OpenCL platform is installed")             \
+  X(CLSM_ERR_DEVICE_NOT_FOUND, 11, "no OpenCL device matches the device spec") \
+  X(CLSM_ERR_OPENCL, 12, "an OpenCL call failed")                             \
+  X(CLSM_ERR_BUILD, 13, "a kernel program failed to build")                   \
+  X(CLSM_ERR_OUT_OF_HOST_MEMORY, 14, "host memory allocation failed")        \
+  X(CLSM_ERR_TOO_LARGE, 15, "tensor size exceeds what the device or index type can address")
+
+typedef enum clsm_status {
+#define CLSM_STATUS_ENUM_(name, value, msg) name = value,
+  CLSM_STATUS_MAP(CLSM_STATUS_ENUM_)
+#undef CLSM_STATUS_ENUM_
+  CLSM_STATUS_COUNT_
+} clsm_status;
+
+/* A fixed English sentence for a status; "unknown status" for other values.
+ * Static storage, never NULL. */
+CLSM_API const char *clsm_status_string(clsm_status status);
+/* The enumerator's name ("CLSM_ERR_OVERLAP"); "CLSM_UNKNOWN" otherwise. */
+CLSM_API const char *clsm_status_name(clsm_status status);
+/* The name of an OpenCL error code ("CL_OUT_OF_RESOURCES"). Static storage. */
+CLSM_API const char *clsm_cl_error_name(cl_int err);
+
+/* --------------------------------------------------------------- context */
+
+/* The library's handle on one device and one in-order command queue.
+ * Compiled kernel programs are cached in it (built on first use). */
+typedef struct clsm_context clsm_context;
+
+/* Kernel family chosen for a device. */
+typedef enum clsm_family {
+  CLSM_FAMILY_CPU = 0, /* a work-item owns whole rows; vector loads, no barriers */
+  CLSM_FAMILY_GPU = 1  /* a work-group per row; local-memory reductions */
+} clsm_family;
+
+/* Creates a context on the device named by `spec`:
+ *   NULL or ""  -> environment variable CLSM_DEVICE if set, else the first
+ *                  GPU of any platform, else the first device of any type;
+ *   "cpu"/"gpu" -> the first device of that type;
+ *   "P:D"       -> device D of platform P (indices as `clsoftmax devices` lists);
+ *   otherwise   -> the first device whose name contains `spec` (case-insensitive).
+ * The kernel family follows CL_DEVICE_TYPE (CPU -> CPU family, anything else ->
+ * GPU family); the environment variable CLSM_FAMILY=cpu|gpu overrides it.
+ * On success *out owns a new context (free with clsm_context_destroy).
+ * On failure *out is NULL; when `detail` is not NULL, a NUL-terminated message
+ * of at most detail_size bytes says why (which platform/device/OpenCL call).
+ * Errors: CLSM_ERR_NULL_ARGUMENT, CLSM_ERR_NO_PLATFORM, CLSM_ERR_DEVICE_NOT_FOUND,
+ * CLSM_ERR_OPENCL, CLSM_ERR_OUT_OF_HOST_MEMORY. Blocking. */
+CLSM_API clsm_status clsm_context_create(clsm_context **out, const char *spec,
+                                         char *detail, size_t detail_size);
+
+/* Adopts a caller's command queue: the library enqueues on it, builds its
+ * programs for the queue's context and device, and retains the queue (the
+ * caller may release its own reference). The queue must be in-order. Buffers
+ * passed to operations must belong to the queue's cl_context.
+ * Profiling (for clsoftmax bench) is not required. Same errors as create. */
+CLSM_API clsm_status clsm_context_adopt(clsm_context **out, cl_command_queue queue,
+                                        char *detail, size_t detail_size);
+
+/* Waits for everything enqueued, releases all OpenCL objects the context holds.
+ * NULL is allowed and does nothing. */
+CLSM_API void clsm_context_destroy(clsm_context *ctx);
+
+/* Borrowed handles (owned by the context; do not release). */
+CLSM_API cl_context clsm_context_cl_context(const clsm_context *ctx);
+CLSM_API cl_command_queue clsm_context_queue(const clsm_context *ctx);
+CLSM_API cl_device_id clsm_context_device(const clsm_context *ctx);
+/* The device's name (CL_DEVICE_NAME), owned by the context. */
+CLSM_API const char *clsm_context_device_name(const clsm_context *ctx);
+CLSM_API clsm_family clsm_context_family(const clsm_context *ctx);
+
+/* Waits until everything enqueued on the context's queue has completed
+ * (clFinish) and returns the first error that could only be seen then.
+ * Errors: CLSM_ERR_NULL_ARGUMENT, CLSM_ERR_OPENCL. Blocking. */
+CLSM_API clsm_status clsm_finish(clsm_context *ctx);
+
+/* Detail of the most recent failure on this context: what failed, where,
+ * the OpenCL call and its error name. Copies at most `size` bytes including
+ * the terminating NUL into `buf` (may be NULL when size is 0) and returns the
+ * full length (snprintf style). An empty string when nothing failed yet. */
+CLSM_API size_t clsm_context_error(const clsm_context *ctx, char *buf, size_t size);
+/* The OpenCL error code of the most recent failed OpenCL call (CL_SUCCESS if none). */
+CLSM_API cl_int clsm_context_cl_error(const clsm_context *ctx);
+/* The build log of the most recent failed program build, same copying rules. */
+CLSM_API size_t clsm_context_build_log(const clsm_context *ctx, char *buf, size_t size);
+
+/* ---------------------------------------------------------------- tensors */
+
+#define CLSM_MAX_RANK 8
+
+typedef enum clsm_dtype {
+  CLSM_FLOAT32 = 0,
+  CLSM_FLOAT16 = 1,  /* reserved: not supported yet */
+  CLSM_BFLOAT16 = 2, /* reserved: not supported yet */
+  CLSM_FLOAT64 = 3,  /* reserved: not supported yet */
+  CLSM_INT64 = 4,    /* class indices (cross-entropy) */
+  CLSM_INT32 = 5,
+  CLSM_UINT8 = 6
+} clsm_dtype;
+
+/* Size in bytes of one element of `dtype`; 0 for an unknown value. */
+CLSM_API size_t clsm_dtype_size(clsm_dtype dtype);
+/* "float32", "float16", ...; "unknown" otherwise. */
+CLSM_API const char *clsm_dtype_name(clsm_dtype dtype);
+
+/* A view into a cl_mem. `offset` and `strides` count elements, not bytes.
+ * Strides must be >= 0. A rank-0 tensor is one element. Every element the
+ * view reaches must lie inside the cl_mem (checked with CL_MEM_SIZE). */
+typedef struct clsm_tensor {
+  cl_mem mem;
+  uint64_t offset;
+  clsm_dtype dtype;
+  int rank;
+  int64_t shape[CLSM_MAX_RANK];
+  int64_t strides[CLSM_MAX_RANK];
+} clsm_tensor;
+
+/* A C-order (row-major) view of `rank` dims starting at element `offset`.
+ * rank outside 0..8 or a NULL shape with rank > 0 yields rank -1, which every
+ * operation rejects with CLSM_ERR_INVALID_RANK / CLSM_ERR_NULL_ARGUMENT. */
+CLSM_API clsm_tensor clsm_tensor_contiguous(cl_mem mem, uint64_t offset, clsm_dtype dtype,
+                                            int rank, const int64_t *shape);
+
+/* -------------------------------------------------------- softmax family */
+
+/* Flags for softmax / log_softmax. */
+#define CLSM_SAFE 1u /* extension: a row whose entries are all -inf gives softmax 0
+                        and log_softmax -inf instead of NaN */
+
+/* y = softmax(x) along `dim` (negative counts from the end):
+ *   y_i = exp(x_i - m) / sum_j exp(x_j - m),  m = max_j x_j  (accumulated in float).
+ * x and y must have the same shape and dtype (float32). y may be exactly x
+ * (in place); any other overlap of y with x is refused (CLSM_ERR_OVERLAP), as
+ * is an output view whose elements overlap themselves (a zero stride over a
+ * dim longer than 1). Empty tensors succeed and enqueue only a marker.
+ * Special values as PyTorch: a row with +inf or NaN, or all -inf, is all NaN
+ * (all -inf: 0 with CLSM_SAFE); -inf entries among finite ones give 0.
+ * `flags`: 0 or CLSM_SAFE.
+ * Asynchronous: enqueues on the context's queue after the `num_wait` events
+ * in `wait` (both may be 0/NULL) and, when `event` is not NULL, returns in it an
+ * event that completes with the operation (the caller releases it). Nothing is
+ * enqueued when a check fails. Does not wait for the device.
+ * Errors: CLSM_ERR_NULL_ARGUMENT, CLSM_ERR_INVALID_RANK, CLSM_ERR_INVALID_DIM,
+ * CLSM_ERR_SHAPE_MISMATCH, CLSM_ERR_UNSUPPORTED_DTYPE, CLSM_ERR_OUT_OF_BOUNDS,
+ * CLSM_ERR_UNSUPPORTED_LAYOUT, CLSM_ERR_OVERLAP, CLSM_ERR_INVALID_ARGUMENT
+ * (unknown flag, wait list inconsistent), CLSM_ERR_BUILD, CLSM_ERR_OPENCL,
+ * CLSM_ERR_OUT_OF_HOST_MEMORY. */
+CLSM_API clsm_status clsm_softmax(clsm_context *ctx, const clsm_tensor *x, const clsm_tensor *y,
+                                  int dim, unsigned flags, cl_uint num_wait,
+                                  const cl_event *wait, cl_event *event);
+
+/* y = log_softmax(x) = x - m - log(sum_j exp(x_j - m)) along `dim`.
+ * Same rules as clsm_softmax; -inf entries among finite ones stay -inf;
+ * with CLSM_SAFE an all -inf row stays -inf. */
+CLSM_API clsm_status clsm_log_softmax(clsm_context *ctx, const clsm_tensor *x,
+                                      const clsm_tensor *y, int dim, unsigned flags,
+                                      cl_uint num_wait, const cl_event *wait, cl_event *event);
+
+/* ------------------------------------------------ blocking host versions */
+
+/* Host-memory versions: `x` and `y` are C-order arrays of `dtype` with the given
+ * shape (rank 0..8); y may equal x. Copies to the device, runs, copies back and
+ * waits. On any error `y` is left untouched. Blocking. Errors as above. */
+CLSM_API clsm_status clsm_softmax_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                       const int64_t *shape, int dim, unsigned flags,
+                                       const void *x, void *y);
+CLSM_API clsm_status clsm_log_softmax_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                           const int64_t *shape, int dim, unsigned flags,
+                                           const void *x, void *y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLSOFTMAX_H */

@@ -1,0 +1,343 @@
+/* Suite "errors": every status code the header documents is provoked, each
+ * failing call leaves its output untouched, and the status tables hold
+ * together (names, strings, detail, build log). */
+#include "testutil.h"
+
+#include <unistd.h>
+
+#define SENTINEL 777.0f
+enum { N = 4, C = 6 };
+
+/* A context with x (N*C random floats) and y (sentinels) buffers. */
+typedef struct fixture {
+  clsm_context *ctx;
+  cl_mem xb, yb;
+  float x[N * C];
+} fixture;
+
+static void fixture_open(fixture *f) {
+  f->ctx = test_context();
+  fill_random(f->x, N * C, 3);
+  float y[N * C];
+  for (int i = 0; i < N * C; ++i) y[i] = SENTINEL;
+  f->xb = test_buffer(f->ctx, sizeof f->x, f->x);
+  f->yb = test_buffer(f->ctx, sizeof y, y);
+}
+
+static void fixture_close(fixture *f) {
+  /* The output was never written. */
+  float y[N * C];
+  clsm_finish(f->ctx);
+  test_read(f->ctx, f->yb, 0, sizeof y, y);
+  for (int i = 0; i < N * C; ++i) ck_assert_msg(y[i] == SENTINEL, "y[%d] was written", i);
+  clReleaseMemObject(f->xb);
+  clReleaseMemObject(f->yb);
+  clsm_context_destroy(f->ctx);
+}
+
+/* One invalid call per row: a mutation of valid (x, y, dim, flags, wait list). */
+typedef struct bad_call {
+  const char *what;
+  clsm_status expect;
+} bad_call;
+
+static const bad_call bad_calls[] = {
+    {"NULL context", CLSM_ERR_NULL_ARGUMENT},
+    {"NULL x", CLSM_ERR_NULL_ARGUMENT},
+    {"NULL y", CLSM_ERR_NULL_ARGUMENT},
+    {"NULL cl_mem", CLSM_ERR_NULL_ARGUMENT},
+    {"rank 9", CLSM_ERR_INVALID_RANK},
+    {"rank -1", CLSM_ERR_INVALID_RANK},
+    {"dim 2 of rank 2", CLSM_ERR_INVALID_DIM},
+    {"dim -3 of rank 2", CLSM_ERR_INVALID_DIM},
+    {"shape mismatch", CLSM_ERR_SHAPE_MISMATCH},
+    {"rank mismatch", CLSM_ERR_SHAPE_MISMATCH},
+    {"dtype float64", CLSM_ERR_UNSUPPORTED_DTYPE},
+    {"dtype int64", CLSM_ERR_UNSUPPORTED_DTYPE},
+    {"unknown dtype", CLSM_ERR_INVALID_ARGUMENT},
+    {"negative dim size", CLSM_ERR_INVALID_ARGUMENT},
+    {"negative stride", CLSM_ERR_INVALID_ARGUMENT},
+    {"unknown flag", CLSM_ERR_INVALID_ARGUMENT},
+    {"wait list count without events", CLSM_ERR_INVALID_ARGUMENT},
+    {"cl_mem too small", CLSM_ERR_OUT_OF_BOUNDS},
+    {"offset past the end", CLSM_ERR_OUT_OF_BOUNDS},
+    {"stride past the end", CLSM_ERR_OUT_OF_BOUNDS},
+    {"y overlaps x", CLSM_ERR_OVERLAP},
+    {"y overlaps itself", CLSM_ERR_OVERLAP},
+    {"outer dims not one stride", CLSM_ERR_UNSUPPORTED_LAYOUT},
+    {"element count overflows", CLSM_ERR_TOO_LARGE},
+};
+#define NBAD ((int)(sizeof bad_calls / sizeof bad_calls[0]))
+
+START_TEST(test_bad_call) {
+  const bad_call *b = &bad_calls[_i];
+  printf("bad call %d: %s\n", _i, b->what);
+  fixture f;
+  fixture_open(&f);
+  const int64_t shape[2] = {N, C};
+  clsm_tensor x = clsm_tensor_contiguous(f.xb, 0, CLSM_FLOAT32, 2, shape);
+  clsm_tensor y = clsm_tensor_contiguous(f.yb, 0, CLSM_FLOAT32, 2, shape);
+  clsm_context *ctx = f.ctx;
+  const clsm_tensor *xp = &x, *yp = &y;
+  int dim = -1;
+  unsigned flags = 0;
+  cl_uint nwait = 0;
+  cl_event ev[1] = {NULL};
+  switch (_i) {
+  case 0: ctx = NULL; break;
+  case 1: xp = NULL; break;
+  case 2: yp = NULL; break;
+  case 3: x.mem = NULL; break;
+  case 4: x.rank = 9; y.rank = 9; break;
+  case 5: x = clsm_tensor_contiguous(f.xb, 0, CLSM_FLOAT32, 9, shape); break;
+  case 6: dim = 2; break;
+  case 7: dim = -3; break;
+  case 8: x.shape[1] = C - 1; break;
+  case 9: x.rank = 1; x.shape[0] = N * C; x.strides[0] = 1; break;
+  case 10: x.dtype = y.dtype = CLSM_FLOAT64; break;
+  case 11: x.dtype = y.dtype = CLSM_INT64; break;
+  case 12: x.dtype = y.dtype = (clsm_dtype)99; break;
+  case 13: x.shape[0] = y.shape[0] = -1; break;
+  case 14: y.strides[1] = -1; break;
+  case 15: flags = 0x80; break;
+  case 16: nwait = 1; break;
+  case 17: x.shape[0] = y.shape[0] = N + 1; break;
+  case 18: x.offset = N * C; x.shape[0] = y.shape[0] = 1; x.shape[1] = y.shape[1] = 1; break;
+  case 19: y.strides[0] = C + 1; break;
+  case 20: x.mem = f.yb; x.offset = 1; x.shape[0] = y.shape[0] = N - 1; break;
+  case 21: y.strides[0] = 1; break;
+  case 22:
+    /* (2, 2, 5) with strides (13, 5, 1): dims 0 and 1 are not one sequence. */
+    x.rank = 3;
+    x.shape[0] = 2; x.shape[1] = 2; x.shape[2] = 5;
+    x.strides[0] = 13; x.strides[1] = 5; x.strides[2] = 1;
+    y = clsm_tensor_contiguous(f.yb, 0, CLSM_FLOAT32, 3, x.shape);
+    break;
+  case 23: x.shape[0] = y.shape[0] = INT64_MAX; x.shape[1] = y.shape[1] = 4; break;
+  }
+  clsm_status st = clsm_softmax(ctx, xp, yp, dim, flags, nwait, nwait && _i != 16 ? ev : NULL, NULL);
+  char detail[1024] = "";
+  clsm_context_error(f.ctx, detail, sizeof detail);
+  printf("  -> %s: %s\n", clsm_status_name(st), detail);
+  ck_assert_msg(st == b->expect, "%s: expected %s, got %s (%s)", b->what,
+                clsm_status_name(b->expect), clsm_status_name(st), detail);
+  if (ctx) ck_assert_msg(detail[0] != '\0', "%s: no error detail", b->what);
+  /* The same checks guard log_softmax. */
+  if (ctx) ck_assert_int_eq(clsm_log_softmax(ctx, xp, yp, dim, flags, nwait, NULL, NULL), st);
+  fixture_close(&f);
+}
+END_TEST
+
+/* Host-pointer versions: bad arguments fail cleanly and y stays untouched. */
+START_TEST(test_host_errors) {
+  clsm_context *ctx = test_context();
+  float x[6] = {1, 2, 3, 4, 5, 6}, y[6];
+  for (int i = 0; i < 6; ++i) y[i] = SENTINEL;
+  const int64_t shape[2] = {2, 3};
+  const int64_t huge[2] = {INT64_MAX, 2};
+  ck_assert_int_eq(clsm_softmax_host(NULL, CLSM_FLOAT32, 2, shape, 1, 0, x, y), CLSM_ERR_NULL_ARGUMENT);
+  ck_assert_int_eq(clsm_softmax_host(ctx, CLSM_FLOAT32, 2, NULL, 1, 0, x, y), CLSM_ERR_NULL_ARGUMENT);
+  ck_assert_int_eq(clsm_softmax_host(ctx, CLSM_FLOAT32, 2, shape, 1, 0, NULL, y), CLSM_ERR_NULL_ARGUMENT);
+  ck_assert_int_eq(clsm_softmax_host(ctx, CLSM_FLOAT32, 9, shape, 1, 0, x, y), CLSM_ERR_INVALID_RANK);
+  ck_assert_int_eq(clsm_softmax_host(ctx, CLSM_FLOAT32, 2, shape, 2, 0, x, y), CLSM_ERR_INVALID_DIM);
+  ck_assert_int_eq(clsm_softmax_host(ctx, CLSM_FLOAT64, 2, shape, 1, 0, x, y), CLSM_ERR_UNSUPPORTED_DTYPE);
+  ck_assert_int_eq(clsm_log_softmax_host(ctx, CLSM_FLOAT32, 2, shape, 1, 4, x, y), CLSM_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(clsm_softmax_host(ctx, CLSM_FLOAT32, 2, huge, 1, 0, x, y), CLSM_ERR_TOO_LARGE);
+  for (int i = 0; i < 6; ++i) ck_assert(y[i] == SENTINEL);
+  /* Empty tensors succeed and write nothing (pointers may then be NULL). */
+  const int64_t empty[2] = {0, 3};
+  ck_assert_int_eq(clsm_softmax_host(ctx, CLSM_FLOAT32, 2, empty, 1, 0, NULL, NULL), CLSM_SUCCESS);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_device_not_found) {
+  clsm_context *ctx = (clsm_context *)1;
+  char detail[256] = "";
+  clsm_status st = clsm_context_create(&ctx, "no-such-device-xyz", detail, sizeof detail);
+  ck_assert_int_eq(st, CLSM_ERR_DEVICE_NOT_FOUND);
+  ck_assert(ctx == NULL);
+  ck_assert_msg(strstr(detail, "no-such-device-xyz") != NULL, "detail: %s", detail);
+  ck_assert_int_eq(clsm_context_create(&ctx, "99:0", detail, sizeof detail), CLSM_ERR_DEVICE_NOT_FOUND);
+  ck_assert_int_eq(clsm_context_create(NULL, NULL, detail, sizeof detail), CLSM_ERR_NULL_ARGUMENT);
+  ck_assert_int_eq(clsm_context_adopt(&ctx, NULL, detail, sizeof detail), CLSM_ERR_NULL_ARGUMENT);
+  /* Specs that do name the device: its type, P:D, part of its name. */
+  ck_assert_int_eq(clsm_context_create(&ctx, "0:0", detail, sizeof detail), CLSM_SUCCESS);
+  char name[64];
+  snprintf(name, sizeof name, "%.5s", clsm_context_device_name(ctx));
+  clsm_context_destroy(ctx);
+  ck_assert_int_eq(clsm_context_create(&ctx, name, detail, sizeof detail), CLSM_SUCCESS);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* With no OpenCL platform installed (an empty vendors folder for the ICD
+ * loader), creation says so and suggests the package. */
+START_TEST(test_no_platform) {
+  char dir[] = "/tmp/clsm-novendors-XXXXXX";
+  ck_assert(mkdtemp(dir) != NULL);
+  setenv("OCL_ICD_VENDORS", dir, 1);
+  clsm_context *ctx = NULL;
+  char detail[256] = "";
+  clsm_status st = clsm_context_create(&ctx, NULL, detail, sizeof detail);
+  rmdir(dir);
+  ck_assert_msg(st == CLSM_ERR_NO_PLATFORM, "got %s: %s", clsm_status_name(st), detail);
+  ck_assert(strstr(detail, "pocl-opencl-icd") != NULL);
+}
+END_TEST
+
+/* A kernel that fails to build: CLSM_ERR_BUILD with the build log kept. */
+START_TEST(test_build_failure) {
+  char dir[] = "/tmp/clsm-badkernels-XXXXXX";
+  ck_assert(mkdtemp(dir) != NULL);
+  char path[512];
+  snprintf(path, sizeof path, "%s/common.cl", dir);
+  FILE *fp = fopen(path, "w");
+  ck_assert(fp != NULL);
+  fputs("this is not OpenCL C;\n", fp);
+  fclose(fp);
+  snprintf(path, sizeof path, "%s/softmax.cl", dir);
+  fp = fopen(path, "w");
+  ck_assert(fp != NULL);
+  fclose(fp);
+  setenv("CLSM_KERNEL_DIR", dir, 1);
+  clsm_context *ctx = test_context();
+  float x[3] = {1, 2, 3}, y[3] = {SENTINEL, SENTINEL, SENTINEL};
+  const int64_t shape[1] = {3};
+  ck_assert_int_eq(clsm_softmax_host(ctx, CLSM_FLOAT32, 1, shape, 0, 0, x, y), CLSM_ERR_BUILD);
+  ck_assert(y[0] == SENTINEL && y[1] == SENTINEL && y[2] == SENTINEL);
+  char log[4096] = "";
+  ck_assert_msg(clsm_context_build_log(ctx, log, sizeof log) > 0, "empty build log");
+  ck_assert(clsm_context_cl_error(ctx) == CL_BUILD_PROGRAM_FAILURE);
+  /* A missing kernel folder is a build error too, with a message naming it. */
+  setenv("CLSM_KERNEL_DIR", "/nonexistent-clsm-kernels", 1);
+  ck_assert_int_eq(clsm_softmax_host(ctx, CLSM_FLOAT32, 1, shape, 0, 0, x, y), CLSM_ERR_BUILD);
+  char detail[512];
+  clsm_context_error(ctx, detail, sizeof detail);
+  ck_assert(strstr(detail, "/nonexistent-clsm-kernels") != NULL);
+  clsm_context_destroy(ctx);
+  remove(path);
+  snprintf(path, sizeof path, "%s/common.cl", dir);
+  remove(path);
+  rmdir(dir);
+}
+END_TEST
+
+/* The test hook CLSM_TEST_FAIL_ALLOC=n fails a context's n-th host allocation. */
+START_TEST(test_out_of_host_memory) {
+  setenv("CLSM_TEST_FAIL_ALLOC", "1", 1);
+  clsm_context *ctx = NULL;
+  char detail[256];
+  ck_assert_int_eq(clsm_context_create(&ctx, NULL, detail, sizeof detail), CLSM_ERR_OUT_OF_HOST_MEMORY);
+  ck_assert(ctx == NULL);
+}
+END_TEST
+
+/* CLSM_TEST_FAIL_CL=n fails the n-th OpenCL create call: the context's own
+ * (1, 2), the host layer's buffer (3), the program (4), the kernel (5). Each
+ * step returns a clean status, writes nothing, and the context still works. */
+START_TEST(test_opencl_failure) {
+  int n = _i + 1;
+  char v[16];
+  snprintf(v, sizeof v, "%d", n);
+  setenv("CLSM_TEST_FAIL_CL", v, 1);
+  clsm_context *ctx = NULL;
+  char detail[256] = "";
+  clsm_status st = clsm_context_create(&ctx, NULL, detail, sizeof detail);
+  if (n <= 2) {
+    ck_assert_int_eq(st, CLSM_ERR_OPENCL);
+    ck_assert(ctx == NULL);
+    ck_assert(strstr(detail, "CL_OUT_OF_RESOURCES") != NULL);
+    return;
+  }
+  ck_assert_int_eq(st, CLSM_SUCCESS);
+  float x[3] = {1, 2, 3}, y[3] = {SENTINEL, SENTINEL, SENTINEL};
+  const int64_t shape[1] = {3};
+  st = clsm_softmax_host(ctx, CLSM_FLOAT32, 1, shape, 0, 0, x, y);
+  ck_assert_int_eq(st, CLSM_ERR_OPENCL);
+  ck_assert(y[0] == SENTINEL && y[1] == SENTINEL && y[2] == SENTINEL);
+  ck_assert_int_eq(clsm_context_cl_error(ctx), CL_OUT_OF_RESOURCES);
+  clsm_context_error(ctx, detail, sizeof detail);
+  ck_assert_msg(strstr(detail, "clCreate") != NULL, "detail: %s", detail);
+  /* The next call goes through. */
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 1, shape, 0, 0, x, y));
+  double ref[3];
+  ref_softmax(x, ref, 1, shape, 0, 0, 0);
+  for (int i = 0; i < 3; ++i) ck_assert(ref_close(y[i], ref[i], 0, 4e-6));
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* Status names and strings: one distinct entry per code, stable numbers. */
+START_TEST(test_status_tables) {
+  ck_assert_int_eq(CLSM_SUCCESS, 0);
+  ck_assert_int_eq(CLSM_ERR_TOO_LARGE, 15);
+  for (int i = 0; i < CLSM_STATUS_COUNT_; ++i) {
+    const char *s = clsm_status_string((clsm_status)i), *n = clsm_status_name((clsm_status)i);
+    ck_assert(s && *s && strcmp(s, "unknown status"));
+    ck_assert(strncmp(n, "CLSM_", 5) == 0 && strcmp(n, "CLSM_UNKNOWN"));
+    for (int j = 0; j < i; ++j) {
+      ck_assert(strcmp(s, clsm_status_string((clsm_status)j)));
+      ck_assert(strcmp(n, clsm_status_name((clsm_status)j)));
+    }
+  }
+  ck_assert_str_eq(clsm_status_string((clsm_status)999), "unknown status");
+  ck_assert_str_eq(clsm_cl_error_name(CL_INVALID_MEM_OBJECT), "CL_INVALID_MEM_OBJECT");
+  ck_assert_str_eq(clsm_dtype_name(CLSM_BFLOAT16), "bfloat16");
+  ck_assert_int_eq(clsm_dtype_size(CLSM_FLOAT16), 2);
+  ck_assert_int_eq(clsm_dtype_size((clsm_dtype)42), 0);
+  ck_assert_uint_eq(clsm_version_number(), CLSM_VERSION_NUMBER);
+  /* Contiguous helper: C-order strides; bad rank marks the descriptor. */
+  const int64_t shape[3] = {2, 3, 4};
+  clsm_tensor t = clsm_tensor_contiguous(NULL, 7, CLSM_FLOAT32, 3, shape);
+  ck_assert(t.rank == 3 && t.strides[0] == 12 && t.strides[1] == 4 && t.strides[2] == 1 && t.offset == 7);
+  ck_assert_int_eq(clsm_tensor_contiguous(NULL, 0, CLSM_FLOAT32, 9, shape).rank, -1);
+  ck_assert_int_eq(clsm_tensor_contiguous(NULL, 0, CLSM_FLOAT32, 2, NULL).rank, -1);
+  /* NULL-tolerant accessors. */
+  ck_assert_int_eq(clsm_finish(NULL), CLSM_ERR_NULL_ARGUMENT);
+  clsm_context_destroy(NULL);
+  char buf[8] = "x";
+  ck_assert_uint_eq(clsm_context_error(NULL, buf, sizeof buf), 0);
+  ck_assert_str_eq(buf, "");
+}
+END_TEST
+
+/* The error detail is truncated safely and reports its full length. */
+START_TEST(test_detail_truncation) {
+  clsm_context *ctx = test_context();
+  float x[2] = {0, 0}, y[2];
+  const int64_t shape[1] = {2};
+  ck_assert_int_eq(clsm_softmax_host(ctx, CLSM_FLOAT32, 1, shape, 5, 0, x, y), CLSM_ERR_INVALID_DIM);
+  char small[8];
+  size_t full = clsm_context_error(ctx, small, sizeof small);
+  ck_assert_uint_gt(full, sizeof small);
+  ck_assert_uint_eq(strlen(small), sizeof small - 1);
+  /* A new failure replaces the detail. */
+  ck_assert_int_eq(clsm_softmax_host(ctx, CLSM_FLOAT32, 9, shape, 0, 0, x, y), CLSM_ERR_INVALID_RANK);
+  char detail[256];
+  clsm_context_error(ctx, detail, sizeof detail);
+  ck_assert(strstr(detail, "rank") != NULL);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+static Suite *errors_suite(void) {
+  Suite *s = suite_create("errors");
+  TCase *tc = tcase_create("Errors");
+  tcase_set_timeout(tc, 60);
+  tcase_add_loop_test(tc, test_bad_call, 0, NBAD);
+  tcase_add_test(tc, test_host_errors);
+  tcase_add_test(tc, test_device_not_found);
+  tcase_add_test(tc, test_no_platform);
+  tcase_add_test(tc, test_build_failure);
+  tcase_add_test(tc, test_out_of_host_memory);
+  tcase_add_loop_test(tc, test_opencl_failure, 0, 5);
+  tcase_add_test(tc, test_detail_truncation);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("Tables");
+  tcase_add_test(tc, test_status_tables);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return run_suite(errors_suite()); }

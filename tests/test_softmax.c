@@ -1,0 +1,491 @@
+/* Suite "softmax": softmax and log_softmax forward against the double
+ * reference, over a table of shapes and dims, the starting examples, special
+ * values, layouts (in place, offsets, strided views), events and wait lists.
+ * CTest runs it once per kernel family (CLSM_FAMILY=cpu / gpu). */
+#include "testutil.h"
+
+#define RTOL 4e-6
+
+typedef struct shape_row {
+  int rank;
+  int64_t shape[CLSM_MAX_RANK];
+} shape_row;
+
+/* Ranks 0-5 and 8; C = 1, primes, C past any work-group (4099, 5000), size-0
+ * dims, inner > 1 with odd sizes and partial blocks of inner positions. */
+static const shape_row shapes[] = {
+    {0, {0}},
+    {1, {1}},
+    {1, {7}},
+    {1, {4099}},
+    {2, {64, 80}},
+    {2, {3, 1}},
+    {2, {1, 3}},
+    {2, {5, 1031}},
+    {2, {2, 5000}},
+    {2, {0, 5}},
+    {2, {5, 0}},
+    {2, {33, 17}},
+    {3, {2, 3, 4}},
+    {3, {3, 17, 33}},
+    {3, {2, 257, 5}},
+    {3, {4, 5, 130}},
+    {3, {2, 3, 300}},
+    {3, {2, 0, 3}},
+    {4, {2, 3, 4, 5}},
+    {5, {2, 1, 3, 2, 5}},
+    {8, {2, 1, 2, 3, 1, 2, 2, 3}},
+};
+#define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
+
+/* Every (shape, dim) pair, dims counted both ways: index -> (shape, dim). */
+static int n_cases(void) {
+  int n = 0;
+  for (int s = 0; s < NSHAPES; ++s) n += 2 * (shapes[s].rank ? shapes[s].rank : 1);
+  return n;
+}
+static void case_at(int i, const shape_row **row, int *dim) {
+  for (int s = 0; s < NSHAPES; ++s) {
+    int r = shapes[s].rank ? shapes[s].rank : 1;
+    if (i < 2 * r) {
+      *row = &shapes[s];
+      *dim = i < r ? i : i - 2 * r; /* 0..r-1, then -r..-1 */
+      return;
+    }
+    i -= 2 * r;
+  }
+  ck_abort_msg("case index out of range");
+}
+
+/* Runs softmax or log_softmax of a random tensor on the device and checks
+ * every element against the reference. */
+static void check_op(clsm_context *ctx, int log, int rank, const int64_t *shape, int dim,
+                     uint64_t seed) {
+  int64_t n = shape_numel(rank, shape);
+  size_t bytes = (size_t)n * sizeof(float);
+  float *x = malloc(bytes + 4), *y = malloc(bytes + 4);
+  double *ref = malloc(sizeof(double) * (size_t)(n + 1));
+  ck_assert(x && y && ref);
+  fill_random(x, n, seed);
+  cl_mem xb = test_buffer(ctx, bytes, n ? x : NULL);
+  cl_mem yb = test_buffer(ctx, bytes, NULL);
+  clsm_tensor xt = clsm_tensor_contiguous(xb, 0, CLSM_FLOAT32, rank, shape);
+  clsm_tensor yt = clsm_tensor_contiguous(yb, 0, CLSM_FLOAT32, rank, shape);
+  CK_STATUS(ctx, (log ? clsm_log_softmax : clsm_softmax)(ctx, &xt, &yt, dim, 0, 0, NULL, NULL));
+  CK_STATUS(ctx, clsm_finish(ctx));
+  test_read(ctx, yb, 0, bytes, y);
+  int r = rank ? rank : 1;
+  ref_softmax(x, ref, rank, shape, dim < 0 ? dim + r : dim, log, 0);
+  for (int64_t i = 0; i < n; ++i)
+    ck_assert_msg(ref_close(y[i], ref[i], log, RTOL),
+                  "%s seed %llu dim %d: element %lld is %.9g, reference %.12g (x = %.9g)",
+                  log ? "log_softmax" : "softmax", (unsigned long long)seed, dim, (long long)i,
+                  (double)y[i], ref[i], (double)x[i]);
+  clReleaseMemObject(xb);
+  clReleaseMemObject(yb);
+  free(x);
+  free(y);
+  free(ref);
+}
+
+START_TEST(test_shapes) {
+  const shape_row *row;
+  int dim;
+  case_at(_i, &row, &dim);
+  uint64_t seed = 1000 + (uint64_t)_i;
+  printf("shapes[%d]: rank %d dim %d seed %llu\n", _i, row->rank, dim, (unsigned long long)seed);
+  clsm_context *ctx = test_context();
+  check_op(ctx, 0, row->rank, row->shape, dim, seed);
+  check_op(ctx, 1, row->rank, row->shape, dim, seed);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* The tutorial's first example: row softmax of a 64 x 80 matrix, rows sum to 1. */
+START_TEST(test_rows_64x80) {
+  clsm_context *ctx = test_context();
+  enum { N = 64, C = 80 };
+  static float x[N * C], y[N * C];
+  static double ref[N * C];
+  fill_random(x, N * C, 7);
+  int64_t shape[2] = {N, C};
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 2, shape, 1, 0, x, y));
+  ref_softmax(x, ref, 2, shape, 1, 0, 0);
+  for (int r = 0; r < N; ++r) {
+    double s = 0.0;
+    for (int c = 0; c < C; ++c) {
+      ck_assert_msg(ref_close(y[r * C + c], ref[r * C + c], 0, RTOL), "row %d col %d", r, c);
+      s += y[r * C + c];
+    }
+    ck_assert_msg(fabs(s - 1.0) < 1e-5, "row %d sums to %.9g", r, s);
+  }
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* 2x3x4 along each dim equals: move the dim last, row softmax, move it back. */
+START_TEST(test_dims_2x3x4) {
+  clsm_context *ctx = test_context();
+  static const int dims[] = {0, 1, 2, -1};
+  int dim = dims[_i], d = dim < 0 ? dim + 3 : dim;
+  float x[24], y[24], moved[24], ymoved[24];
+  fill_random(x, 24, 11);
+  const int64_t shape[3] = {2, 3, 4};
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 3, shape, dim, 0, x, y));
+  /* Permutation that moves dim d last; mshape is the moved shape. */
+  int perm[3], k = 0;
+  for (int i = 0; i < 3; ++i)
+    if (i != d) perm[k++] = i;
+  perm[2] = d;
+  int64_t mshape[3] = {shape[perm[0]], shape[perm[1]], shape[perm[2]]};
+  const int64_t strides[3] = {12, 4, 1};
+  int64_t idx[3];
+  for (idx[0] = 0; idx[0] < mshape[0]; ++idx[0])
+    for (idx[1] = 0; idx[1] < mshape[1]; ++idx[1])
+      for (idx[2] = 0; idx[2] < mshape[2]; ++idx[2]) {
+        int64_t src = 0;
+        for (int j = 0; j < 3; ++j) src += idx[j] * strides[perm[j]];
+        moved[(idx[0] * mshape[1] + idx[1]) * mshape[2] + idx[2]] = x[src];
+      }
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 3, mshape, -1, 0, moved, ymoved));
+  double ref[24];
+  ref_softmax(x, ref, 3, shape, d, 0, 0);
+  for (idx[0] = 0; idx[0] < mshape[0]; ++idx[0])
+    for (idx[1] = 0; idx[1] < mshape[1]; ++idx[1])
+      for (idx[2] = 0; idx[2] < mshape[2]; ++idx[2]) {
+        int64_t src = 0;
+        for (int j = 0; j < 3; ++j) src += idx[j] * strides[perm[j]];
+        float back = ymoved[(idx[0] * mshape[1] + idx[1]) * mshape[2] + idx[2]];
+        ck_assert_msg(ref_close(back, ref[src], 0, RTOL), "moved-last result at %lld",
+                      (long long)src);
+        ck_assert_msg(ref_close(y[src], ref[src], 0, RTOL), "dim %d result at %lld", dim,
+                      (long long)src);
+        ck_assert_msg(fabsf(back - y[src]) <= 1e-6f * y[src] + 1e-37f,
+                      "dim %d and moved-last differ at %lld: %.9g vs %.9g", dim, (long long)src,
+                      (double)y[src], (double)back);
+      }
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* Rows a naive exp(x) / sum exp(x) overflows give exact, finite results. */
+START_TEST(test_overflow_rows) {
+  clsm_context *ctx = test_context();
+  float x[2][3] = {{1000.0f, 0.0f, -1000.0f}, {90.0f, 89.0f, 88.0f}};
+  int64_t shape[2] = {2, 3};
+  float y[6], ly[6];
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 2, shape, -1, 0, x, y));
+  CK_STATUS(ctx, clsm_log_softmax_host(ctx, CLSM_FLOAT32, 2, shape, -1, 0, x, ly));
+  /* Row 0: exactly [1, 0, 0] and [0, -1000, -2000]. */
+  ck_assert_float_eq(y[0], 1.0f);
+  ck_assert_float_eq(y[1], 0.0f);
+  ck_assert_float_eq(y[2], 0.0f);
+  ck_assert_float_eq(ly[0], 0.0f);
+  ck_assert_float_eq(ly[1], -1000.0f);
+  ck_assert_float_eq(ly[2], -2000.0f);
+  /* Row 1: softmax of [2, 1, 0] shifted, from closed forms in double. */
+  double s = 1.0 + exp(-1.0) + exp(-2.0);
+  for (int i = 0; i < 3; ++i) {
+    ck_assert(ref_close(y[3 + i], exp(-(double)i) / s, 0, RTOL));
+    ck_assert(ref_close(ly[3 + i], -(double)i - log(s), 1, RTOL));
+  }
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* PyTorch's special values, each row checked element by element against the
+ * table in SEMANTICS.md (written out here, not computed). */
+START_TEST(test_special_values) {
+  clsm_context *ctx = test_context();
+  const float inf = INFINITY, nan = NAN;
+  enum { C = 21 }; /* past one float16 vector, so the vector and tail paths both see them */
+  float x[5][C];
+  for (int r = 0; r < 5; ++r)
+    for (int c = 0; c < C; ++c) x[r][c] = (float)(c % 5) - 2.0f;
+  for (int c = 0; c < C; c += 3) x[0][c] = -inf; /* some -inf */
+  for (int c = 0; c < C; ++c) x[1][c] = -inf;    /* all -inf */
+  x[2][17] = inf;                                /* a +inf */
+  x[3][4] = nan;                                 /* a NaN */
+  for (int c = 0; c < C; ++c) x[4][c] = (c % 2) ? -1e38f : 1e38f; /* huge */
+  int64_t shape[2] = {5, C};
+  float y[5][C], ly[5][C];
+  double ref[5 * C], lref[5 * C];
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 2, shape, 1, 0, x, y));
+  CK_STATUS(ctx, clsm_log_softmax_host(ctx, CLSM_FLOAT32, 2, shape, 1, 0, x, ly));
+  ref_softmax(&x[0][0], ref, 2, shape, 1, 0, 0);
+  ref_softmax(&x[0][0], lref, 2, shape, 1, 1, 0);
+  for (int c = 0; c < C; ++c) {
+    if (c % 3 == 0) {
+      ck_assert_float_eq(y[0][c], 0.0f);
+      ck_assert_float_eq(ly[0][c], -inf);
+    } else {
+      ck_assert(ref_close(y[0][c], ref[c], 0, RTOL) && y[0][c] > 0.0f);
+      ck_assert(ref_close(ly[0][c], lref[c], 1, RTOL) && isfinite(ly[0][c]));
+    }
+    for (int r = 1; r <= 3; ++r) {
+      ck_assert_msg(isnan(y[r][c]), "softmax row %d col %d is %g, not NaN", r, c, (double)y[r][c]);
+      ck_assert_msg(isnan(ly[r][c]), "log_softmax row %d col %d is %g", r, c, (double)ly[r][c]);
+    }
+    /* 1e38 entries share the mass: 1/11 each (11 of 21), -1e38 entries 0;
+     * log_softmax is -log(11) and -2e38 (finite). */
+    if (c % 2) {
+      ck_assert_float_eq(y[4][c], 0.0f);
+      ck_assert(ref_close(ly[4][c], -2e38 - log(11.0), 1, RTOL) && isfinite(ly[4][c]));
+    } else {
+      ck_assert(ref_close(y[4][c], 1.0 / 11.0, 0, RTOL));
+      ck_assert(ref_close(ly[4][c], -log(11.0), 1, RTOL));
+    }
+  }
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* CLSM_SAFE: an all -inf row gives 0 / -inf; other rows as without it. Run
+ * along the last dim and along dim 0 (the inner-block and strided kernels). */
+START_TEST(test_safe_mode) {
+  clsm_context *ctx = test_context();
+  const float inf = INFINITY;
+  enum { R = 3, C = 40 };
+  float x[R * C], y[R * C], ly[R * C];
+  fill_random(x, R * C, 5);
+  int dim = _i;
+  /* Along dim 1 row 1 is all -inf; along dim 0 column 7 is all -inf, and
+   * column 8 holds a NaN among -inf (stays NaN). */
+  if (dim == 1)
+    for (int c = 0; c < C; ++c) x[1 * C + c] = -inf;
+  else
+    for (int r = 0; r < R; ++r) {
+      x[r * C + 7] = -inf;
+      x[r * C + 8] = r == 1 ? NAN : -inf;
+    }
+  int64_t shape[2] = {R, C};
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 2, shape, dim, CLSM_SAFE, x, y));
+  CK_STATUS(ctx, clsm_log_softmax_host(ctx, CLSM_FLOAT32, 2, shape, dim, CLSM_SAFE, x, ly));
+  double ref[R * C], lref[R * C];
+  ref_softmax(x, ref, 2, shape, dim, 0, 1);
+  ref_softmax(x, lref, 2, shape, dim, 1, 1);
+  for (int i = 0; i < R * C; ++i) {
+    ck_assert_msg(ref_close(y[i], ref[i], 0, RTOL), "softmax %d: %g vs %g", i, (double)y[i], ref[i]);
+    ck_assert_msg(ref_close(ly[i], lref[i], 1, RTOL), "log %d: %g vs %g", i, (double)ly[i], lref[i]);
+  }
+  if (dim == 1) {
+    ck_assert_float_eq(y[C + 5], 0.0f);
+    ck_assert_float_eq(ly[C + 5], -inf);
+  } else {
+    ck_assert_float_eq(y[C + 7], 0.0f);
+    ck_assert_float_eq(ly[C + 7], -inf);
+    ck_assert(isnan(y[C + 8]) && isnan(ly[C + 8]));
+  }
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* In place (y is x), and nonzero offsets: x and y in one buffer, apart. */
+START_TEST(test_in_place_and_offsets) {
+  clsm_context *ctx = test_context();
+  int log = _i;
+  enum { N = 7, C = 300 };
+  const int64_t shape[2] = {N, C};
+  static float x[N * C], y[N * C], all[3 * N * C];
+  static double ref[N * C];
+  fill_random(x, N * C, 21);
+  ref_softmax(x, ref, 2, shape, 1, log, 0);
+  /* In place. */
+  cl_mem b = test_buffer(ctx, sizeof x, x);
+  clsm_tensor t = clsm_tensor_contiguous(b, 0, CLSM_FLOAT32, 2, shape);
+  CK_STATUS(ctx, (log ? clsm_log_softmax : clsm_softmax)(ctx, &t, &t, -1, 0, 0, NULL, NULL));
+  test_read(ctx, b, 0, sizeof y, y);
+  for (int i = 0; i < N * C; ++i) ck_assert_msg(ref_close(y[i], ref[i], log, RTOL), "in place %d", i);
+  clReleaseMemObject(b);
+  /* Offsets: x at element 5, y at element 5 + N*C + 3, sentinels around. */
+  for (int i = 0; i < 3 * N * C; ++i) all[i] = 12345.0f;
+  memcpy(all + 5, x, sizeof x);
+  b = test_buffer(ctx, sizeof all, all);
+  uint64_t yoff = 5 + N * C + 3;
+  clsm_tensor xt = clsm_tensor_contiguous(b, 5, CLSM_FLOAT32, 2, shape);
+  clsm_tensor yt = clsm_tensor_contiguous(b, yoff, CLSM_FLOAT32, 2, shape);
+  CK_STATUS(ctx, (log ? clsm_log_softmax : clsm_softmax)(ctx, &xt, &yt, 1, 0, 0, NULL, NULL));
+  test_read(ctx, b, 0, sizeof all, all);
+  for (int i = 0; i < N * C; ++i) {
+    ck_assert_msg(all[5 + i] == x[i], "input changed at %d", i);
+    ck_assert_msg(ref_close(all[yoff + i], ref[i], log, RTOL), "offset result %d", i);
+  }
+  for (int i = 0; i < 5; ++i) ck_assert(all[i] == 12345.0f);
+  for (int i = 5 + N * C; i < (int)yoff; ++i) ck_assert(all[i] == 12345.0f);
+  for (int i = (int)yoff + N * C; i < 3 * N * C; ++i) ck_assert(all[i] == 12345.0f);
+  clReleaseMemObject(b);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* A transposed view (strides (1, R)) and an every-other-row view are walked
+ * in place of a copy; results equal the contiguous reference. */
+START_TEST(test_strided_views) {
+  clsm_context *ctx = test_context();
+  enum { R = 37, C = 19 };
+  static float m[R * C], y[C * R], g[2 * R * C], yg[R * C];
+  fill_random(m, R * C, 31);
+  /* Transposed: the view is (C, R) over an R x C matrix; softmax along its
+   * dim 1 walks a column of m. Output contiguous (C, R). */
+  cl_mem mb = test_buffer(ctx, sizeof m, m), yb = test_buffer(ctx, sizeof y, NULL);
+  clsm_tensor xt = {mb, 0, CLSM_FLOAT32, 2, {C, R}, {1, C}};
+  const int64_t tshape[2] = {C, R};
+  clsm_tensor yt = clsm_tensor_contiguous(yb, 0, CLSM_FLOAT32, 2, tshape);
+  for (int dim = 0; dim < 2; ++dim) {
+    CK_STATUS(ctx, clsm_softmax(ctx, &xt, &yt, dim, 0, 0, NULL, NULL));
+    test_read(ctx, yb, 0, sizeof y, y);
+    float tx[C * R];
+    for (int i = 0; i < C; ++i)
+      for (int j = 0; j < R; ++j) tx[i * R + j] = m[j * C + i];
+    double ref[C * R];
+    ref_softmax(tx, ref, 2, tshape, dim, 0, 0);
+    for (int i = 0; i < C * R; ++i)
+      ck_assert_msg(ref_close(y[i], ref[i], 0, RTOL), "transposed dim %d elem %d", dim, i);
+  }
+  clReleaseMemObject(mb);
+  clReleaseMemObject(yb);
+  /* Every other row of a (2R, C) buffer, log_softmax in place on the view. */
+  fill_random(g, 2 * R * C, 32);
+  cl_mem gb = test_buffer(ctx, sizeof g, g);
+  clsm_tensor gt = {gb, C, CLSM_FLOAT32, 2, {R, C}, {2 * C, 1}};
+  CK_STATUS(ctx, clsm_log_softmax(ctx, &gt, &gt, -1, 0, 0, NULL, NULL));
+  static float out[2 * R * C];
+  test_read(ctx, gb, 0, sizeof out, out);
+  float rows[R * C];
+  for (int r = 0; r < R; ++r) memcpy(rows + r * C, g + (2 * r + 1) * C, sizeof(float) * C);
+  double ref[R * C];
+  const int64_t rshape[2] = {R, C};
+  ref_softmax(rows, ref, 2, rshape, 1, 1, 0);
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      ck_assert(out[2 * r * C + c] == g[2 * r * C + c]); /* rows outside the view untouched */
+      ck_assert_msg(ref_close(out[(2 * r + 1) * C + c], ref[r * C + c], 1, RTOL), "row %d", r);
+    }
+  (void)yg;
+  clReleaseMemObject(gb);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* A caller-owned queue: adopt it, run, release the caller's reference first. */
+START_TEST(test_adopted_queue) {
+  cl_platform_id p;
+  cl_device_id d;
+  ck_assert(clGetPlatformIDs(1, &p, NULL) == CL_SUCCESS);
+  ck_assert(clGetDeviceIDs(p, CL_DEVICE_TYPE_ALL, 1, &d, NULL) == CL_SUCCESS);
+  cl_int err;
+  cl_context c = clCreateContext(NULL, 1, &d, NULL, NULL, &err);
+  ck_assert(c != NULL);
+  cl_command_queue q = clCreateCommandQueue(c, d, 0, &err);
+  ck_assert(q != NULL);
+  clsm_context *ctx = NULL;
+  char det[256];
+  ck_assert_int_eq(clsm_context_adopt(&ctx, q, det, sizeof det), CLSM_SUCCESS);
+  ck_assert(clsm_context_queue(ctx) == q);
+  ck_assert(clsm_context_cl_context(ctx) == c);
+  clReleaseCommandQueue(q);
+  enum { N = 9, C = 100 };
+  float x[N * C], y[N * C];
+  double ref[N * C];
+  fill_random(x, N * C, 41);
+  cl_mem xb = clCreateBuffer(c, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof x, x, &err);
+  const int64_t shape[2] = {N, C};
+  clsm_tensor t = clsm_tensor_contiguous(xb, 0, CLSM_FLOAT32, 2, shape);
+  CK_STATUS(ctx, clsm_softmax(ctx, &t, &t, -1, 0, 0, NULL, NULL));
+  test_read(ctx, xb, 0, sizeof y, y);
+  ref_softmax(x, ref, 2, shape, 1, 0, 0);
+  for (int i = 0; i < N * C; ++i) ck_assert(ref_close(y[i], ref[i], 0, RTOL));
+  clReleaseMemObject(xb);
+  clsm_context_destroy(ctx);
+  clReleaseContext(c);
+}
+END_TEST
+
+/* Asynchronous use: the op waits for a user event, returns an event, and an
+ * empty tensor still honours both (a marker). */
+START_TEST(test_events) {
+  clsm_context *ctx = test_context();
+  cl_int err;
+  enum { N = 4, C = 50 };
+  float x[N * C], y[N * C];
+  double ref[N * C];
+  fill_random(x, N * C, 51);
+  cl_mem xb = test_buffer(ctx, sizeof x, x), yb = test_buffer(ctx, sizeof y, NULL);
+  const int64_t shape[2] = {N, C};
+  clsm_tensor xt = clsm_tensor_contiguous(xb, 0, CLSM_FLOAT32, 2, shape);
+  clsm_tensor yt = clsm_tensor_contiguous(yb, 0, CLSM_FLOAT32, 2, shape);
+  cl_event gate = clCreateUserEvent(clsm_context_cl_context(ctx), &err);
+  ck_assert(gate != NULL);
+  cl_event done = NULL, empty_done = NULL;
+  CK_STATUS(ctx, clsm_log_softmax(ctx, &xt, &yt, -1, 0, 1, &gate, &done));
+  ck_assert(done != NULL);
+  cl_int state = 0;
+  clGetEventInfo(done, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof state, &state, NULL);
+  ck_assert_msg(state != CL_COMPLETE, "the op ran before its wait list completed");
+  const int64_t eshape[2] = {0, C};
+  clsm_tensor et = clsm_tensor_contiguous(yb, 0, CLSM_FLOAT32, 2, eshape);
+  CK_STATUS(ctx, clsm_softmax(ctx, &et, &et, -1, 0, 1, &done, &empty_done));
+  ck_assert(empty_done != NULL);
+  clSetUserEventStatus(gate, CL_COMPLETE);
+  ck_assert(clWaitForEvents(1, &empty_done) == CL_SUCCESS);
+  clGetEventInfo(done, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof state, &state, NULL);
+  ck_assert_int_eq(state, CL_COMPLETE);
+  test_read(ctx, yb, 0, sizeof y, y);
+  ref_softmax(x, ref, 2, shape, 1, 1, 0);
+  for (int i = 0; i < N * C; ++i) ck_assert(ref_close(y[i], ref[i], 1, RTOL));
+  clReleaseEvent(gate);
+  clReleaseEvent(done);
+  clReleaseEvent(empty_done);
+  clReleaseMemObject(xb);
+  clReleaseMemObject(yb);
+  CK_STATUS(ctx, clsm_finish(ctx));
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* Rows long enough to need the block-wise sum (C = 2^20): still within bounds. */
+START_TEST(test_long_row) {
+  clsm_context *ctx = test_context();
+  int64_t shape[1] = {1 << 20};
+  check_op(ctx, 0, 1, shape, 0, 61);
+  check_op(ctx, 1, 1, shape, 0, 61);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+static Suite *softmax_suite(void) {
+  Suite *s = suite_create("softmax");
+  TCase *tc = tcase_create("Shapes");
+  tcase_set_timeout(tc, 60);
+  tcase_add_loop_test(tc, test_shapes, 0, n_cases());
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("Examples");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_rows_64x80);
+  tcase_add_loop_test(tc, test_dims_2x3x4, 0, 4);
+  tcase_add_test(tc, test_overflow_rows);
+  tcase_add_test(tc, test_long_row);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("Special");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_special_values);
+  tcase_add_loop_test(tc, test_safe_mode, 0, 2);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("Layout");
+  tcase_set_timeout(tc, 60);
+  tcase_add_loop_test(tc, test_in_place_and_offsets, 0, 2);
+  tcase_add_test(tc, test_strided_views);
+  tcase_add_test(tc, test_adopted_queue);
+  tcase_add_test(tc, test_events);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  const char *fam = getenv("CLSM_FAMILY");
+  printf("softmax suite, kernel family override: %s\n", fam ? fam : "(device default)");
+  return run_suite(softmax_suite());
+}

@@ -1,0 +1,248 @@
+/* Suite "tool": runs the clsoftmax executable on .npy files the test makes
+ * (good and malformed) and checks exit statuses, messages and outputs. */
+#include "npy.h"
+#include "testutil.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char workdir[256];
+static char errtext[8192];
+
+/* Runs the tool with argv (NULL-terminated); stderr goes to errtext. */
+static int run_tool(const char *const *args) {
+  char errpath[512];
+  snprintf(errpath, sizeof errpath, "%s/stderr.txt", workdir);
+  pid_t pid = fork();
+  ck_assert(pid >= 0);
+  if (pid == 0) {
+    int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int out = open("/dev/null", O_WRONLY);
+    if (fd < 0 || out < 0) _exit(120);
+    dup2(fd, 2);
+    dup2(out, 1);
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = CLSM_TOOL_PATH;
+    for (; args[n - 1] && n < 31; ++n) argv[n] = args[n - 1];
+    argv[n] = NULL;
+    execv(CLSM_TOOL_PATH, (char *const *)argv);
+    _exit(121);
+  }
+  int status = 0;
+  ck_assert(waitpid(pid, &status, 0) == pid);
+  ck_assert_msg(WIFEXITED(status), "the tool did not exit normally (signal %d)",
+                WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  FILE *f = fopen(errpath, "r");
+  size_t n = f ? fread(errtext, 1, sizeof errtext - 1, f) : 0;
+  errtext[n] = '\0';
+  if (f) fclose(f);
+  return WEXITSTATUS(status);
+}
+
+static const char *path_in(const char *name) {
+  static char buf[4][512];
+  static int k = 0;
+  k = (k + 1) % 4;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", workdir, name);
+  return buf[k];
+}
+
+static void setup(void) {
+  snprintf(workdir, sizeof workdir, "/tmp/clsm-tool-XXXXXX");
+  ck_assert(mkdtemp(workdir) != NULL);
+}
+
+static void teardown(void) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", workdir);
+}
+
+static void write_f32(const char *name, int rank, const int64_t *shape, const float *data) {
+  npy_array a;
+  ck_assert(npy_alloc(&a, CLSM_FLOAT32, rank, shape) == 0);
+  memcpy(a.data, data, a.nbytes);
+  char err[256];
+  ck_assert_msg(npy_write(path_in(name), &a, err, sizeof err) == 0, "%s", err);
+  npy_free(&a);
+}
+
+static void write_bytes(const char *name, const void *bytes, size_t n) {
+  FILE *f = fopen(path_in(name), "wb");
+  ck_assert(f != NULL);
+  ck_assert(fwrite(bytes, 1, n, f) == n);
+  fclose(f);
+}
+
+static int file_exists(const char *name) {
+  struct stat st;
+  return stat(path_in(name), &st) == 0;
+}
+
+/* softmax and log-softmax of a 3-d file along each dim, against the reference. */
+START_TEST(test_tool_softmax) {
+  const int64_t shape[3] = {3, 5, 7};
+  float x[105];
+  fill_random(x, 105, 71);
+  write_f32("x.npy", 3, shape, x);
+  for (int log = 0; log < 2; ++log)
+    for (int dim = -3; dim < 3; ++dim) {
+      char dimarg[16];
+      snprintf(dimarg, sizeof dimarg, "%d", dim);
+      const char *args[] = {log ? "log-softmax" : "softmax", "--dim", dimarg, path_in("x.npy"),
+                            path_in("y.npy"), NULL};
+      ck_assert_msg(run_tool(args) == 0, "exit status non-zero: %s", errtext);
+      npy_array y;
+      char err[256];
+      ck_assert_msg(npy_read(path_in("y.npy"), &y, err, sizeof err) == 0, "%s", err);
+      ck_assert(y.dtype == CLSM_FLOAT32 && y.rank == 3 && y.shape[0] == 3 && y.shape[2] == 7);
+      double ref[105];
+      ref_softmax(x, ref, 3, shape, dim < 0 ? dim + 3 : dim, log, 0);
+      for (int i = 0; i < 105; ++i)
+        ck_assert_msg(ref_close(((float *)y.data)[i], ref[i], log, 4e-6), "dim %d elem %d", dim, i);
+      npy_free(&y);
+    }
+  /* --dim=V spelling and options after the files. */
+  const char *args[] = {"softmax", path_in("x.npy"), path_in("y2.npy"), "--dim=0", NULL};
+  ck_assert_int_eq(run_tool(args), 0);
+  ck_assert(file_exists("y2.npy"));
+}
+END_TEST
+
+/* Usage errors: exit 2, a message, nothing written. */
+START_TEST(test_tool_usage) {
+  const int64_t shape[1] = {4};
+  const float x[4] = {1, 2, 3, 4};
+  write_f32("x.npy", 1, shape, x);
+  char xp[512], yp[512], zp[512];
+  snprintf(xp, sizeof xp, "%s", path_in("x.npy"));
+  snprintf(yp, sizeof yp, "%s", path_in("y.npy"));
+  snprintf(zp, sizeof zp, "%s", path_in("z.npy"));
+  const char *cases[][7] = {
+      {NULL},
+      {"frobnicate", NULL},
+      {"softmax", xp, NULL},
+      {"softmax", xp, yp, zp, NULL},
+      {"softmax", "--dim", "abc", xp, yp, NULL},
+      {"softmax", "--dim", "1", xp, yp, NULL},
+      {"softmax", "--dim", NULL},
+      {"softmax", "--bogus", xp, yp, NULL},
+      {"devices", "extra", NULL},
+      {"bench", "--json", NULL},
+      {"demo", "file.npy", NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    int rc = run_tool(cases[i]);
+    ck_assert_msg(rc == 2, "case %zu: exit %d, stderr: %s", i, rc, errtext);
+    ck_assert_msg(strlen(errtext) > 10, "case %zu: no message", i);
+    ck_assert_msg(!file_exists("y.npy"), "case %zu wrote y.npy", i);
+  }
+  const char *help[] = {"--help", NULL};
+  ck_assert_int_eq(run_tool(help), 0);
+  const char *version[] = {"--version", NULL};
+  ck_assert_int_eq(run_tool(version), 0);
+}
+END_TEST
+
+/* Malformed or unfit inputs: exit 3, a message naming the problem, and an
+ * existing output file left exactly as it was. */
+START_TEST(test_tool_bad_files) {
+  struct {
+    const char *what, *expect;
+    const char *header; /* NULL: raw bytes below */
+    const char *raw;
+    size_t rawlen;
+  } cases[] = {
+      {"empty file", "", NULL, "", 0},
+      {"bad magic", "magic", NULL, "\x93NUMPX\x01\x00", 8},
+      {"big-endian", "big-endian", "{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", NULL, 0},
+      {"Fortran order", "Fortran", "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", NULL, 0},
+      {"unsupported dtype", "dtype", "{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }", NULL, 0},
+      {"negative shape", "shape", "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }", NULL, 0},
+      {"truncated data", "truncated", "{'descr': '<f4', 'fortran_order': False, 'shape': (1000,), }", NULL, 0},
+      {"float64 (not yet supported)", "float64", "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", NULL, 0},
+  };
+  const char keep[] = "existing output";
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    unsigned char buf[512];
+    size_t n;
+    if (cases[i].header) {
+      /* A version 1.0 preamble, header padded to 64 bytes, then 8 data bytes. */
+      size_t hl = strlen(cases[i].header);
+      size_t total = (10 + hl + 1 + 63) / 64 * 64;
+      memcpy(buf, "\x93NUMPY\x01\x00", 8);
+      buf[8] = (unsigned char)((total - 10) & 0xff);
+      buf[9] = (unsigned char)((total - 10) >> 8);
+      memcpy(buf + 10, cases[i].header, hl);
+      memset(buf + 10 + hl, ' ', total - 10 - hl - 1);
+      buf[total - 1] = '\n';
+      memset(buf + total, 0, 8);
+      n = total + 8;
+    } else {
+      memcpy(buf, cases[i].raw, cases[i].rawlen);
+      n = cases[i].rawlen;
+    }
+    write_bytes("bad.npy", buf, n);
+    write_bytes("out.npy", keep, sizeof keep);
+    const char *args[] = {"softmax", path_in("bad.npy"), path_in("out.npy"), NULL};
+    int rc = run_tool(args);
+    ck_assert_msg(rc == 3, "%s: exit %d, stderr: %s", cases[i].what, rc, errtext);
+    ck_assert_msg(strstr(errtext, "bad.npy") != NULL, "%s: message does not name the file: %s",
+                  cases[i].what, errtext);
+    ck_assert_msg(strstr(errtext, cases[i].expect) != NULL, "%s: message: %s", cases[i].what,
+                  errtext);
+    char back[64] = "";
+    FILE *f = fopen(path_in("out.npy"), "rb");
+    ck_assert(f != NULL);
+    size_t got = fread(back, 1, sizeof back, f);
+    fclose(f);
+    ck_assert_msg(got == sizeof keep && !memcmp(back, keep, sizeof keep), "%s: output touched",
+                  cases[i].what);
+  }
+  /* A missing input file. */
+  const char *args[] = {"softmax", path_in("missing.npy"), path_in("y.npy"), NULL};
+  ck_assert_int_eq(run_tool(args), 3);
+  ck_assert(!file_exists("y.npy"));
+}
+END_TEST
+
+/* A device spec that matches nothing: exit 1, the spec named, no output. */
+START_TEST(test_tool_bad_device) {
+  const int64_t shape[1] = {3};
+  const float x[3] = {1, 2, 3};
+  write_f32("x.npy", 1, shape, x);
+  const char *args[] = {"softmax", "--device", "no-such-device-xyz", path_in("x.npy"),
+                        path_in("y.npy"), NULL};
+  ck_assert_int_eq(run_tool(args), 1);
+  ck_assert(strstr(errtext, "no-such-device-xyz") != NULL);
+  ck_assert(!file_exists("y.npy"));
+  const char *devs[] = {"devices", NULL};
+  ck_assert_int_eq(run_tool(devs), 0);
+}
+END_TEST
+
+/* The demo passes on the default device. */
+START_TEST(test_tool_demo) {
+  const char *args[] = {"demo", NULL};
+  ck_assert_msg(run_tool(args) == 0, "demo failed: %s", errtext);
+}
+END_TEST
+
+static Suite *tool_suite(void) {
+  Suite *s = suite_create("tool");
+  TCase *tc = tcase_create("Tool");
+  tcase_set_timeout(tc, 120);
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, test_tool_softmax);
+  tcase_add_test(tc, test_tool_usage);
+  tcase_add_test(tc, test_tool_bad_files);
+  tcase_add_test(tc, test_tool_bad_device);
+  tcase_add_test(tc, test_tool_demo);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return run_suite(tool_suite()); }

@@ -1,0 +1,261 @@
+/* clsoftmax: the command-line tool. Runs the library's operations on .npy
+ * files, lists devices, benchmarks and demonstrates. Outputs appear complete
+ * or not at all; exit statuses are listed in tool.h and in --help. */
+#include "npy.h"
+#include "tool.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage_text[] =
+    "usage:\n"
+    "  clsoftmax devices\n"
+    "  clsoftmax softmax              [--dim D] [--device SPEC] X.npy Y.npy\n"
+    "  clsoftmax log-softmax          [--dim D] [--device SPEC] X.npy Y.npy\n"
+    "  clsoftmax bench [--quick] [--json FILE] [--device SPEC]\n"
+    "  clsoftmax demo  [--device SPEC]\n"
+    "  clsoftmax --help | --version\n"
+    "\n"
+    "--dim D       the softmax axis, negative counts from the end (default -1)\n"
+    "--device SPEC cpu, gpu, P:D (platform:device as `devices` lists), or part of a\n"
+    "              device name; default: $CLSM_DEVICE, else the first GPU, else the\n"
+    "              first device\n"
+    "Inputs are .npy files (versions 1.0-3.0, C order, little-endian, float32).\n"
+    "Outputs keep the input's dtype and are written to a temporary, then renamed.\n"
+    "\n"
+    "exit status: 0 success; 1 device or OpenCL failure; 2 usage or option error;\n"
+    "3 unreadable or malformed input, or shapes/dtypes that do not fit;\n"
+    "4 invalid values\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "clsoftmax: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nRun 'clsoftmax --help' for usage.\n");
+  return EXIT_USAGE;
+}
+
+clsm_context *tool_context(const char *spec) {
+  clsm_context *ctx = NULL;
+  char detail[512];
+  clsm_status st = clsm_context_create(&ctx, spec, detail, sizeof detail);
+  if (st != CLSM_SUCCESS) {
+    fprintf(stderr, "clsoftmax: cannot open a device: %s: %s\n", clsm_status_string(st), detail);
+    return NULL;
+  }
+  return ctx;
+}
+
+int tool_report(clsm_context *ctx, clsm_status st, const char *what) {
+  char detail[1024] = "";
+  clsm_context_error(ctx, detail, sizeof detail);
+  fprintf(stderr, "clsoftmax: %s: %s%s%s\n", what, clsm_status_string(st), *detail ? ": " : "",
+          detail);
+  if (st == CLSM_ERR_BUILD) {
+    size_t n = clsm_context_build_log(ctx, NULL, 0);
+    char *log = malloc(n + 1);
+    if (log) {
+      clsm_context_build_log(ctx, log, n + 1);
+      fprintf(stderr, "build log:\n%s\n", log);
+      free(log);
+    }
+  }
+  switch (st) {
+  case CLSM_ERR_INVALID_DIM:
+  case CLSM_ERR_INVALID_ARGUMENT:
+    return EXIT_USAGE;
+  case CLSM_ERR_SHAPE_MISMATCH:
+  case CLSM_ERR_UNSUPPORTED_DTYPE:
+  case CLSM_ERR_INVALID_RANK:
+  case CLSM_ERR_TOO_LARGE:
+    return EXIT_INPUT;
+  default:
+    return EXIT_DEVICE;
+  }
+}
+
+/* Strict integer parsing: the whole string, within [lo, hi]. */
+static int parse_long(const char *s, long lo, long hi, long *out) {
+  if (!s || !*s) return 0;
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || v < lo || v > hi) return 0;
+  *out = v;
+  return 1;
+}
+
+/* Options shared by the commands; which ones a command accepts is a mask. */
+enum { OPT_DIM = 1, OPT_DEVICE = 2, OPT_QUICK = 4, OPT_JSON = 8 };
+typedef struct options {
+  long dim;
+  const char *device;
+  int quick;
+  const char *json;
+  const char *pos[4];
+  int npos;
+} options;
+
+static int parse_options(int argc, char **argv, unsigned accepted, int max_pos, options *o) {
+  memset(o, 0, sizeof *o);
+  o->dim = -1;
+  int only_pos = 0;
+  for (int i = 0; i < argc; ++i) {
+    const char *a = argv[i];
+    if (!only_pos && !strcmp(a, "--")) {
+      only_pos = 1;
+      continue;
+    }
+    if (!only_pos && a[0] == '-' && a[1] == '-') {
+      const char *eq = strchr(a, '=');
+      size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+      const char *val = eq ? eq + 1 : NULL;
+#define IS(name) (nlen == strlen(name) && !strncmp(a, name, nlen))
+      if (IS("--quick") && (accepted & OPT_QUICK)) {
+        if (val) return usage_error("--quick takes no value", "");
+        o->quick = 1;
+        continue;
+      }
+      int takes = (IS("--dim") && (accepted & OPT_DIM)) || (IS("--device") && (accepted & OPT_DEVICE)) ||
+                  (IS("--json") && (accepted & OPT_JSON));
+      if (!takes) return usage_error("unknown option '%s'", a);
+      if (!val) {
+        if (i + 1 >= argc) return usage_error("option '%s' needs a value", a);
+        val = argv[++i];
+      }
+      if (IS("--dim")) {
+        if (!parse_long(val, -CLSM_MAX_RANK, CLSM_MAX_RANK - 1, &o->dim))
+          return usage_error("--dim needs an integer in [-8, 7], got '%s'", val);
+      } else if (IS("--device")) {
+        o->device = val;
+      } else {
+        if (!*val) return usage_error("--json needs a file name%s", "");
+        o->json = val;
+      }
+#undef IS
+      continue;
+    }
+    if (o->npos >= max_pos) return usage_error("unexpected argument '%s'", a);
+    o->pos[o->npos++] = a;
+  }
+  if (o->npos != max_pos) return usage_error("expected %s file arguments", max_pos == 2 ? "2" : "more");
+  return 0;
+}
+
+static int cmd_devices(void) {
+  cl_platform_id plats[16];
+  cl_uint np = 0;
+  cl_int err = clGetPlatformIDs(16, plats, &np);
+  if (err != CL_SUCCESS || np == 0) {
+    fprintf(stderr,
+            "clsoftmax: no OpenCL platform found (%s). For a CPU device install the Debian "
+            "package pocl-opencl-icd.\n",
+            clsm_cl_error_name(err));
+    return EXIT_DEVICE;
+  }
+  if (np > 16) np = 16;
+  for (cl_uint p = 0; p < np; ++p) {
+    char pname[256] = "";
+    clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof pname - 1, pname, NULL);
+    cl_device_id devs[64];
+    cl_uint nd = 0;
+    if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 64, devs, &nd) != CL_SUCCESS) nd = 0;
+    if (nd > 64) nd = 64;
+    for (cl_uint d = 0; d < nd; ++d) {
+      char name[256] = "", ver[256] = "";
+      cl_device_type type = 0;
+      cl_uint cu = 0;
+      cl_ulong mem = 0;
+      clGetDeviceInfo(devs[d], CL_DEVICE_NAME, sizeof name - 1, name, NULL);
+      clGetDeviceInfo(devs[d], CL_DEVICE_VERSION, sizeof ver - 1, ver, NULL);
+      clGetDeviceInfo(devs[d], CL_DEVICE_TYPE, sizeof type, &type, NULL);
+      clGetDeviceInfo(devs[d], CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
+      clGetDeviceInfo(devs[d], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL);
+      printf("%u:%u  %-4s  %s  (%s; %u compute units, %.1f GiB)  [platform: %s]\n", p, d,
+             (type & CL_DEVICE_TYPE_GPU) ? "gpu" : (type & CL_DEVICE_TYPE_CPU) ? "cpu" : "other",
+             name, ver, cu, (double)mem / (1024.0 * 1024 * 1024), pname);
+    }
+  }
+  return EXIT_OK;
+}
+
+/* softmax / log-softmax on a .npy file. */
+static int cmd_softmax(int argc, char **argv, int log) {
+  options o;
+  int rc = parse_options(argc, argv, OPT_DIM | OPT_DEVICE, 2, &o);
+  if (rc) return rc;
+  npy_array x;
+  char err[512];
+  if (npy_read(o.pos[0], &x, err, sizeof err)) {
+    fprintf(stderr, "clsoftmax: %s\n", err);
+    return EXIT_INPUT;
+  }
+  int r = x.rank == 0 ? 1 : x.rank;
+  if (o.dim < -r || o.dim >= r) {
+    fprintf(stderr, "clsoftmax: --dim %ld is out of range for %s of rank %d (valid: %d..%d)\n",
+            o.dim, o.pos[0], x.rank, -r, r - 1);
+    npy_free(&x);
+    return EXIT_USAGE;
+  }
+  if (x.dtype != CLSM_FLOAT32) {
+    fprintf(stderr, "clsoftmax: %s: dtype %s is not supported (float32 '<f4' is)\n", o.pos[0],
+            clsm_dtype_name(x.dtype));
+    npy_free(&x);
+    return EXIT_INPUT;
+  }
+  clsm_context *ctx = tool_context(o.device);
+  if (!ctx) {
+    npy_free(&x);
+    return EXIT_DEVICE;
+  }
+  clsm_status st = (log ? clsm_log_softmax_host : clsm_softmax_host)(
+      ctx, x.dtype, x.rank, x.shape, (int)o.dim, 0, x.data, x.data);
+  if (st != CLSM_SUCCESS) {
+    rc = tool_report(ctx, st, log ? "log-softmax" : "softmax");
+  } else if (npy_write(o.pos[1], &x, err, sizeof err)) {
+    fprintf(stderr, "clsoftmax: %s\n", err);
+    rc = EXIT_INPUT;
+  }
+  clsm_context_destroy(ctx);
+  npy_free(&x);
+  return rc;
+}
+
+static int cmd_demo(int argc, char **argv) {
+  options o;
+  int rc = parse_options(argc, argv, OPT_DEVICE, 0, &o);
+  return rc ? rc : tool_demo(o.device);
+}
+
+static int cmd_bench(int argc, char **argv) {
+  options o;
+  int rc = parse_options(argc, argv, OPT_DEVICE | OPT_QUICK | OPT_JSON, 0, &o);
+  return rc ? rc : tool_bench(o.device, o.quick, o.json);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fputs(usage_text, stderr);
+    return EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    fputs(usage_text, stdout);
+    return EXIT_OK;
+  }
+  if (!strcmp(cmd, "--version")) {
+    printf("clsoftmax %s\n", clsm_version_string());
+    return EXIT_OK;
+  }
+  if (!strcmp(cmd, "devices")) {
+    if (argc > 2) return usage_error("devices takes no arguments, got '%s'", argv[2]);
+    return cmd_devices();
+  }
+  if (!strcmp(cmd, "softmax")) return cmd_softmax(argc - 2, argv + 2, 0);
+  if (!strcmp(cmd, "log-softmax")) return cmd_softmax(argc - 2, argv + 2, 1);
+  if (!strcmp(cmd, "demo")) return cmd_demo(argc - 2, argv + 2);
+  if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
+  return usage_error("unknown command '%s'", cmd);
+}

@@ -1,0 +1,25 @@
+/* The double-precision CPU reference the tests, the demo and the benchmark
+ * compare against. Written from the formulas in the docs, independently of
+ * the kernels; special values follow PyTorch. */
+#ifndef CLSM_REFERENCE_H
+#define CLSM_REFERENCE_H
+
+#include <stdint.h>
+
+/* y = softmax (log = 0) or log_softmax (log = 1) of the C-order float tensor x
+ * of the given shape along dim (already normalised; rank 0 is one element).
+ * safe: an all -inf row gives 0 / -inf instead of NaN. */
+void ref_softmax(const float *x, double *y, int rank, const int64_t *shape, int dim, int log,
+                 int safe);
+
+/* Whether a float result matches a double reference within the documented
+ * bounds: softmax |got - ref| <= rtol*|ref| + 2e-38 (the absolute part only
+ * matters for subnormal results), log_softmax |got - ref| <= rtol*max(1,|ref|);
+ * NaN exactly where the reference is NaN; infinities exactly (a reference
+ * beyond the float range must be the same infinity). */
+int ref_close(float got, double ref, int log, double rtol);
+/* The error measure ref_close bounds: relative for softmax, max(1,|ref|)-scaled
+ * for log_softmax; 0 for matching special values, +inf for a mismatch. */
+double ref_error(float got, double ref, int log);
+
+#endif
