@@ -42,6 +42,10 @@
   __global const T *x, ulong xoff, long xso, long xsc, long xsi, __global T *y, \
       ulong yoff, long yso, long ysc, long ysi, long outer, long C, long inner, uint flags
 
+/* Sums over C are accumulated in blocks of SUM_BLOCK terms, so the rounding
+ * error grows with SUM_BLOCK + C / SUM_BLOCK instead of C. */
+#define SUM_BLOCK 32
+
 /* The max a row's sum is taken against: 0 for a safe all -inf row. */
 inline float clsm_ref_max(float m, uint flags) {
   return ((flags & F_SAFE) && m == -INFINITY) ? 0.0f : m;
@@ -59,14 +63,22 @@ inline void clsm_row_strided(__global const T *xr, long xsc, __global T *yr, lon
   m = clsm_ref_max(m, flags);
   float s = 0.0f;
   if (flags & F_LOG) {
-    for (long c = 0; c < C; ++c) s += exp(LOAD(xr, c * xsc) - m);
+    for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
+      float blk = 0.0f;
+      for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c) blk += exp(LOAD(xr, c * xsc) - m);
+      s += blk;
+    }
     float ls = clsm_log_sum(s);
     for (long c = 0; c < C; ++c) STORE(yr, c * ysc, (LOAD(xr, c * xsc) - m) - ls);
   } else {
-    for (long c = 0; c < C; ++c) {
-      float e = clsm_exp_sub(LOAD(xr, c * xsc), m);
-      s += e;
-      STORE(yr, c * ysc, e);
+    for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
+      float blk = 0.0f;
+      for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c) {
+        float e = clsm_exp_sub(LOAD(xr, c * xsc), m);
+        blk += e;
+        STORE(yr, c * ysc, e);
+      }
+      s += blk;
     }
     float inv = clsm_inv_sum(s);
     for (long c = 0; c < C; ++c) STORE(yr, c * ysc, LOAD(yr, c * ysc) * inv);
@@ -168,20 +180,30 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
   if (flags & F_SAFE)
     for (int k = 0; k < NV; ++k) m[k] = select(m[k], (float16)(0.0f), m[k] == (float16)(-INFINITY));
   if (flags & F_LOG) {
-    for (long c = 0; c < C; ++c)
-      for (int k = 0; k < NV; ++k) s[k] += exp(vload16(k, xb + c * xsc) - m[k]);
+    for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
+      float16 blk[NV];
+      for (int k = 0; k < NV; ++k) blk[k] = (float16)(0.0f);
+      for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c)
+        for (int k = 0; k < NV; ++k) blk[k] += exp(vload16(k, xb + c * xsc) - m[k]);
+      for (int k = 0; k < NV; ++k) s[k] += blk[k];
+    }
     for (int k = 0; k < NV; ++k)
       s[k] = select(log(s[k]), (float16)(0.0f), s[k] == (float16)(0.0f));
     for (long c = 0; c < C; ++c)
       for (int k = 0; k < NV; ++k)
         vstore16((vload16(k, xb + c * xsc) - m[k]) - s[k], k, yb + c * ysc);
   } else {
-    for (long c = 0; c < C; ++c)
-      for (int k = 0; k < NV; ++k) {
-        float16 e = clsm_exp_sub16(vload16(k, xb + c * xsc), m[k]);
-        vstore16(e, k, yb + c * ysc);
-        s[k] += e;
-      }
+    for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
+      float16 blk[NV];
+      for (int k = 0; k < NV; ++k) blk[k] = (float16)(0.0f);
+      for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c)
+        for (int k = 0; k < NV; ++k) {
+          float16 e = clsm_exp_sub16(vload16(k, xb + c * xsc), m[k]);
+          vstore16(e, k, yb + c * ysc);
+          blk[k] += e;
+        }
+      for (int k = 0; k < NV; ++k) s[k] += blk[k];
+    }
     for (int k = 0; k < NV; ++k)
       s[k] = select((float16)(1.0f) / s[k], (float16)(0.0f), s[k] == (float16)(0.0f));
     for (long c = 0; c < C; ++c)

@@ -323,8 +323,13 @@ int tool_bench(const char *device, int quick, const char *json_path) {
   const int ncases = (int)(sizeof cases / sizeof cases[0]);
   row_result *rows = calloc((size_t)ncases * 2, sizeof *rows);
   int n = 0, rc = EXIT_OK;
+  /* CLSM_BENCH_ONLY=SHAPE (e.g. 64x512x512) runs only that shape. */
+  const char *only = getenv("CLSM_BENCH_ONLY");
   for (int c = 0; c < ncases && rows; ++c) {
     if (quick && !cases[c].quick) continue;
+    char sh[64];
+    shape_str(&cases[c], sh, sizeof sh);
+    if (only && *only && strcmp(only, sh)) continue;
     for (int log = 0; log < 2; ++log) {
       row_result *r = &rows[n];
       r->op = log ? "log-softmax" : "softmax";
