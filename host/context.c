@@ -138,6 +138,10 @@ static void query_device(clsm_context *ctx) {
                   &ctx->max_alloc, NULL);
   clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof ctx->compute_units,
                   &ctx->compute_units, NULL);
+  cl_device_fp_config fp64 = 0;
+  if (clGetDeviceInfo(ctx->device, CL_DEVICE_DOUBLE_FP_CONFIG, sizeof fp64, &fp64, NULL) ==
+      CL_SUCCESS)
+    ctx->has_fp64 = fp64 != 0;
   if (ctx->max_wg_size == 0) ctx->max_wg_size = 1;
   if (ctx->compute_units == 0) ctx->compute_units = 1;
 
@@ -147,9 +151,10 @@ static void query_device(clsm_context *ctx) {
   if (fam && !strcmp(fam, "gpu")) ctx->family = CLSM_FAMILY_GPU;
 
   /* The work-group kernel wants 256 lanes; fewer if the device or its local
-   * memory (two floats a lane) cannot hold that. Power of two for the tree. */
+   * memory (two doubles a lane, the widest case) cannot hold that. Power of
+   * two for the tree. */
   size_t wg = 256;
-  while (wg > 1 && (wg > ctx->max_wg_size || wg * 2 * sizeof(float) > ctx->local_mem_size))
+  while (wg > 1 && (wg > ctx->max_wg_size || wg * 2 * sizeof(double) > ctx->local_mem_size))
     wg /= 2;
   long env = clsm__env_long("CLSM_WG_SIZE", 0, 1, 1 << 16);
   if (env > 0 && (env & (env - 1)) == 0 && (size_t)env <= ctx->max_wg_size) wg = (size_t)env;

@@ -9,17 +9,26 @@
 #include <pthread.h>
 #include <stdarg.h>
 
-/* Kernel entry points; the order matches kernel_names in program.c. */
+/* Kernel entry points; the order matches kernel_names in program.c. Each
+ * backward kernel sits K_BACKWARD after its forward twin. */
 typedef enum clsm_kernel_id {
   K_ROWS_CPU = 0,  /* CPU family, contiguous last axis: a work-item per row */
   K_INNER_CPU,     /* CPU family, inner > 1: a work-item per block of inner positions */
   K_ROWS_WG,       /* GPU family: a work-group per row, local-memory reduction */
-  K_STRIDED,       /* any family, any strides: a work-item per row, scalar walk */
-  K_COUNT_
+  K_STRIDED,       /* any family, (outer, C, inner) strides: a work-item per row */
+  K_GENERIC,       /* any view: rows found by decomposing the row index */
+  K_BACKWARD,      /* first backward kernel: K_BACKWARD + forward id */
+  K_COUNT_ = 2 * K_BACKWARD
 } clsm_kernel_id;
 
-/* Compute dtypes that get their own program build. */
-#define CLSM_PROGRAM_COUNT 1
+/* Programs, one per (input dtype, output dtype) pair the ops accept. */
+typedef enum clsm_program_id {
+  P_F32 = 0, P_F16, P_BF16, P_F64, P_F16_F32, P_BF16_F32,
+  CLSM_PROGRAM_COUNT
+} clsm_program_id;
+
+/* The program for an (input, output) dtype pair; -1 if there is none. */
+int clsm__program_for(clsm_dtype in, clsm_dtype out);
 
 struct clsm_context {
   cl_platform_id platform;
@@ -34,6 +43,7 @@ struct clsm_context {
   cl_ulong max_alloc;
   cl_uint compute_units;
   int profiling; /* the queue has CL_QUEUE_PROFILING_ENABLE */
+  int has_fp64;  /* cl_khr_fp64 */
 
   /* Tunables, from device queries, overridable through the environment. */
   size_t wg_size;      /* work-group size of K_ROWS_WG (CLSM_WG_SIZE) */
@@ -102,21 +112,19 @@ typedef struct clsm_view {
 int64_t clsm__numel(const clsm_tensor *t);
 
 /* Checks a tensor descriptor: non-NULL cl_mem, rank, shape >= 0, strides >= 0,
- * dtype among `allowed` (bit mask of 1u << dtype) and every reachable element
- * inside the cl_mem. `what` names it in the error detail. */
+ * dtype among `allowed` (bit mask of 1u << dtype; float64 also needs the
+ * device's cl_khr_fp64) and every reachable element inside the cl_mem. `what`
+ * names it in the error detail. */
 clsm_status clsm__check_tensor(clsm_context *ctx, const clsm_tensor *t, unsigned allowed,
                                const char *what);
 /* Normalises dim in [-rank, rank-1] (rank 0 counts as rank 1) into *out. */
 clsm_status clsm__check_dim(clsm_context *ctx, int rank, int dim, int *out);
-/* Same rank, shape and dtype. */
-clsm_status clsm__check_same_shape(clsm_context *ctx, const clsm_tensor *a, const char *an,
-                                   const clsm_tensor *b, const char *bn);
 /* An output view must not overlap itself, nor overlap `in` unless it is exactly `in`. */
 clsm_status clsm__check_output(clsm_context *ctx, const clsm_tensor *out, const char *on,
                                const clsm_tensor *in, const char *in_name);
-/* The (outer, C, inner) view of a checked tensor along normalised `dim`. */
-clsm_status clsm__make_view(clsm_context *ctx, const clsm_tensor *t, int dim, const char *what,
-                            clsm_view *v);
+/* The (outer, C, inner) view of a checked tensor along normalised `dim`;
+ * 0 when the dims before or after `dim` do not collapse into one stride. */
+int clsm__make_view(const clsm_tensor *t, int dim, clsm_view *v);
 /* Checks the event wait list. */
 clsm_status clsm__check_wait(clsm_context *ctx, cl_uint num_wait, const cl_event *wait);
 
@@ -131,16 +139,36 @@ clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wa
 
 /* Which kernel and launch geometry for a row operation. */
 typedef struct clsm_plan {
-  clsm_kernel_id kernel;
-  size_t global, local; /* 1-D launch; local 0 lets the runtime choose */
-  size_t local_floats;  /* per local-memory argument (K_ROWS_WG), in floats */
+  clsm_kernel_id kernel; /* forward id; backward ops add K_BACKWARD */
+  size_t global, local;  /* 1-D launch; local 0 lets the runtime choose */
+  size_t local_elems;    /* per local-memory argument (K_ROWS_WG), in ACC elements */
 } clsm_plan;
 
-/* Picks the kernel and geometry for softmax-like row work on views x and y
- * (same outer, C, inner). CLSM_KERNEL=rows_cpu|inner_cpu|rows_wg|strided
- * forces a kernel where its layout preconditions hold. */
-clsm_status clsm__plan_rows(clsm_context *ctx, const clsm_view *x, const clsm_view *y,
-                            clsm_plan *plan);
+/* Picks the kernel and geometry for row work over `n` views of the same
+ * (outer, C, inner); `generic` when the views could not be formed.
+ * CLSM_KERNEL=rows_cpu|inner_cpu|rows_wg|strided|generic forces a kernel
+ * where its layout preconditions hold. */
+void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int generic,
+                     int64_t rows, clsm_plan *plan);
+
+/* A row operation ready to enqueue: its tensors (inputs first, the output
+ * last), their views along the axis, and the kernel flags. */
+typedef struct clsm_rowop {
+  int n;                     /* 2 (x, y) or 3 (y, dy, dx) */
+  int backward;
+  const clsm_tensor *t[3];
+  clsm_view v[3];
+  int generic;               /* views failed: use the generic kernel */
+  int nd;                    /* generic: non-axis dims with size > 1, innermost first */
+  int64_t gshape[8], gstride[3][8], gsc[3];
+  int64_t rows, C;
+  cl_uint flags;
+} clsm_rowop;
+
+/* Checks the tensors of a row op (same shape; dtypes: inputs `in`, output in
+ * `allowed_out` for that input), builds the views, and enqueues it. Lock held. */
+clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num_wait,
+                         const cl_event *wait, cl_event *event);
 
 /* Reads an integer environment override; returns `dflt` when unset or invalid. */
 long clsm__env_long(const char *name, long dflt, long lo, long hi);

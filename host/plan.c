@@ -6,7 +6,9 @@
  *    enough of them to keep every core busy.
  *  - GPU family: a work-group per row with a local-memory reduction when the
  *    axis is last; a work-item per row otherwise (neighbouring work-items
- *    then read neighbouring inner positions: coalesced). */
+ *    then read neighbouring inner positions: coalesced).
+ *  - Views whose non-axis dims do not collapse into (outer, inner) strides go
+ *    to the generic kernel, never through a copy. */
 #include "internal.h"
 
 #include <stdlib.h>
@@ -24,10 +26,11 @@ static size_t cpu_local(const clsm_context *ctx, size_t items) {
 }
 
 static int kernel_override(clsm_kernel_id *out) {
-  static const char *const names[K_COUNT_] = {"rows_cpu", "inner_cpu", "rows_wg", "strided"};
+  static const char *const names[K_BACKWARD] = {"rows_cpu", "inner_cpu", "rows_wg", "strided",
+                                                "generic"};
   const char *s = getenv("CLSM_KERNEL");
   if (!s || !*s) return 0;
-  for (int k = 0; k < K_COUNT_; ++k)
+  for (int k = 0; k < K_BACKWARD; ++k)
     if (!strcmp(s, names[k])) {
       *out = (clsm_kernel_id)k;
       return 1;
@@ -35,19 +38,24 @@ static int kernel_override(clsm_kernel_id *out) {
   return 0;
 }
 
-clsm_status clsm__plan_rows(clsm_context *ctx, const clsm_view *x, const clsm_view *y,
-                            clsm_plan *plan) {
-  size_t rows = (size_t)(x->outer * x->inner);
-  int contiguous_rows = x->inner == 1 && x->sc == 1 && y->sc == 1;
-  int contiguous_inner = x->inner > 1 && x->si == 1 && y->si == 1;
+void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int generic,
+                     int64_t rows64, clsm_plan *plan) {
+  size_t rows = (size_t)rows64;
+  int contiguous_rows = !generic && v[0].inner == 1, contiguous_inner = !generic && v[0].inner > 1;
+  for (int i = 0; i < n; ++i) {
+    contiguous_rows = contiguous_rows && v[i].sc == 1;
+    contiguous_inner = contiguous_inner && v[i].si == 1;
+  }
   clsm_kernel_id k;
-  if (ctx->family == CLSM_FAMILY_CPU)
+  if (generic)
+    k = K_GENERIC;
+  else if (ctx->family == CLSM_FAMILY_CPU)
     k = contiguous_rows ? K_ROWS_CPU : contiguous_inner ? K_INNER_CPU : K_STRIDED;
   else
-    k = x->inner == 1 ? K_ROWS_WG : K_STRIDED;
+    k = v[0].inner == 1 ? K_ROWS_WG : K_STRIDED;
 
   clsm_kernel_id forced;
-  if (kernel_override(&forced) &&
+  if (!generic && kernel_override(&forced) &&
       (forced == K_STRIDED || forced == K_ROWS_WG || forced == K_INNER_CPU ||
        (forced == K_ROWS_CPU && contiguous_rows)))
     k = forced;
@@ -55,14 +63,9 @@ clsm_status clsm__plan_rows(clsm_context *ctx, const clsm_view *x, const clsm_vi
   memset(plan, 0, sizeof *plan);
   plan->kernel = k;
   switch (k) {
-  case K_ROWS_CPU: {
-    plan->local = cpu_local(ctx, rows);
-    plan->global = round_up(rows, plan->local);
-    break;
-  }
   case K_INNER_CPU: {
     size_t ib = 16 * (size_t)ctx->inner_vectors;
-    size_t items = (size_t)x->outer * (((size_t)x->inner + ib - 1) / ib);
+    size_t items = (size_t)v[0].outer * (((size_t)v[0].inner + ib - 1) / ib);
     plan->local = cpu_local(ctx, items);
     plan->global = round_up(items, plan->local);
     break;
@@ -70,17 +73,15 @@ clsm_status clsm__plan_rows(clsm_context *ctx, const clsm_view *x, const clsm_vi
   case K_ROWS_WG: {
     size_t wg = ctx->wg_size;
     /* Short rows do not need a wide group; keep at least 32 lanes. */
-    while (wg > 32 && wg / 2 >= (size_t)x->C) wg /= 2;
+    while (wg > 32 && wg / 2 >= (size_t)v[0].C) wg /= 2;
     plan->local = wg;
     plan->global = rows * wg;
-    plan->local_floats = wg;
+    plan->local_elems = wg;
     break;
   }
-  default: {
-    plan->local = ctx->family == CLSM_FAMILY_CPU ? cpu_local(ctx, rows) : 64;
+  default: /* a work-item per row */
+    plan->local = ctx->family == CLSM_FAMILY_CPU || k == K_ROWS_CPU ? cpu_local(ctx, rows) : 64;
     plan->global = round_up(rows, plan->local);
     break;
   }
-  }
-  return CLSM_SUCCESS;
 }

@@ -8,18 +8,34 @@
 #include <string.h>
 
 static const char *const kernel_names[K_COUNT_] = {
-    "clsm_softmax_rows_cpu",
-    "clsm_softmax_inner_cpu",
-    "clsm_softmax_rows_wg",
-    "clsm_softmax_strided",
+    "clsm_softmax_rows_cpu",   "clsm_softmax_inner_cpu",   "clsm_softmax_rows_wg",
+    "clsm_softmax_strided",    "clsm_softmax_generic",     "clsm_backward_rows_cpu",
+    "clsm_backward_inner_cpu", "clsm_backward_rows_wg",    "clsm_backward_strided",
+    "clsm_backward_generic",
 };
 
 /* Sources of every program, in order (common helpers first). */
-static const char *const program_files[] = {"common.cl", "softmax.cl"};
+static const char *const program_files[] = {"common.cl", "softmax.cl", "backward.cl"};
 #define PROGRAM_FILE_COUNT (sizeof program_files / sizeof program_files[0])
 
-/* Per-program build options: the storage dtype. */
-static const char *const program_options[CLSM_PROGRAM_COUNT] = {"-DCLSM_DTYPE_F32"};
+/* Per-program build options: the input and output storage dtypes. */
+static const struct {
+  clsm_dtype in, out;
+  const char *options;
+} programs[CLSM_PROGRAM_COUNT] = {
+    [P_F32] = {CLSM_FLOAT32, CLSM_FLOAT32, "-DCLSM_X_F32 -DCLSM_Y_F32"},
+    [P_F16] = {CLSM_FLOAT16, CLSM_FLOAT16, "-DCLSM_X_F16 -DCLSM_Y_F16"},
+    [P_BF16] = {CLSM_BFLOAT16, CLSM_BFLOAT16, "-DCLSM_X_BF16 -DCLSM_Y_BF16"},
+    [P_F64] = {CLSM_FLOAT64, CLSM_FLOAT64, "-DCLSM_X_F64 -DCLSM_Y_F64"},
+    [P_F16_F32] = {CLSM_FLOAT16, CLSM_FLOAT32, "-DCLSM_X_F16 -DCLSM_Y_F32"},
+    [P_BF16_F32] = {CLSM_BFLOAT16, CLSM_FLOAT32, "-DCLSM_X_BF16 -DCLSM_Y_F32"},
+};
+
+int clsm__program_for(clsm_dtype in, clsm_dtype out) {
+  for (int p = 0; p < CLSM_PROGRAM_COUNT; ++p)
+    if (programs[p].in == in && programs[p].out == out) return p;
+  return -1;
+}
 
 static char *read_file(clsm_context *ctx, const char *dir, const char *name, size_t *len) {
   char path[4096];
@@ -97,7 +113,7 @@ static clsm_status build_program(clsm_context *ctx, int program) {
   /* Never fast-math: the special-value semantics depend on IEEE behaviour. */
   char options[512];
   snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DCLSM_INNER_VECTORS=%d",
-           program_options[program], ctx->inner_vectors);
+           programs[program].options, ctx->inner_vectors);
   err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
   if (err != CL_SUCCESS) {
     keep_build_log(ctx, prog);

@@ -93,21 +93,6 @@ clsm_status clsm__check_dim(clsm_context *ctx, int rank, int dim, int *out) {
   return CLSM_SUCCESS;
 }
 
-clsm_status clsm__check_same_shape(clsm_context *ctx, const clsm_tensor *a, const char *an,
-                                   const clsm_tensor *b, const char *bn) {
-  if (a->dtype != b->dtype)
-    return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s is %s but %s is %s", an,
-                      clsm_dtype_name(a->dtype), bn, clsm_dtype_name(b->dtype));
-  if (a->rank != b->rank)
-    return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s has rank %d but %s has rank %d", an,
-                      a->rank, bn, b->rank);
-  for (int d = 0; d < a->rank; ++d)
-    if (a->shape[d] != b->shape[d])
-      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s.shape[%d] = %lld but %s.shape[%d] = %lld",
-                        an, d, (long long)a->shape[d], bn, d, (long long)b->shape[d]);
-  return CLSM_SUCCESS;
-}
-
 /* Byte range [lo, hi) a tensor reaches (empty when numel is 0). */
 static void byte_range(const clsm_tensor *t, uint64_t *lo, uint64_t *hi) {
   size_t es = clsm_dtype_size(t->dtype);
@@ -188,22 +173,19 @@ static int collapse(const clsm_tensor *t, int from, int to, int64_t *count, int6
   return 1;
 }
 
-clsm_status clsm__make_view(clsm_context *ctx, const clsm_tensor *t, int dim, const char *what,
-                            clsm_view *v) {
+int clsm__make_view(const clsm_tensor *t, int dim, clsm_view *v) {
   v->base = t->offset;
   if (t->rank == 0) {
     v->outer = v->C = v->inner = 1;
     v->so = v->sc = v->si = 0;
-    return CLSM_SUCCESS;
+    return 1;
   }
   v->C = t->shape[dim];
   v->sc = t->strides[dim];
   if (!collapse(t, 0, dim, &v->outer, &v->so) || !collapse(t, dim + 1, t->rank, &v->inner, &v->si))
-    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_LAYOUT,
-                      "%s: the dims before or after dim %d cannot be walked with one stride",
-                      what, dim);
+    return 0;
   if (v->C == 0) v->outer = v->inner = 0;
-  return CLSM_SUCCESS;
+  return 1;
 }
 
 clsm_status clsm__check_wait(clsm_context *ctx, cl_uint num_wait, const cl_event *wait) {

@@ -58,14 +58,13 @@ CLSM_API const char *clsm_version_string(void);
   X(CLSM_ERR_SHAPE_MISMATCH, 5, "tensor shapes do not fit together")          \
   X(CLSM_ERR_UNSUPPORTED_DTYPE, 6, "dtype not supported for this operation or device") \
   X(CLSM_ERR_OUT_OF_BOUNDS, 7, "a tensor reaches past the end of its cl_mem") \
-  X(CLSM_ERR_UNSUPPORTED_LAYOUT, 8, "tensor strides cannot be walked by the kernels") \
-  X(CLSM_ERR_OVERLAP, 9, "output overlaps an input without being the same view") \
-  X(CLSM_ERR_NO_PLATFORM, 10, "no OpenCL platform is installed")             \
-  X(CLSM_ERR_DEVICE_NOT_FOUND, 11, "no OpenCL device matches the device spec") \
-  X(CLSM_ERR_OPENCL, 12, "an OpenCL call failed")                             \
-  X(CLSM_ERR_BUILD, 13, "a kernel program failed to build")                   \
-  X(CLSM_ERR_OUT_OF_HOST_MEMORY, 14, "host memory allocation failed")        \
-  X(CLSM_ERR_TOO_LARGE, 15, "tensor size exceeds what the device or index type can address")
+  X(CLSM_ERR_OVERLAP, 8, "output overlaps an input without being the same view") \
+  X(CLSM_ERR_NO_PLATFORM, 9, "no OpenCL platform is installed")              \
+  X(CLSM_ERR_DEVICE_NOT_FOUND, 10, "no OpenCL device matches the device spec") \
+  X(CLSM_ERR_OPENCL, 11, "an OpenCL call failed")                             \
+  X(CLSM_ERR_BUILD, 12, "a kernel program failed to build")                   \
+  X(CLSM_ERR_OUT_OF_HOST_MEMORY, 13, "host memory allocation failed")        \
+  X(CLSM_ERR_TOO_LARGE, 14, "tensor size exceeds what the device or index type can address")
 
 typedef enum clsm_status {
 #define CLSM_STATUS_ENUM_(name, value, msg) name = value,
@@ -149,12 +148,16 @@ CLSM_API size_t clsm_context_build_log(const clsm_context *ctx, char *buf, size_
 
 #define CLSM_MAX_RANK 8
 
+/* Element types. Floating types are computed in float (float64: in double,
+ * where the device has cl_khr_fp64; elsewhere CLSM_ERR_UNSUPPORTED_DTYPE).
+ * bfloat16 is the high 16 bits of an IEEE float, stored as uint16, rounded to
+ * nearest even on output. */
 typedef enum clsm_dtype {
   CLSM_FLOAT32 = 0,
-  CLSM_FLOAT16 = 1,  /* reserved: not supported yet */
-  CLSM_BFLOAT16 = 2, /* reserved: not supported yet */
-  CLSM_FLOAT64 = 3,  /* reserved: not supported yet */
-  CLSM_INT64 = 4,    /* class indices (cross-entropy) */
+  CLSM_FLOAT16 = 1,
+  CLSM_BFLOAT16 = 2,
+  CLSM_FLOAT64 = 3,
+  CLSM_INT64 = 4, /* class indices (cross-entropy) */
   CLSM_INT32 = 5,
   CLSM_UINT8 = 6
 } clsm_dtype;
@@ -165,8 +168,10 @@ CLSM_API size_t clsm_dtype_size(clsm_dtype dtype);
 CLSM_API const char *clsm_dtype_name(clsm_dtype dtype);
 
 /* A view into a cl_mem. `offset` and `strides` count elements, not bytes.
- * Strides must be >= 0. A rank-0 tensor is one element. Every element the
- * view reaches must lie inside the cl_mem (checked with CL_MEM_SIZE). */
+ * Strides must be >= 0 and may be anything else (transposed, sliced,
+ * broadcast inputs): the kernels walk them, never through a hidden copy.
+ * A rank-0 tensor is one element. Every element the view reaches must lie
+ * inside the cl_mem (checked with CL_MEM_SIZE). */
 typedef struct clsm_tensor {
   cl_mem mem;
   uint64_t offset;
@@ -178,7 +183,7 @@ typedef struct clsm_tensor {
 
 /* A C-order (row-major) view of `rank` dims starting at element `offset`.
  * rank outside 0..8 or a NULL shape with rank > 0 yields rank -1, which every
- * operation rejects with CLSM_ERR_INVALID_RANK / CLSM_ERR_NULL_ARGUMENT. */
+ * operation rejects with CLSM_ERR_INVALID_RANK. */
 CLSM_API clsm_tensor clsm_tensor_contiguous(cl_mem mem, uint64_t offset, clsm_dtype dtype,
                                             int rank, const int64_t *shape);
 
@@ -189,23 +194,28 @@ CLSM_API clsm_tensor clsm_tensor_contiguous(cl_mem mem, uint64_t offset, clsm_dt
                         and log_softmax -inf instead of NaN */
 
 /* y = softmax(x) along `dim` (negative counts from the end):
- *   y_i = exp(x_i - m) / sum_j exp(x_j - m),  m = max_j x_j  (accumulated in float).
- * x and y must have the same shape and dtype (float32). y may be exactly x
- * (in place); any other overlap of y with x is refused (CLSM_ERR_OVERLAP), as
- * is an output view whose elements overlap themselves (a zero stride over a
- * dim longer than 1). Empty tensors succeed and enqueue only a marker.
+ *   y_i = exp(x_i - m) / sum_j exp(x_j - m),  m = max_j x_j,
+ * accumulated in float (in double for float64).
+ * x and y have the same shape. dtypes: y has x's dtype (float32, float16,
+ * bfloat16, float64), or float32 for a 16-bit x (PyTorch's dtype argument).
+ * Any strides; y may be exactly x (in place); any other overlap of y with x's
+ * element range is refused (CLSM_ERR_OVERLAP), as is an output view whose
+ * elements overlap themselves (a zero stride over a dim longer than 1).
+ * Empty tensors succeed and enqueue only a marker (when there is a wait list
+ * or an event to return).
  * Special values as PyTorch: a row with +inf or NaN, or all -inf, is all NaN
  * (all -inf: 0 with CLSM_SAFE); -inf entries among finite ones give 0.
  * `flags`: 0 or CLSM_SAFE.
  * Asynchronous: enqueues on the context's queue after the `num_wait` events
  * in `wait` (both may be 0/NULL) and, when `event` is not NULL, returns in it an
- * event that completes with the operation (the caller releases it). Nothing is
- * enqueued when a check fails. Does not wait for the device.
+ * event that completes with the operation (the caller releases it). Every
+ * check happens before anything is enqueued; on failure nothing is enqueued
+ * and *event is NULL. Does not wait for the device.
  * Errors: CLSM_ERR_NULL_ARGUMENT, CLSM_ERR_INVALID_RANK, CLSM_ERR_INVALID_DIM,
  * CLSM_ERR_SHAPE_MISMATCH, CLSM_ERR_UNSUPPORTED_DTYPE, CLSM_ERR_OUT_OF_BOUNDS,
- * CLSM_ERR_UNSUPPORTED_LAYOUT, CLSM_ERR_OVERLAP, CLSM_ERR_INVALID_ARGUMENT
- * (unknown flag, wait list inconsistent), CLSM_ERR_BUILD, CLSM_ERR_OPENCL,
- * CLSM_ERR_OUT_OF_HOST_MEMORY. */
+ * CLSM_ERR_OVERLAP, CLSM_ERR_INVALID_ARGUMENT (unknown dtype or flag, negative
+ * size or stride, inconsistent wait list), CLSM_ERR_TOO_LARGE, CLSM_ERR_BUILD,
+ * CLSM_ERR_OPENCL, CLSM_ERR_OUT_OF_HOST_MEMORY. */
 CLSM_API clsm_status clsm_softmax(clsm_context *ctx, const clsm_tensor *x, const clsm_tensor *y,
                                   int dim, unsigned flags, cl_uint num_wait,
                                   const cl_event *wait, cl_event *event);
@@ -217,17 +227,45 @@ CLSM_API clsm_status clsm_log_softmax(clsm_context *ctx, const clsm_tensor *x,
                                       const clsm_tensor *y, int dim, unsigned flags,
                                       cl_uint num_wait, const cl_event *wait, cl_event *event);
 
+/* Gradient of softmax from its output y and the upstream gradient dy:
+ *   dx_i = y_i * (dy_i - sum_j dy_j * y_j)   along `dim`.
+ * y and dy have one dtype and shape; dx has their shape and the same dtype
+ * (or float32 for 16-bit y and dy). dx may be exactly y or exactly dy; other
+ * overlaps are refused. With CLSM_SAFE nothing changes (a safe all -inf row
+ * has y = 0, hence dx = 0). Asynchronous, errors and strides as clsm_softmax. */
+CLSM_API clsm_status clsm_softmax_backward(clsm_context *ctx, const clsm_tensor *y,
+                                           const clsm_tensor *dy, const clsm_tensor *dx, int dim,
+                                           unsigned flags, cl_uint num_wait,
+                                           const cl_event *wait, cl_event *event);
+
+/* Gradient of log_softmax from its output y and dy:
+ *   dx_i = dy_i - exp(y_i) * sum_j dy_j   along `dim`.
+ * With CLSM_SAFE a row whose y is all -inf (a masked row) gets dx = 0.
+ * Otherwise as clsm_softmax_backward. */
+CLSM_API clsm_status clsm_log_softmax_backward(clsm_context *ctx, const clsm_tensor *y,
+                                               const clsm_tensor *dy, const clsm_tensor *dx,
+                                               int dim, unsigned flags, cl_uint num_wait,
+                                               const cl_event *wait, cl_event *event);
+
 /* ------------------------------------------------ blocking host versions */
 
-/* Host-memory versions: `x` and `y` are C-order arrays of `dtype` with the given
- * shape (rank 0..8); y may equal x. Copies to the device, runs, copies back and
- * waits. On any error `y` is left untouched. Blocking. Errors as above. */
+/* Host-memory versions: arrays are C-order, of `dtype`, with the given shape
+ * (rank 0..8); outputs have the inputs' dtype and may be the same array as an
+ * input. Copies to the device, runs, copies back and waits. On any error the
+ * output array is left untouched. Blocking. Errors as the device versions. */
 CLSM_API clsm_status clsm_softmax_host(clsm_context *ctx, clsm_dtype dtype, int rank,
                                        const int64_t *shape, int dim, unsigned flags,
                                        const void *x, void *y);
 CLSM_API clsm_status clsm_log_softmax_host(clsm_context *ctx, clsm_dtype dtype, int rank,
                                            const int64_t *shape, int dim, unsigned flags,
                                            const void *x, void *y);
+CLSM_API clsm_status clsm_softmax_backward_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                                const int64_t *shape, int dim, unsigned flags,
+                                                const void *y, const void *dy, void *dx);
+CLSM_API clsm_status clsm_log_softmax_backward_host(clsm_context *ctx, clsm_dtype dtype,
+                                                    int rank, const int64_t *shape, int dim,
+                                                    unsigned flags, const void *y,
+                                                    const void *dy, void *dx);
 
 #ifdef __cplusplus
 }

@@ -1,47 +1,130 @@
 /* common.cl: helpers every kernel shares.
  *
- * Storage dtype: the program is built with one of CLSM_DTYPE_*; T is the
- * storage type, LOAD/STORE convert to and from the float the kernels compute
- * in. Offsets and counts are 64-bit (long/ulong) everywhere: a tensor of more
- * than 2^31 elements must work.
+ * Storage dtypes: a program is built for one input dtype (CLSM_X_*) and one
+ * output dtype (CLSM_Y_*), each F32, F64, F16 or BF16. TX / TY are the storage
+ * types; LOADX / VLOADX read one / sixteen elements as the compute type ACC /
+ * ACCV, STOREY / VSTOREY round them back once. The compute type is float for
+ * float32, float16 and bfloat16 storage (16-bit types are never accumulated in
+ * 16 bits) and double for float64.
+ *   float16: vload_half / vstore_half_rte, core OpenCL 1.2 (no cl_khr_fp16
+ *            needed; `half` is only a storage type here).
+ *   bfloat16: the high 16 bits of a float; stored rounded to nearest even,
+ *            NaN kept NaN (quiet), overflow rounds to infinity.
+ * Offsets and counts are 64-bit (long/ulong) everywhere: a tensor of more than
+ * 2^31 elements must work.
  *
- * Numerics: the running max starts at -INFINITY (never a sentinel), so a row of
+ * Numerics: running maxima start at -INFINITY (never a sentinel), so a row of
  * -inf is seen as such; no fast-math options are ever used to build this. */
 
-#if defined(CLSM_DTYPE_F32)
-typedef float T;
-#define LOAD(p, i) ((p)[i])
-#define STORE(p, i, v) ((p)[i] = (v))
-#define VEC_NATIVE 1 /* T is float: vload16/vstore16 apply directly */
+#if defined(CLSM_X_F64) || defined(CLSM_Y_F64)
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double ACC;
+typedef double16 ACCV;
+#define ACC_IS_DOUBLE 1
 #else
-#error "no storage dtype selected"
+typedef float ACC;
+typedef float16 ACCV;
+#endif
+
+/* bfloat16 <-> float. */
+inline float clsm_bf16_to_float(ushort b) { return as_float((uint)b << 16); }
+inline ushort clsm_float_to_bf16(float f) {
+  uint u = as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (ushort)((u >> 16) | 0x40u); /* quiet NaN */
+  u += 0x7fffu + ((u >> 16) & 1u);                                         /* ties to even */
+  return (ushort)(u >> 16);
+}
+inline float16 clsm_bf16_to_float16(ushort16 b) { return as_float16(convert_uint16(b) << 16); }
+inline ushort16 clsm_float16_to_bf16(float16 f) {
+  uint16 u = as_uint16(f);
+  uint16 r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  uint16 q = (u >> 16) | 0x40u;
+  return convert_ushort16(select(r, q, (u & 0x7fffffffu) > 0x7f800000u));
+}
+
+#if defined(CLSM_X_F32)
+typedef float TX;
+#define LOADX(p, i) ((ACC)(p)[i])
+#define VLOADX(i, p) convert_ACCV(vload16((i), (p)))
+#elif defined(CLSM_X_F64)
+typedef double TX;
+#define LOADX(p, i) ((p)[i])
+#define VLOADX(i, p) vload16((i), (p))
+#elif defined(CLSM_X_F16)
+typedef half TX;
+#define LOADX(p, i) vload_half((i), (p))
+#define VLOADX(i, p) vload_half16((i), (p))
+#elif defined(CLSM_X_BF16)
+typedef ushort TX;
+#define LOADX(p, i) clsm_bf16_to_float((p)[i])
+#define VLOADX(i, p) clsm_bf16_to_float16(vload16((i), (p)))
+#else
+#error "no input dtype selected"
+#endif
+
+#if defined(CLSM_Y_F32)
+typedef float TY;
+#define LOADY(p, i) ((ACC)(p)[i])
+#define VLOADY(i, p) convert_ACCV(vload16((i), (p)))
+#define STOREY(p, i, v) ((p)[i] = (float)(v))
+#define VSTOREY(v, i, p) vstore16(convert_float16(v), (i), (p))
+#define Y_HOLDS_ACC 1 /* y keeps an intermediate value without rounding it */
+#elif defined(CLSM_Y_F64)
+typedef double TY;
+#define LOADY(p, i) ((p)[i])
+#define VLOADY(i, p) vload16((i), (p))
+#define STOREY(p, i, v) ((p)[i] = (v))
+#define VSTOREY(v, i, p) vstore16((v), (i), (p))
+#define Y_HOLDS_ACC 1
+#elif defined(CLSM_Y_F16)
+typedef half TY;
+#define LOADY(p, i) vload_half((i), (p))
+#define VLOADY(i, p) vload_half16((i), (p))
+#define STOREY(p, i, v) vstore_half_rte((v), (i), (p))
+#define VSTOREY(v, i, p) vstore_half16_rte((v), (i), (p))
+#elif defined(CLSM_Y_BF16)
+typedef ushort TY;
+#define LOADY(p, i) clsm_bf16_to_float((p)[i])
+#define VLOADY(i, p) clsm_bf16_to_float16(vload16((i), (p)))
+#define STOREY(p, i, v) ((p)[i] = clsm_float_to_bf16(v))
+#define VSTOREY(v, i, p) vstore16(clsm_float16_to_bf16(v), (i), (p))
+#else
+#error "no output dtype selected"
+#endif
+
+#ifdef ACC_IS_DOUBLE
+#define convert_ACCV convert_double16
+#else
+#define convert_ACCV convert_float16
 #endif
 
 /* Operation flags, as the host passes them. */
-#define F_LOG 1u  /* log_softmax instead of softmax */
-#define F_SAFE 2u /* extension: an all -inf row gives 0 / -inf instead of NaN */
+#define F_LOG 1u       /* log_softmax instead of softmax */
+#define F_SAFE 2u      /* extension: an all -inf row gives 0 / -inf instead of NaN */
+#define F_RECOMPUTE 4u /* softmax: compute exp twice instead of storing and rescaling y
+                          (16-bit outputs; rows too long to stay in cache) */
 
-/* exp(x - m) for softmax. x - m is rounded in float: for |x - m| in [64, 128)
- * by up to half an ulp, 3.8e-6, and that absolute error of the exponent is the
- * relative error of the result. TwoSum recovers the exact remainder r of the
- * subtraction, and exp(d + r) = exp(d) * (1 + r) to far below an ulp. An
- * infinite or NaN difference has no remainder (0 keeps exp(-inf) = 0 and
+/* exp(x - m) for softmax. x - m is rounded: for |x - m| in [64, 128) by up
+ * to half an ulp (3.8e-6 in float), and that absolute error of the exponent
+ * is the relative error of the result. TwoSum recovers the exact remainder r
+ * of the subtraction, and exp(d + r) = exp(d) * (1 + r) to far below an ulp.
+ * An infinite or NaN difference has no remainder (0 keeps exp(-inf) = 0 and
  * NaN NaN). */
-inline float clsm_exp_sub(float x, float m) {
-  float d = x - m;
-  float bb = d - x;
-  float r = (x - (d - bb)) + (-m - bb);
-  r = isfinite(d) ? r : 0.0f;
-  float e = exp(d);
+inline ACC clsm_exp_sub(ACC x, ACC m) {
+  ACC d = x - m;
+  ACC bb = d - x;
+  ACC r = (x - (d - bb)) + (-m - bb);
+  r = isfinite(d) ? r : (ACC)0;
+  ACC e = exp(d);
   return e + e * r;
 }
 
-inline float16 clsm_exp_sub16(float16 x, float16 m) {
-  float16 d = x - m;
-  float16 bb = d - x;
-  float16 r = (x - (d - bb)) + (-m - bb);
-  r = select((float16)(0.0f), r, isfinite(d));
-  float16 e = exp(d);
+inline ACCV clsm_exp_sub16(ACCV x, ACCV m) {
+  ACCV d = x - m;
+  ACCV bb = d - x;
+  ACCV r = (x - (d - bb)) + (-m - bb);
+  r = select((ACCV)(0), r, isfinite(d));
+  ACCV e = exp(d);
   return e + e * r;
 }
 
@@ -50,39 +133,41 @@ inline float16 clsm_exp_sub16(float16 x, float16 m) {
  * factor taken as 1 when m == M so that two -inf maxima do not make NaN from
  * -inf - -inf. A NaN element makes the sum NaN (comparisons skip it for the
  * max); a +inf element makes the sum NaN at the end (see clsm_finish_sum). */
-inline void clsm_online_add(float *m, float *s, float x) {
+inline void clsm_online_add(ACC *m, ACC *s, ACC x) {
   if (x > *m) {
-    *s = *s * exp(*m - x) + 1.0f;
+    *s = *s * exp(*m - x) + (ACC)1;
     *m = x;
   } else {
-    *s += (x == *m) ? 1.0f : exp(x - *m);
+    *s += (x == *m) ? (ACC)1 : exp(x - *m);
   }
 }
 
-inline void clsm_online_merge(float *m, float *s, float m2, float s2) {
-  float M = m2 > *m ? m2 : *m;
-  float a = (*m == M) ? *s : *s * exp(*m - M);
-  float b = (m2 == M) ? s2 : s2 * exp(m2 - M);
+inline void clsm_online_merge(ACC *m, ACC *s, ACC m2, ACC s2) {
+  ACC M = m2 > *m ? m2 : *m;
+  ACC a = (*m == M) ? *s : *s * exp(*m - M);
+  ACC b = (m2 == M) ? s2 : s2 * exp(m2 - M);
   *m = M;
   *s = a + b;
 }
 
 /* PyTorch's result for a row holding +inf is all NaN: exp(inf - inf). The
  * online sum counts +inf as 1, so make that explicit. */
-inline float clsm_finish_sum(float m, float s) {
-  return (isinf(m) && m > 0.0f) ? NAN : s;
+inline ACC clsm_finish_sum(ACC m, ACC s) { return (isinf(m) && m > 0) ? (ACC)NAN : s; }
+
+inline ACC clsm_hmax16(ACCV v) {
+  ACCV t = v;
+  ACC r = t.s0;
+  r = fmax(r, t.s1); r = fmax(r, t.s2); r = fmax(r, t.s3);
+  r = fmax(r, t.s4); r = fmax(r, t.s5); r = fmax(r, t.s6); r = fmax(r, t.s7);
+  r = fmax(r, t.s8); r = fmax(r, t.s9); r = fmax(r, t.sa); r = fmax(r, t.sb);
+  r = fmax(r, t.sc); r = fmax(r, t.sd); r = fmax(r, t.se); r = fmax(r, t.sf);
+  return r;
 }
 
-inline float clsm_hmax16(float16 v) {
-  float8 a = fmax(v.lo, v.hi);
-  float4 b = fmax(a.lo, a.hi);
-  float2 c = fmax(b.lo, b.hi);
-  return fmax(c.x, c.y);
-}
-
-inline float clsm_hsum16(float16 v) {
-  float8 a = v.lo + v.hi;
-  float4 b = a.lo + a.hi;
-  float2 c = b.lo + b.hi;
-  return c.x + c.y;
+/* Pairwise: the 16 lanes are folded as a tree, not one long chain. */
+inline ACC clsm_hsum16(ACCV v) {
+  ACCV t = v;
+  ACC a = (t.s0 + t.s1) + (t.s2 + t.s3), b = (t.s4 + t.s5) + (t.s6 + t.s7);
+  ACC c = (t.s8 + t.s9) + (t.sa + t.sb), d = (t.sc + t.sd) + (t.se + t.sf);
+  return (a + b) + (c + d);
 }

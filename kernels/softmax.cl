@@ -2,8 +2,8 @@
  *
  * Layout: a tensor seen along the softmax axis is (outer, C, inner); element
  * (o, c, i) of x is at x[xoff + o*xso + c*xsc + i*xsi] (likewise y). Each
- * (o, i) is one independent row of C elements. Every kernel takes the same
- * arguments, so the host sets them once whatever the plan:
+ * (o, i) is one independent row of C elements. Every kernel but the generic
+ * one takes the same arguments, so the host sets them once whatever the plan:
  *   (x, xoff, xso, xsc, xsi, y, yoff, yso, ysc, ysi, outer, C, inner, flags)
  * y may be x (in place): each kernel reads an element before it writes it,
  * and only ever writes elements of the row it owns.
@@ -21,12 +21,15 @@
  * F_SAFE the max of such a row is taken as 0, so every exp is 0 and s == 0,
  * which is possible in no other case (the max element contributes 1): s == 0
  * selects the safe result (0, or -inf for log_softmax).
+ * Softmax either stores exp(x - m) in y and rescales it (one exp per element;
+ * y must hold ACC exactly and the row should stay in cache) or, with
+ * F_RECOMPUTE, computes exp again in the writing pass (16-bit outputs are
+ * then rounded once; long rows are written once).
  *
- * Kernel families (the host picks one per device and shape):
+ * Kernels (the host picks one per device and shape):
  *   clsm_softmax_rows_cpu    CPU, contiguous last axis (xsc == ysc == 1,
  *                            inner == 1): a work-item owns a row and loops
- *                            with vload16. Softmax stores exp(x - m) and then
- *                            scales the cached row: one exp per element.
+ *                            over 16-wide vectors.
  *   clsm_softmax_inner_cpu   CPU, inner > 1 with xsi == ysi == 1: a work-item
  *                            owns 16*CLSM_INNER_VECTORS consecutive inner
  *                            positions of one outer index and walks C with
@@ -36,10 +39,12 @@
  *                            local-memory tree merges the pairs.
  *   clsm_softmax_strided     any strides: a work-item per row, scalar walk
  *                            (on a GPU, neighbours differ in i: coalesced).
+ *   clsm_softmax_generic     any view at all: rows are found by decomposing
+ *                            the row index over up to 8 dims.
  */
 
 #define CLSM_ARGS                                                            \
-  __global const T *x, ulong xoff, long xso, long xsc, long xsi, __global T *y, \
+  __global const TX *x, ulong xoff, long xso, long xsc, long xsi, __global TY *y, \
       ulong yoff, long yso, long ysc, long ysi, long outer, long C, long inner, uint flags
 
 /* Sums over C are accumulated in blocks of SUM_BLOCK terms, so the rounding
@@ -47,41 +52,40 @@
 #define SUM_BLOCK 32
 
 /* The max a row's sum is taken against: 0 for a safe all -inf row. */
-inline float clsm_ref_max(float m, uint flags) {
-  return ((flags & F_SAFE) && m == -INFINITY) ? 0.0f : m;
+inline ACC clsm_ref_max(ACC m, uint flags) {
+  return ((flags & F_SAFE) && m == -INFINITY) ? (ACC)0 : m;
 }
 /* 1/s, or 0 for the safe all -inf row (s == 0). */
-inline float clsm_inv_sum(float s) { return s == 0.0f ? 0.0f : 1.0f / s; }
+inline ACC clsm_inv_sum(ACC s) { return s == 0 ? (ACC)0 : (ACC)1 / s; }
 /* log(s), or 0 for the safe all -inf row, so that x - m - log s = -inf. */
-inline float clsm_log_sum(float s) { return s == 0.0f ? 0.0f : log(s); }
+inline ACC clsm_log_sum(ACC s) { return s == 0 ? (ACC)0 : log(s); }
 
-/* One row, any strides: three scalar passes (max, sum, write). */
-inline void clsm_row_strided(__global const T *xr, long xsc, __global T *yr, long ysc, long C,
+/* One row, any strides: scalar passes (max, sum, write). */
+inline void clsm_row_strided(__global const TX *xr, long xsc, __global TY *yr, long ysc, long C,
                              uint flags) {
-  float m = -INFINITY;
-  for (long c = 0; c < C; ++c) m = fmax(m, LOAD(xr, c * xsc));
+  ACC m = -INFINITY;
+  for (long c = 0; c < C; ++c) m = fmax(m, LOADX(xr, c * xsc));
   m = clsm_ref_max(m, flags);
-  float s = 0.0f;
+  ACC s = 0;
+  int keep = !(flags & (F_LOG | F_RECOMPUTE));
+  for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
+    ACC blk = 0;
+    for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c) {
+      ACC e = clsm_exp_sub(LOADX(xr, c * xsc), m);
+      blk += e;
+      if (keep) STOREY(yr, c * ysc, e);
+    }
+    s += blk;
+  }
   if (flags & F_LOG) {
-    for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
-      float blk = 0.0f;
-      for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c) blk += exp(LOAD(xr, c * xsc) - m);
-      s += blk;
-    }
-    float ls = clsm_log_sum(s);
-    for (long c = 0; c < C; ++c) STORE(yr, c * ysc, (LOAD(xr, c * xsc) - m) - ls);
+    ACC ls = clsm_log_sum(s);
+    for (long c = 0; c < C; ++c) STOREY(yr, c * ysc, (LOADX(xr, c * xsc) - m) - ls);
+  } else if (keep) {
+    ACC inv = clsm_inv_sum(s);
+    for (long c = 0; c < C; ++c) STOREY(yr, c * ysc, LOADY(yr, c * ysc) * inv);
   } else {
-    for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
-      float blk = 0.0f;
-      for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c) {
-        float e = clsm_exp_sub(LOAD(xr, c * xsc), m);
-        blk += e;
-        STORE(yr, c * ysc, e);
-      }
-      s += blk;
-    }
-    float inv = clsm_inv_sum(s);
-    for (long c = 0; c < C; ++c) STORE(yr, c * ysc, LOAD(yr, c * ysc) * inv);
+    ACC inv = clsm_inv_sum(s);
+    for (long c = 0; c < C; ++c) STOREY(yr, c * ysc, clsm_exp_sub(LOADX(xr, c * xsc), m) * inv);
   }
 }
 
@@ -92,63 +96,93 @@ __kernel void clsm_softmax_strided(CLSM_ARGS) {
   clsm_row_strided(x + xoff + o * xso + i * xsi, xsc, y + yoff + o * yso + i * ysi, ysc, C, flags);
 }
 
+/* Any view: row r is decomposed over the `nd` non-axis dims (innermost
+ * first in shape/xst/yst). */
+__kernel void clsm_softmax_generic(__global const TX *x, ulong xoff, long xsc, __global TY *y,
+                                   ulong yoff, long ysc, long rows, long C, int nd, long8 shape,
+                                   long8 xst, long8 yst, uint flags) {
+  long r = get_global_id(0);
+  if (r >= rows) return;
+  long sh[8] = {shape.s0, shape.s1, shape.s2, shape.s3, shape.s4, shape.s5, shape.s6, shape.s7};
+  long xs[8] = {xst.s0, xst.s1, xst.s2, xst.s3, xst.s4, xst.s5, xst.s6, xst.s7};
+  long ys[8] = {yst.s0, yst.s1, yst.s2, yst.s3, yst.s4, yst.s5, yst.s6, yst.s7};
+  long xo = 0, yo = 0, rem = r;
+  for (int d = 0; d < nd; ++d) {
+    long q = rem / sh[d], k = rem - q * sh[d];
+    xo += k * xs[d];
+    yo += k * ys[d];
+    rem = q;
+  }
+  clsm_row_strided(x + xoff + xo, xsc, y + yoff + yo, ysc, C, flags);
+}
+
 /* Contiguous rows, vectorised. Sums are accumulated in 16 lanes and folded
  * every 256 elements, so the rounding error grows with C/256 + 16, not C. */
 __kernel void clsm_softmax_rows_cpu(CLSM_ARGS) {
   long r = get_global_id(0);
   if (r >= outer) return;
-  __global const T *xr = x + xoff + r * xso;
-  __global T *yr = y + yoff + r * yso;
+  __global const TX *xr = x + xoff + r * xso;
+  __global TY *yr = y + yoff + r * yso;
 
-  float16 mv = (float16)(-INFINITY);
+  ACCV mv = (ACCV)(-INFINITY);
   long c = 0;
-  for (; c + 16 <= C; c += 16) mv = fmax(mv, vload16(0, xr + c));
-  float m = clsm_hmax16(mv);
-  for (; c < C; ++c) m = fmax(m, xr[c]);
+  for (; c + 16 <= C; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
+  ACC m = clsm_hmax16(mv);
+  for (; c < C; ++c) m = fmax(m, LOADX(xr, c));
   m = clsm_ref_max(m, flags);
+  const ACCV mm = (ACCV)(m);
 
-  float16 tot = (float16)(0.0f);
-  float s = 0.0f;
+  int keep = !(flags & (F_LOG | F_RECOMPUTE));
+  ACCV tot = (ACCV)(0);
+  ACC s = 0;
   if (flags & F_LOG) {
     for (c = 0; c + 256 <= C; c += 256) {
-      float16 blk = (float16)(0.0f);
-      for (int k = 0; k < 256; k += 16) blk += exp(vload16(0, xr + c + k) - m);
+      ACCV blk = (ACCV)(0);
+      for (int k = 0; k < 256; k += 16) blk += exp(VLOADX(0, xr + c + k) - mm);
       tot += blk;
     }
-    float16 blk = (float16)(0.0f);
-    for (; c + 16 <= C; c += 16) blk += exp(vload16(0, xr + c) - m);
+    ACCV blk = (ACCV)(0);
+    for (; c + 16 <= C; c += 16) blk += exp(VLOADX(0, xr + c) - mm);
     tot += blk;
-    for (; c < C; ++c) s += exp(xr[c] - m);
-    s += clsm_hsum16(tot);
-    float ls = clsm_log_sum(s);
-    for (c = 0; c + 16 <= C; c += 16) vstore16((vload16(0, xr + c) - m) - ls, 0, yr + c);
-    for (; c < C; ++c) yr[c] = (xr[c] - m) - ls;
+    for (; c < C; ++c) s += exp(LOADX(xr, c) - m);
   } else {
     for (c = 0; c + 256 <= C; c += 256) {
-      float16 blk = (float16)(0.0f);
+      ACCV blk = (ACCV)(0);
       for (int k = 0; k < 256; k += 16) {
-        float16 e = clsm_exp_sub16(vload16(0, xr + c + k), (float16)(m));
-        vstore16(e, 0, yr + c + k);
+        ACCV e = clsm_exp_sub16(VLOADX(0, xr + c + k), mm);
+        if (keep) VSTOREY(e, 0, yr + c + k);
         blk += e;
       }
       tot += blk;
     }
-    float16 blk = (float16)(0.0f);
+    ACCV blk = (ACCV)(0);
     for (; c + 16 <= C; c += 16) {
-      float16 e = clsm_exp_sub16(vload16(0, xr + c), (float16)(m));
-      vstore16(e, 0, yr + c);
+      ACCV e = clsm_exp_sub16(VLOADX(0, xr + c), mm);
+      if (keep) VSTOREY(e, 0, yr + c);
       blk += e;
     }
     tot += blk;
     for (; c < C; ++c) {
-      float e = clsm_exp_sub(xr[c], m);
-      yr[c] = e;
+      ACC e = clsm_exp_sub(LOADX(xr, c), m);
+      if (keep) STOREY(yr, c, e);
       s += e;
     }
-    s += clsm_hsum16(tot);
-    float inv = clsm_inv_sum(s);
-    for (c = 0; c + 16 <= C; c += 16) vstore16(vload16(0, yr + c) * inv, 0, yr + c);
-    for (; c < C; ++c) yr[c] *= inv;
+  }
+  s += clsm_hsum16(tot);
+
+  if (flags & F_LOG) {
+    const ACCV ls = (ACCV)(clsm_log_sum(s));
+    for (c = 0; c + 16 <= C; c += 16) VSTOREY((VLOADX(0, xr + c) - mm) - ls, 0, yr + c);
+    for (; c < C; ++c) STOREY(yr, c, (LOADX(xr, c) - m) - ls.s0);
+  } else if (keep) {
+    const ACC inv = clsm_inv_sum(s);
+    for (c = 0; c + 16 <= C; c += 16) VSTOREY(VLOADY(0, yr + c) * inv, 0, yr + c);
+    for (; c < C; ++c) STOREY(yr, c, LOADY(yr, c) * inv);
+  } else {
+    const ACC inv = clsm_inv_sum(s);
+    for (c = 0; c + 16 <= C; c += 16)
+      VSTOREY(clsm_exp_sub16(VLOADX(0, xr + c), mm) * inv, 0, yr + c);
+    for (; c < C; ++c) STOREY(yr, c, clsm_exp_sub(LOADX(xr, c), m) * inv);
   }
 }
 
@@ -163,71 +197,69 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
   long w = get_global_id(0);
   if (w >= outer * blocks) return;
   long o = w / blocks, i0 = (w - o * blocks) * IB;
-  __global const T *xb = x + xoff + o * xso + i0 * xsi;
-  __global T *yb = y + yoff + o * yso + i0 * ysi;
+  __global const TX *xb = x + xoff + o * xso + i0 * xsi;
+  __global TY *yb = y + yoff + o * yso + i0 * ysi;
   if (i0 + IB > inner || xsi != 1 || ysi != 1) {
     long n = min((long)IB, inner - i0);
     for (long i = 0; i < n; ++i) clsm_row_strided(xb + i * xsi, xsc, yb + i * ysi, ysc, C, flags);
     return;
   }
-  float16 m[NV], s[NV];
+  ACCV m[NV], s[NV];
   for (int k = 0; k < NV; ++k) {
-    m[k] = (float16)(-INFINITY);
-    s[k] = (float16)(0.0f);
+    m[k] = (ACCV)(-INFINITY);
+    s[k] = (ACCV)(0);
   }
   for (long c = 0; c < C; ++c)
-    for (int k = 0; k < NV; ++k) m[k] = fmax(m[k], vload16(k, xb + c * xsc));
+    for (int k = 0; k < NV; ++k) m[k] = fmax(m[k], VLOADX(k, xb + c * xsc));
   if (flags & F_SAFE)
-    for (int k = 0; k < NV; ++k) m[k] = select(m[k], (float16)(0.0f), m[k] == (float16)(-INFINITY));
+    for (int k = 0; k < NV; ++k) m[k] = select(m[k], (ACCV)(0), m[k] == (ACCV)(-INFINITY));
+  int keep = !(flags & (F_LOG | F_RECOMPUTE));
+  for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
+    ACCV blk[NV];
+    for (int k = 0; k < NV; ++k) blk[k] = (ACCV)(0);
+    for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c)
+      for (int k = 0; k < NV; ++k) {
+        ACCV v = VLOADX(k, xb + c * xsc);
+        ACCV e = (flags & F_LOG) ? exp(v - m[k]) : clsm_exp_sub16(v, m[k]);
+        if (keep) VSTOREY(e, k, yb + c * ysc);
+        blk[k] += e;
+      }
+    for (int k = 0; k < NV; ++k) s[k] += blk[k];
+  }
   if (flags & F_LOG) {
-    for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
-      float16 blk[NV];
-      for (int k = 0; k < NV; ++k) blk[k] = (float16)(0.0f);
-      for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c)
-        for (int k = 0; k < NV; ++k) blk[k] += exp(vload16(k, xb + c * xsc) - m[k]);
-      for (int k = 0; k < NV; ++k) s[k] += blk[k];
-    }
-    for (int k = 0; k < NV; ++k)
-      s[k] = select(log(s[k]), (float16)(0.0f), s[k] == (float16)(0.0f));
+    for (int k = 0; k < NV; ++k) s[k] = select(log(s[k]), (ACCV)(0), s[k] == (ACCV)(0));
     for (long c = 0; c < C; ++c)
-      for (int k = 0; k < NV; ++k)
-        vstore16((vload16(k, xb + c * xsc) - m[k]) - s[k], k, yb + c * ysc);
+      for (int k = 0; k < NV; ++k) VSTOREY((VLOADX(k, xb + c * xsc) - m[k]) - s[k], k, yb + c * ysc);
   } else {
-    for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
-      float16 blk[NV];
-      for (int k = 0; k < NV; ++k) blk[k] = (float16)(0.0f);
-      for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c)
-        for (int k = 0; k < NV; ++k) {
-          float16 e = clsm_exp_sub16(vload16(k, xb + c * xsc), m[k]);
-          vstore16(e, k, yb + c * ysc);
-          blk[k] += e;
-        }
-      for (int k = 0; k < NV; ++k) s[k] += blk[k];
-    }
-    for (int k = 0; k < NV; ++k)
-      s[k] = select((float16)(1.0f) / s[k], (float16)(0.0f), s[k] == (float16)(0.0f));
-    for (long c = 0; c < C; ++c)
-      for (int k = 0; k < NV; ++k) vstore16(vload16(k, yb + c * ysc) * s[k], k, yb + c * ysc);
+    for (int k = 0; k < NV; ++k) s[k] = select((ACCV)(1) / s[k], (ACCV)(0), s[k] == (ACCV)(0));
+    if (keep)
+      for (long c = 0; c < C; ++c)
+        for (int k = 0; k < NV; ++k) VSTOREY(VLOADY(k, yb + c * ysc) * s[k], k, yb + c * ysc);
+    else
+      for (long c = 0; c < C; ++c)
+        for (int k = 0; k < NV; ++k)
+          VSTOREY(clsm_exp_sub16(VLOADX(k, xb + c * xsc), m[k]) * s[k], k, yb + c * ysc);
   }
 }
 
 /* A work-group per row; lm and ls hold one (max, sum) pair per lane. The
- * work-group size is a power of two. */
-__kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local float *lm, __local float *ls) {
+ * work-group size is a power of two. The writing pass computes exp again:
+ * the row is read twice from memory, written once. */
+__kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) {
   long r = get_group_id(0);
   int l = (int)get_local_id(0), n = (int)get_local_size(0);
   long o = r / inner, i = r - o * inner;
-  __global const T *xr = x + xoff + o * xso + i * xsi;
-  __global T *yr = y + yoff + o * yso + i * ysi;
+  __global const TX *xr = x + xoff + o * xso + i * xsi;
+  __global TY *yr = y + yoff + o * yso + i * ysi;
 
-  float m = -INFINITY, s = 0.0f;
-  for (long c = l; c < C; c += n) clsm_online_add(&m, &s, LOAD(xr, c * xsc));
+  ACC m = -INFINITY, s = 0;
+  for (long c = l; c < C; c += n) clsm_online_add(&m, &s, LOADX(xr, c * xsc));
   lm[l] = m;
   ls[l] = s;
   barrier(CLK_LOCAL_MEM_FENCE);
   for (int h = n / 2; h > 0; h /= 2) {
     if (l < h) {
-      float mm = lm[l], ss = ls[l];
+      ACC mm = lm[l], ss = ls[l];
       clsm_online_merge(&mm, &ss, lm[l + h], ls[l + h]);
       lm[l] = mm;
       ls[l] = ss;
@@ -237,14 +269,14 @@ __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local float *lm, __local float *
   m = lm[0];
   s = clsm_finish_sum(m, ls[0]);
   if ((flags & F_SAFE) && m == -INFINITY && !isnan(s)) {
-    m = 0.0f;
-    s = 0.0f;
+    m = 0;
+    s = 0;
   }
   if (flags & F_LOG) {
-    float lsum = clsm_log_sum(s);
-    for (long c = l; c < C; c += n) STORE(yr, c * ysc, (LOAD(xr, c * xsc) - m) - lsum);
+    ACC lsum = clsm_log_sum(s);
+    for (long c = l; c < C; c += n) STOREY(yr, c * ysc, (LOADX(xr, c * xsc) - m) - lsum);
   } else {
-    float inv = clsm_inv_sum(s);
-    for (long c = l; c < C; c += n) STORE(yr, c * ysc, clsm_exp_sub(LOAD(xr, c * xsc), m) * inv);
+    ACC inv = clsm_inv_sum(s);
+    for (long c = l; c < C; c += n) STOREY(yr, c * ysc, clsm_exp_sub(LOADX(xr, c * xsc), m) * inv);
   }
 }

@@ -1,0 +1,159 @@
+/* Row operations (softmax, log_softmax and their backward): one shared path
+ * from tensor checks through views and plan to the enqueued kernel. */
+#include "internal.h"
+
+#include <string.h>
+
+#define F_RECOMPUTE 4u
+/* Softmax rows or tiles larger than this are written once with exp computed
+ * twice, rather than stored and rescaled (they no longer stay in cache). */
+#define KEEP_BYTES (128u * 1024u)
+
+static const unsigned float_types =
+    (1u << CLSM_FLOAT32) | (1u << CLSM_FLOAT16) | (1u << CLSM_BFLOAT16) | (1u << CLSM_FLOAT64);
+
+static int is_16bit(clsm_dtype d) { return d == CLSM_FLOAT16 || d == CLSM_BFLOAT16; }
+
+/* Non-axis dims of size > 1, innermost first, for the generic kernel. */
+static void generic_dims(clsm_rowop *op, int dim) {
+  const clsm_tensor *t0 = op->t[0];
+  op->nd = 0;
+  for (int d = t0->rank - 1; d >= 0; --d) {
+    if (d == dim || t0->shape[d] == 1) continue;
+    op->gshape[op->nd] = t0->shape[d];
+    for (int i = 0; i < op->n; ++i) op->gstride[i][op->nd] = op->t[i]->strides[d];
+    op->nd++;
+  }
+  for (int i = 0; i < op->n; ++i) op->gsc[i] = t0->rank ? op->t[i]->strides[dim] : 0;
+}
+
+static clsm_status set_long8(clsm_context *ctx, cl_kernel k, cl_uint idx, const int64_t *v, int n) {
+  clsm_status st = CLSM_SUCCESS;
+  cl_long8 l8;
+  memset(&l8, 0, sizeof l8);
+  for (int i = 0; i < n; ++i) l8.s[i] = v[i];
+  for (int i = n; i < 8; ++i) l8.s[i] = 1;
+  CLSM_CL(ctx, clSetKernelArg(k, idx, sizeof l8, &l8));
+fail:
+  return st;
+}
+
+static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_uint num_wait,
+                           const cl_event *wait, cl_event *event) {
+  clsm_status st = CLSM_SUCCESS;
+  clsm_plan plan;
+  cl_kernel k = NULL;
+  clsm__plan_rows(ctx, op->v, op->n, op->generic, op->rows, &plan);
+  clsm_kernel_id id = (clsm_kernel_id)(plan.kernel + (op->backward ? K_BACKWARD : 0));
+  if ((st = clsm__kernel(ctx, program, id, &k)) != CLSM_SUCCESS) return st;
+
+  const clsm_tensor *out = op->t[op->n - 1];
+  cl_uint flags = op->flags;
+  if (!op->backward && !(flags & 1u)) {
+    size_t es = clsm_dtype_size(out->dtype);
+    size_t ib = plan.kernel == K_INNER_CPU ? 16u * (size_t)ctx->inner_vectors : 1u;
+    if (is_16bit(out->dtype) || plan.kernel == K_ROWS_WG ||
+        (uint64_t)op->C * ib * es > KEEP_BYTES)
+      flags |= F_RECOMPUTE;
+  }
+
+  if (plan.kernel == K_ROWS_WG) {
+    size_t kmax = 0;
+    CLSM_CL(ctx, clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax,
+                                          &kmax, NULL));
+    while (plan.local > 1 && plan.local > kmax) plan.local /= 2;
+    plan.global = (size_t)op->rows * plan.local;
+    plan.local_elems = plan.local;
+  }
+
+  cl_uint a = 0;
+  if (op->generic) {
+    for (int i = 0; i < op->n; ++i) {
+      cl_ulong off = op->t[i]->offset;
+      cl_long sc = op->gsc[i];
+      CLSM_ARG(ctx, k, a++, op->t[i]->mem);
+      CLSM_ARG(ctx, k, a++, off);
+      CLSM_ARG(ctx, k, a++, sc);
+    }
+    cl_long rows = op->rows, C = op->C;
+    cl_int nd = op->nd;
+    CLSM_ARG(ctx, k, a++, rows);
+    CLSM_ARG(ctx, k, a++, C);
+    CLSM_ARG(ctx, k, a++, nd);
+    if ((st = set_long8(ctx, k, a++, op->gshape, op->nd)) != CLSM_SUCCESS) return st;
+    for (int i = 0; i < op->n; ++i)
+      if ((st = set_long8(ctx, k, a++, op->gstride[i], op->nd)) != CLSM_SUCCESS) return st;
+    CLSM_ARG(ctx, k, a++, flags);
+  } else {
+    for (int i = 0; i < op->n; ++i) {
+      cl_ulong off = op->v[i].base;
+      cl_long s[3] = {op->v[i].so, op->v[i].sc, op->v[i].si};
+      CLSM_ARG(ctx, k, a++, op->t[i]->mem);
+      CLSM_ARG(ctx, k, a++, off);
+      for (int j = 0; j < 3; ++j) CLSM_ARG(ctx, k, a++, s[j]);
+    }
+    cl_long dims[3] = {op->v[0].outer, op->v[0].C, op->v[0].inner};
+    for (int j = 0; j < 3; ++j) CLSM_ARG(ctx, k, a++, dims[j]);
+    CLSM_ARG(ctx, k, a++, flags);
+    if (plan.kernel == K_ROWS_WG) {
+      size_t acc = program == P_F64 ? sizeof(double) : sizeof(float);
+      CLSM_CL(ctx, clSetKernelArg(k, a++, plan.local_elems * acc, NULL));
+      CLSM_CL(ctx, clSetKernelArg(k, a++, plan.local_elems * acc, NULL));
+    }
+  }
+  CLSM_CL(ctx, clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &plan.global,
+                                      plan.local ? &plan.local : NULL, num_wait, wait, event));
+fail:
+  return st;
+}
+
+clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num_wait,
+                         const cl_event *wait, cl_event *event) {
+  static const char *const fwd_names[] = {"x", "y"}, *const bwd_names[] = {"y", "dy", "dx"};
+  const char *const *names = op->backward ? bwd_names : fwd_names;
+  const int last = op->n - 1;
+  clsm_status st;
+  int d = 0;
+  for (int i = 0; i < op->n; ++i)
+    if ((st = clsm__check_tensor(ctx, op->t[i], float_types, names[i])) != CLSM_SUCCESS) return st;
+  for (int i = 1; i < op->n; ++i) {
+    const clsm_tensor *a = op->t[0], *b = op->t[i];
+    if (a->rank != b->rank)
+      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s has rank %d but %s has rank %d",
+                        names[0], a->rank, names[i], b->rank);
+    for (int k = 0; k < a->rank; ++k)
+      if (a->shape[k] != b->shape[k])
+        return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
+                          "%s.shape[%d] = %lld but %s.shape[%d] = %lld", names[0], k,
+                          (long long)a->shape[k], names[i], k, (long long)b->shape[k]);
+  }
+  for (int i = 1; i < last; ++i)
+    if (op->t[i]->dtype != op->t[0]->dtype)
+      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s is %s but %s is %s", names[0],
+                        clsm_dtype_name(op->t[0]->dtype), names[i],
+                        clsm_dtype_name(op->t[i]->dtype));
+  clsm_dtype in = op->t[0]->dtype, out = op->t[last]->dtype;
+  int program = clsm__program_for(in, out);
+  if (program < 0)
+    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
+                      "%s is %s: the output may be %s, or float32 for 16-bit inputs",
+                      names[last], clsm_dtype_name(out), clsm_dtype_name(in));
+  if ((in == CLSM_FLOAT64 || out == CLSM_FLOAT64) && !ctx->has_fp64)
+    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
+                      "float64 needs cl_khr_fp64, which \"%s\" does not have", ctx->device_name);
+  if ((st = clsm__check_dim(ctx, op->t[0]->rank, dim, &d)) != CLSM_SUCCESS) return st;
+  if ((st = clsm__check_wait(ctx, num_wait, wait)) != CLSM_SUCCESS) return st;
+  for (int i = 0; i < last; ++i)
+    if ((st = clsm__check_output(ctx, op->t[last], names[last], op->t[i], names[i])) != CLSM_SUCCESS)
+      return st;
+
+  op->generic = 0;
+  for (int i = 0; i < op->n; ++i)
+    if (!clsm__make_view(op->t[i], d, &op->v[i])) op->generic = 1;
+  if (op->generic) generic_dims(op, d);
+  op->C = op->t[0]->rank ? op->t[0]->shape[d] : 1;
+  int64_t numel = clsm__numel(op->t[0]);
+  if (numel == 0) return clsm__marker(ctx, num_wait, wait, event);
+  op->rows = numel / op->C;
+  return enqueue(ctx, op, program, num_wait, wait, event);
+}

@@ -1,0 +1,194 @@
+/* backward.cl: gradients of softmax and log_softmax from the forward output y
+ * and the upstream gradient dy, along one axis:
+ *   softmax:      dx_i = y_i * (dy_i - sum_j dy_j * y_j)
+ *   log_softmax:  dx_i = dy_i - exp(y_i) * sum_j dy_j
+ * (the log_softmax form is NOT dy - sum(y * dy): that is a known wrong
+ * formula, and the tests check against finite differences to catch it).
+ * With F_SAFE, a log_softmax row whose y is all -inf (a fully masked row in
+ * safe mode) gets dx = 0, the gradient of a constant; a safe softmax row is
+ * all 0 and gets dx = 0 from the formula itself.
+ *
+ * Layout and kernel shapes follow softmax.cl: y, dy and dx are each seen as
+ * (outer, C, inner) with their own strides; y and dy have the input dtype TX,
+ * dx the output dtype TY. dx may be exactly y or dy: every element is read
+ * before the same element is written. Two passes: a reduction over the row,
+ * then the writing pass. */
+
+#define CLSM_BARGS                                                                            \
+  __global const TX *y, ulong yoff, long yso, long ysc, long ysi, __global const TX *dy,    \
+      ulong dyoff, long dyso, long dysc, long dysi, __global TY *dx, ulong dxoff, long dxso, \
+      long dxsc, long dxsi, long outer, long C, long inner, uint flags
+
+/* One row, any strides. */
+inline void clsm_brow_strided(__global const TX *yr, long ysc, __global const TX *dyr, long dysc,
+                              __global TY *dxr, long dxsc, long C, uint flags) {
+  ACC acc = 0, ymax = -INFINITY;
+  for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
+    ACC blk = 0;
+    for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c) {
+      ACC g = LOADX(dyr, c * dysc), v = LOADX(yr, c * ysc);
+      blk += (flags & F_LOG) ? g : g * v;
+      ymax = fmax(ymax, v);
+    }
+    acc += blk;
+  }
+  if ((flags & F_LOG) && (flags & F_SAFE) && ymax == -INFINITY) {
+    for (long c = 0; c < C; ++c) STOREY(dxr, c * dxsc, (ACC)0);
+    return;
+  }
+  for (long c = 0; c < C; ++c) {
+    ACC g = LOADX(dyr, c * dysc), v = LOADX(yr, c * ysc);
+    STOREY(dxr, c * dxsc, (flags & F_LOG) ? g - exp(v) * acc : v * (g - acc));
+  }
+}
+
+__kernel void clsm_backward_strided(CLSM_BARGS) {
+  long r = get_global_id(0);
+  if (r >= outer * inner) return;
+  long o = r / inner, i = r - o * inner;
+  clsm_brow_strided(y + yoff + o * yso + i * ysi, ysc, dy + dyoff + o * dyso + i * dysi, dysc,
+                    dx + dxoff + o * dxso + i * dxsi, dxsc, C, flags);
+}
+
+__kernel void clsm_backward_generic(__global const TX *y, ulong yoff, long ysc,
+                                    __global const TX *dy, ulong dyoff, long dysc,
+                                    __global TY *dx, ulong dxoff, long dxsc, long rows, long C,
+                                    int nd, long8 shape, long8 yst, long8 dyst, long8 dxst,
+                                    uint flags) {
+  long r = get_global_id(0);
+  if (r >= rows) return;
+  long sh[8] = {shape.s0, shape.s1, shape.s2, shape.s3, shape.s4, shape.s5, shape.s6, shape.s7};
+  long a[8] = {yst.s0, yst.s1, yst.s2, yst.s3, yst.s4, yst.s5, yst.s6, yst.s7};
+  long b[8] = {dyst.s0, dyst.s1, dyst.s2, dyst.s3, dyst.s4, dyst.s5, dyst.s6, dyst.s7};
+  long e[8] = {dxst.s0, dxst.s1, dxst.s2, dxst.s3, dxst.s4, dxst.s5, dxst.s6, dxst.s7};
+  long yo = 0, dyo = 0, dxo = 0, rem = r;
+  for (int d = 0; d < nd; ++d) {
+    long q = rem / sh[d], k = rem - q * sh[d];
+    yo += k * a[d];
+    dyo += k * b[d];
+    dxo += k * e[d];
+    rem = q;
+  }
+  clsm_brow_strided(y + yoff + yo, ysc, dy + dyoff + dyo, dysc, dx + dxoff + dxo, dxsc, C, flags);
+}
+
+/* Contiguous rows (ysc == dysc == dxsc == 1, inner == 1), 16-wide. */
+__kernel void clsm_backward_rows_cpu(CLSM_BARGS) {
+  long r = get_global_id(0);
+  if (r >= outer) return;
+  __global const TX *yr = y + yoff + r * yso;
+  __global const TX *dyr = dy + dyoff + r * dyso;
+  __global TY *dxr = dx + dxoff + r * dxso;
+  ACCV tot = (ACCV)(0), mv = (ACCV)(-INFINITY);
+  ACC acc = 0, ymax = -INFINITY;
+  long c = 0;
+  for (; c + 256 <= C; c += 256) {
+    ACCV blk = (ACCV)(0);
+    for (int k = 0; k < 256; k += 16) {
+      ACCV g = VLOADX(0, dyr + c + k), v = VLOADX(0, yr + c + k);
+      blk += (flags & F_LOG) ? g : g * v;
+      mv = fmax(mv, v);
+    }
+    tot += blk;
+  }
+  ACCV blk = (ACCV)(0);
+  for (; c + 16 <= C; c += 16) {
+    ACCV g = VLOADX(0, dyr + c), v = VLOADX(0, yr + c);
+    blk += (flags & F_LOG) ? g : g * v;
+    mv = fmax(mv, v);
+  }
+  tot += blk;
+  for (; c < C; ++c) {
+    ACC g = LOADX(dyr, c), v = LOADX(yr, c);
+    acc += (flags & F_LOG) ? g : g * v;
+    ymax = fmax(ymax, v);
+  }
+  acc += clsm_hsum16(tot);
+  ymax = fmax(ymax, clsm_hmax16(mv));
+  const int zero = (flags & F_LOG) && (flags & F_SAFE) && ymax == -INFINITY;
+  const ACCV a = (ACCV)(acc);
+  for (c = 0; c + 16 <= C; c += 16) {
+    ACCV g = VLOADX(0, dyr + c), v = VLOADX(0, yr + c);
+    ACCV d = (flags & F_LOG) ? g - exp(v) * a : v * (g - a);
+    VSTOREY(zero ? (ACCV)(0) : d, 0, dxr + c);
+  }
+  for (; c < C; ++c) {
+    ACC g = LOADX(dyr, c), v = LOADX(yr, c);
+    ACC d = (flags & F_LOG) ? g - exp(v) * acc : v * (g - acc);
+    STOREY(dxr, c, zero ? (ACC)0 : d);
+  }
+}
+
+/* A block of IB consecutive inner positions (yi/dyi/dxi strides 1). */
+__kernel void clsm_backward_inner_cpu(CLSM_BARGS) {
+  long blocks = (inner + IB - 1) / IB;
+  long w = get_global_id(0);
+  if (w >= outer * blocks) return;
+  long o = w / blocks, i0 = (w - o * blocks) * IB;
+  __global const TX *yb = y + yoff + o * yso + i0 * ysi;
+  __global const TX *dyb = dy + dyoff + o * dyso + i0 * dysi;
+  __global TY *dxb = dx + dxoff + o * dxso + i0 * dxsi;
+  if (i0 + IB > inner || ysi != 1 || dysi != 1 || dxsi != 1) {
+    long n = min((long)IB, inner - i0);
+    for (long i = 0; i < n; ++i)
+      clsm_brow_strided(yb + i * ysi, ysc, dyb + i * dysi, dysc, dxb + i * dxsi, dxsc, C, flags);
+    return;
+  }
+  ACCV acc[NV], mx[NV];
+  for (int k = 0; k < NV; ++k) {
+    acc[k] = (ACCV)(0);
+    mx[k] = (ACCV)(-INFINITY);
+  }
+  for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
+    ACCV blk[NV];
+    for (int k = 0; k < NV; ++k) blk[k] = (ACCV)(0);
+    for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c)
+      for (int k = 0; k < NV; ++k) {
+        ACCV g = VLOADX(k, dyb + c * dysc), v = VLOADX(k, yb + c * ysc);
+        blk[k] += (flags & F_LOG) ? g : g * v;
+        mx[k] = fmax(mx[k], v);
+      }
+    for (int k = 0; k < NV; ++k) acc[k] += blk[k];
+  }
+  const int safe_log = (flags & F_LOG) && (flags & F_SAFE);
+  for (long c = 0; c < C; ++c)
+    for (int k = 0; k < NV; ++k) {
+      ACCV g = VLOADX(k, dyb + c * dysc), v = VLOADX(k, yb + c * ysc);
+      ACCV d = (flags & F_LOG) ? g - exp(v) * acc[k] : v * (g - acc[k]);
+      if (safe_log) d = select(d, (ACCV)(0), mx[k] == (ACCV)(-INFINITY));
+      VSTOREY(d, k, dxb + c * dxsc);
+    }
+}
+
+/* A work-group per row; la and lm hold each lane's partial sum and max. */
+__kernel void clsm_backward_rows_wg(CLSM_BARGS, __local ACC *la, __local ACC *lm) {
+  long r = get_group_id(0);
+  int l = (int)get_local_id(0), n = (int)get_local_size(0);
+  long o = r / inner, i = r - o * inner;
+  __global const TX *yr = y + yoff + o * yso + i * ysi;
+  __global const TX *dyr = dy + dyoff + o * dyso + i * dysi;
+  __global TY *dxr = dx + dxoff + o * dxso + i * dxsi;
+  ACC acc = 0, ymax = -INFINITY;
+  for (long c = l; c < C; c += n) {
+    ACC g = LOADX(dyr, c * dysc), v = LOADX(yr, c * ysc);
+    acc += (flags & F_LOG) ? g : g * v;
+    ymax = fmax(ymax, v);
+  }
+  la[l] = acc;
+  lm[l] = ymax;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int h = n / 2; h > 0; h /= 2) {
+    if (l < h) {
+      la[l] += la[l + h];
+      lm[l] = fmax(lm[l], lm[l + h]);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  acc = la[0];
+  int zero = (flags & F_LOG) && (flags & F_SAFE) && lm[0] == -INFINITY;
+  for (long c = l; c < C; c += n) {
+    ACC g = LOADX(dyr, c * dysc), v = LOADX(yr, c * ysc);
+    ACC d = (flags & F_LOG) ? g - exp(v) * acc : v * (g - acc);
+    STOREY(dxr, c * dxsc, zero ? (ACC)0 : d);
+  }
+}
