@@ -22,4 +22,21 @@ int ref_close(float got, double ref, int log, double rtol);
  * for log_softmax; 0 for matching special values, +inf for a mismatch. */
 double ref_error(float got, double ref, int log);
 
+
+/* Gradient references from y and dy (double), C-order, along dim:
+ * softmax:      dx_i = y_i (dy_i - sum_j dy_j y_j)
+ * log_softmax:  dx_i = dy_i - exp(y_i) sum_j dy_j
+ * `scale` (may be NULL) receives, per element, the magnitude of the terms
+ * that cancel (|y|(|dy| + sum|dy y|), or |dy| + exp(y) sum|dy|), which
+ * bounds the rounding error of a float computation. */
+void ref_softmax_backward(const double *y, const double *dy, double *dx, double *scale, int rank,
+                          const int64_t *shape, int dim, int log);
+
+/* 16-bit storage conversions, rounding to nearest even; NaN stays NaN,
+ * values past the range become infinities. */
+uint16_t ref_f32_to_f16(float f);
+float ref_f16_to_f32(uint16_t h);
+uint16_t ref_f32_to_bf16(float f);
+float ref_bf16_to_f32(uint16_t b);
+
 #endif
