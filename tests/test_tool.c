@@ -112,6 +112,81 @@ START_TEST(test_tool_softmax) {
 }
 END_TEST
 
+/* float64 and float16 files end to end, and both backward commands: outputs
+ * keep the input dtype and match the reference. */
+START_TEST(test_tool_dtypes_and_backward) {
+  const int64_t shape[2] = {4, 9};
+  float xf[36], gf[36];
+  fill_random(xf, 36, 81);
+  fill_random(gf, 36, 82);
+  char err[256];
+  for (int k = 0; k < 2; ++k) {
+    clsm_dtype dt = k ? CLSM_FLOAT16 : CLSM_FLOAT64;
+    npy_array a, g;
+    ck_assert(npy_alloc(&a, dt, 2, shape) == 0 && npy_alloc(&g, dt, 2, shape) == 0);
+    double x[36], gd[36];
+    for (int i = 0; i < 36; ++i) {
+      if (dt == CLSM_FLOAT64) {
+        x[i] = ((double *)a.data)[i] = xf[i];
+        gd[i] = ((double *)g.data)[i] = gf[i];
+      } else {
+        ((uint16_t *)a.data)[i] = ref_f32_to_f16(xf[i]);
+        ((uint16_t *)g.data)[i] = ref_f32_to_f16(gf[i]);
+        x[i] = ref_f16_to_f32(((uint16_t *)a.data)[i]);
+        gd[i] = ref_f16_to_f32(((uint16_t *)g.data)[i]);
+      }
+    }
+    ck_assert(npy_write(path_in("x.npy"), &a, err, sizeof err) == 0);
+    ck_assert(npy_write(path_in("g.npy"), &g, err, sizeof err) == 0);
+    double tol = dt == CLSM_FLOAT64 ? 1e-12 : 1e-3;
+    for (int log = 0; log < 2; ++log) {
+      const char *fwd[] = {log ? "log-softmax" : "softmax", path_in("x.npy"), path_in("y.npy"), NULL};
+      ck_assert_msg(run_tool(fwd) == 0, "%s", errtext);
+      npy_array y, dx;
+      ck_assert(npy_read(path_in("y.npy"), &y, err, sizeof err) == 0);
+      ck_assert_int_eq(y.dtype, dt);
+      double yd[36], ref[36], sc[36];
+      for (int i = 0; i < 36; ++i)
+        yd[i] = dt == CLSM_FLOAT64 ? ((double *)y.data)[i] : ref_f16_to_f32(((uint16_t *)y.data)[i]);
+      for (int r = 0; r < 4; ++r) { /* forward reference from the stored inputs */
+        double m = -INFINITY, s = 0;
+        for (int c = 0; c < 9; ++c) m = fmax(m, x[r * 9 + c]);
+        for (int c = 0; c < 9; ++c) s += exp(x[r * 9 + c] - m);
+        for (int c = 0; c < 9; ++c) {
+          double want = log ? x[r * 9 + c] - m - log1p(s - 1) : exp(x[r * 9 + c] - m) / s;
+          double got = yd[r * 9 + c];
+          ck_assert_msg(fabs(got - want) <= tol * (log ? fmax(1, fabs(want)) : fabs(want)) + 6e-8,
+                        "%s %s: %g vs %g", clsm_dtype_name(dt), fwd[0], got, want);
+        }
+      }
+      const char *bwd[] = {log ? "log-softmax-backward" : "softmax-backward", "--dim", "-1",
+                           path_in("y.npy"), path_in("g.npy"), path_in("dx.npy"), NULL};
+      ck_assert_msg(run_tool(bwd) == 0, "%s", errtext);
+      ck_assert(npy_read(path_in("dx.npy"), &dx, err, sizeof err) == 0);
+      ck_assert_int_eq(dx.dtype, dt);
+      ref_softmax_backward(yd, gd, ref, sc, 2, shape, 1, log);
+      for (int i = 0; i < 36; ++i) {
+        double got = dt == CLSM_FLOAT64 ? ((double *)dx.data)[i] : ref_f16_to_f32(((uint16_t *)dx.data)[i]);
+        double eps = dt == CLSM_FLOAT64 ? 2.3e-16 : 1.2e-7;
+        ck_assert_msg(fabs(got - ref[i]) <= tol * fabs(ref[i]) + 8 * eps * sc[i] + 6e-8,
+                      "%s backward %d: %g vs %g", clsm_dtype_name(dt), i, got, ref[i]);
+      }
+      npy_free(&y);
+      npy_free(&dx);
+    }
+    npy_free(&a);
+    npy_free(&g);
+  }
+  /* Backward inputs that do not fit together: exit 3. */
+  const int64_t other[2] = {4, 8};
+  float z[32] = {0};
+  write_f32("y2.npy", 2, other, z);
+  const char *bad[] = {"softmax-backward", path_in("y.npy"), path_in("y2.npy"), path_in("o.npy"), NULL};
+  ck_assert_int_eq(run_tool(bad), 3);
+  ck_assert(!file_exists("o.npy"));
+}
+END_TEST
+
 /* Usage errors: exit 2, a message, nothing written. */
 START_TEST(test_tool_usage) {
   const int64_t shape[1] = {4};
@@ -163,7 +238,7 @@ START_TEST(test_tool_bad_files) {
       {"unsupported dtype", "dtype", "{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }", NULL, 0},
       {"negative shape", "shape", "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }", NULL, 0},
       {"truncated data", "truncated", "{'descr': '<f4', 'fortran_order': False, 'shape': (1000,), }", NULL, 0},
-      {"float64 (not yet supported)", "float64", "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", NULL, 0},
+      {"class indices given to softmax", "int64", "{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }", NULL, 0},
   };
   const char keep[] = "existing output";
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
@@ -238,6 +313,7 @@ static Suite *tool_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_tool_softmax);
   tcase_add_test(tc, test_tool_usage);
+  tcase_add_test(tc, test_tool_dtypes_and_backward);
   tcase_add_test(tc, test_tool_bad_files);
   tcase_add_test(tc, test_tool_bad_device);
   tcase_add_test(tc, test_tool_demo);

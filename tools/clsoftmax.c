@@ -15,6 +15,8 @@ static const char usage_text[] =
     "  clsoftmax devices\n"
     "  clsoftmax softmax              [--dim D] [--device SPEC] X.npy Y.npy\n"
     "  clsoftmax log-softmax          [--dim D] [--device SPEC] X.npy Y.npy\n"
+    "  clsoftmax softmax-backward     [--dim D] [--device SPEC] Y.npy DY.npy DX.npy\n"
+    "  clsoftmax log-softmax-backward [--dim D] [--device SPEC] Y.npy DY.npy DX.npy\n"
     "  clsoftmax bench [--quick] [--json FILE] [--device SPEC]\n"
     "  clsoftmax demo  [--device SPEC]\n"
     "  clsoftmax --help | --version\n"
@@ -23,7 +25,8 @@ static const char usage_text[] =
     "--device SPEC cpu, gpu, P:D (platform:device as `devices` lists), or part of a\n"
     "              device name; default: $CLSM_DEVICE, else the first GPU, else the\n"
     "              first device\n"
-    "Inputs are .npy files (versions 1.0-3.0, C order, little-endian, float32).\n"
+    "Inputs are .npy files (versions 1.0-3.0, C order, little-endian; float32\n"
+    "'<f4', float64 '<f8' or float16 '<f2').\n"
     "Outputs keep the input's dtype and are written to a temporary, then renamed.\n"
     "\n"
     "exit status: 0 success; 1 device or OpenCL failure; 2 usage or option error;\n"
@@ -140,7 +143,11 @@ static int parse_options(int argc, char **argv, unsigned accepted, int max_pos, 
     if (o->npos >= max_pos) return usage_error("unexpected argument '%s'", a);
     o->pos[o->npos++] = a;
   }
-  if (o->npos != max_pos) return usage_error("expected %s file arguments", max_pos == 2 ? "2" : "more");
+  if (o->npos != max_pos) {
+    char n[16];
+    snprintf(n, sizeof n, "%d", max_pos);
+    return usage_error("expected %s file arguments", n);
+  }
   return 0;
 }
 
@@ -181,45 +188,75 @@ static int cmd_devices(void) {
   return EXIT_OK;
 }
 
-/* softmax / log-softmax on a .npy file. */
-static int cmd_softmax(int argc, char **argv, int log) {
+static int is_float(clsm_dtype d) {
+  return d == CLSM_FLOAT32 || d == CLSM_FLOAT64 || d == CLSM_FLOAT16;
+}
+
+/* softmax, log-softmax and their backward on .npy files: `nin` inputs of one
+ * floating dtype and shape, one output of the same. */
+static int cmd_rowop(int argc, char **argv, const char *name, int log, int backward) {
   options o;
-  int rc = parse_options(argc, argv, OPT_DIM | OPT_DEVICE, 2, &o);
+  int nin = backward ? 2 : 1;
+  int rc = parse_options(argc, argv, OPT_DIM | OPT_DEVICE, nin + 1, &o);
   if (rc) return rc;
-  npy_array x;
+  npy_array in[2];
+  memset(in, 0, sizeof in);
   char err[512];
-  if (npy_read(o.pos[0], &x, err, sizeof err)) {
-    fprintf(stderr, "clsoftmax: %s\n", err);
-    return EXIT_INPUT;
+  clsm_context *ctx = NULL;
+  rc = EXIT_INPUT;
+  for (int i = 0; i < nin; ++i) {
+    if (npy_read(o.pos[i], &in[i], err, sizeof err)) {
+      fprintf(stderr, "clsoftmax: %s\n", err);
+      goto done;
+    }
+    if (!is_float(in[i].dtype)) {
+      fprintf(stderr, "clsoftmax: %s: dtype %s is not supported (float32, float64 or float16)\n",
+              o.pos[i], clsm_dtype_name(in[i].dtype));
+      goto done;
+    }
   }
-  int r = x.rank == 0 ? 1 : x.rank;
+  if (backward) {
+    int same = in[0].dtype == in[1].dtype && in[0].rank == in[1].rank;
+    for (int d = 0; same && d < in[0].rank; ++d) same = in[0].shape[d] == in[1].shape[d];
+    if (!same) {
+      fprintf(stderr, "clsoftmax: %s and %s differ in dtype or shape (%s rank %d, %s rank %d)\n",
+              o.pos[0], o.pos[1], clsm_dtype_name(in[0].dtype), in[0].rank,
+              clsm_dtype_name(in[1].dtype), in[1].rank);
+      goto done;
+    }
+  }
+  int r = in[0].rank == 0 ? 1 : in[0].rank;
   if (o.dim < -r || o.dim >= r) {
     fprintf(stderr, "clsoftmax: --dim %ld is out of range for %s of rank %d (valid: %d..%d)\n",
-            o.dim, o.pos[0], x.rank, -r, r - 1);
-    npy_free(&x);
-    return EXIT_USAGE;
+            o.dim, o.pos[0], in[0].rank, -r, r - 1);
+    rc = EXIT_USAGE;
+    goto done;
   }
-  if (x.dtype != CLSM_FLOAT32) {
-    fprintf(stderr, "clsoftmax: %s: dtype %s is not supported (float32 '<f4' is)\n", o.pos[0],
-            clsm_dtype_name(x.dtype));
-    npy_free(&x);
-    return EXIT_INPUT;
+  if (!(ctx = tool_context(o.device))) {
+    rc = EXIT_DEVICE;
+    goto done;
   }
-  clsm_context *ctx = tool_context(o.device);
-  if (!ctx) {
-    npy_free(&x);
-    return EXIT_DEVICE;
-  }
-  clsm_status st = (log ? clsm_log_softmax_host : clsm_softmax_host)(
-      ctx, x.dtype, x.rank, x.shape, (int)o.dim, 0, x.data, x.data);
+  npy_array *out = &in[nin - 1]; /* written in place of the last input, then saved */
+  clsm_status st;
+  if (!backward)
+    st = (log ? clsm_log_softmax_host : clsm_softmax_host)(ctx, in[0].dtype, in[0].rank,
+                                                          in[0].shape, (int)o.dim, 0, in[0].data,
+                                                          out->data);
+  else
+    st = (log ? clsm_log_softmax_backward_host : clsm_softmax_backward_host)(
+        ctx, in[0].dtype, in[0].rank, in[0].shape, (int)o.dim, 0, in[0].data, in[1].data,
+        out->data);
   if (st != CLSM_SUCCESS) {
-    rc = tool_report(ctx, st, log ? "log-softmax" : "softmax");
-  } else if (npy_write(o.pos[1], &x, err, sizeof err)) {
+    rc = tool_report(ctx, st, name);
+  } else if (npy_write(o.pos[nin], out, err, sizeof err)) {
     fprintf(stderr, "clsoftmax: %s\n", err);
     rc = EXIT_INPUT;
+  } else {
+    rc = EXIT_OK;
   }
+done:
   clsm_context_destroy(ctx);
-  npy_free(&x);
+  for (int i = 0; i < nin; ++i) npy_free(&in[i]);
   return rc;
 }
 
@@ -253,8 +290,10 @@ int main(int argc, char **argv) {
     if (argc > 2) return usage_error("devices takes no arguments, got '%s'", argv[2]);
     return cmd_devices();
   }
-  if (!strcmp(cmd, "softmax")) return cmd_softmax(argc - 2, argv + 2, 0);
-  if (!strcmp(cmd, "log-softmax")) return cmd_softmax(argc - 2, argv + 2, 1);
+  if (!strcmp(cmd, "softmax")) return cmd_rowop(argc - 2, argv + 2, cmd, 0, 0);
+  if (!strcmp(cmd, "log-softmax")) return cmd_rowop(argc - 2, argv + 2, cmd, 1, 0);
+  if (!strcmp(cmd, "softmax-backward")) return cmd_rowop(argc - 2, argv + 2, cmd, 0, 1);
+  if (!strcmp(cmd, "log-softmax-backward")) return cmd_rowop(argc - 2, argv + 2, cmd, 1, 1);
   if (!strcmp(cmd, "demo")) return cmd_demo(argc - 2, argv + 2);
   if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
   return usage_error("unknown command '%s'", cmd);

@@ -1,0 +1,322 @@
+/* Suite "dtypes": float16, bfloat16 and float64 storage for every softmax op
+ * (forward, backward, 16-bit in with float32 out), against the double
+ * reference on the values the dtype can hold; the storage conversions at the
+ * bit level, in the test's reference and in the kernels' own helpers. */
+#include "testutil.h"
+
+#include <stdint.h>
+
+typedef struct dtype_tol {
+  clsm_dtype dtype;
+  double rtol, atol; /* atol: subnormal results */
+} dtype_tol;
+
+static const dtype_tol dtypes[] = {
+    {CLSM_FLOAT16, 1e-3, 6e-8},
+    {CLSM_BFLOAT16, 8e-3, 1e-38},
+    {CLSM_FLOAT64, 1e-12, 1e-300},
+};
+
+/* Storage bytes <-> double. */
+static void to_storage(clsm_dtype dt, const double *v, void *out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) switch (dt) {
+    case CLSM_FLOAT16: ((uint16_t *)out)[i] = ref_f32_to_f16((float)v[i]); break;
+    case CLSM_BFLOAT16: ((uint16_t *)out)[i] = ref_f32_to_bf16((float)v[i]); break;
+    case CLSM_FLOAT64: ((double *)out)[i] = v[i]; break;
+    default: ((float *)out)[i] = (float)v[i]; break;
+    }
+}
+static void from_storage(clsm_dtype dt, const void *in, double *v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) switch (dt) {
+    case CLSM_FLOAT16: v[i] = ref_f16_to_f32(((const uint16_t *)in)[i]); break;
+    case CLSM_BFLOAT16: v[i] = ref_bf16_to_f32(((const uint16_t *)in)[i]); break;
+    case CLSM_FLOAT64: v[i] = ((const double *)in)[i]; break;
+    default: v[i] = ((const float *)in)[i]; break;
+    }
+}
+/* Rounds values to what dtype holds. */
+static void round_to(clsm_dtype dt, double *v, int64_t n) {
+  void *tmp = malloc((size_t)n * 8 + 8);
+  ck_assert(tmp != NULL);
+  to_storage(dt, v, tmp, n);
+  from_storage(dt, tmp, v, n);
+  free(tmp);
+}
+
+typedef struct op_shape {
+  int rank;
+  int64_t shape[3];
+  int dim;
+} op_shape;
+
+static const op_shape op_shapes[] = {
+    {2, {64, 80}, 1}, {2, {5, 1031}, -1}, {3, {3, 17, 33}, 1}, {3, {4, 5, 130}, 0},
+    {1, {3}, 0},      {2, {37, 19}, 0},
+};
+#define NSHAPES ((int)(sizeof op_shapes / sizeof op_shapes[0]))
+#define NOPS 4 /* softmax, log_softmax, their backward */
+
+/* Runs op (0..3) on the device with inputs in `dt` storage and output in
+ * `out_dt` storage; returns the output as double. */
+static void run_op(clsm_context *ctx, int op, clsm_dtype dt, clsm_dtype out_dt,
+                   const op_shape *s, const double *a, const double *b, double *out) {
+  int64_t n = shape_numel(s->rank, s->shape);
+  size_t es = clsm_dtype_size(dt), eo = clsm_dtype_size(out_dt);
+  void *ha = malloc((size_t)n * es), *hb = malloc((size_t)n * es), *ho = malloc((size_t)n * eo);
+  ck_assert(ha && hb && ho);
+  to_storage(dt, a, ha, n);
+  to_storage(dt, b, hb, n);
+  cl_mem ma = test_buffer(ctx, (size_t)n * es, ha), mb = test_buffer(ctx, (size_t)n * es, hb);
+  cl_mem mo = test_buffer(ctx, (size_t)n * eo, NULL);
+  clsm_tensor ta = clsm_tensor_contiguous(ma, 0, dt, s->rank, s->shape);
+  clsm_tensor tb = clsm_tensor_contiguous(mb, 0, dt, s->rank, s->shape);
+  clsm_tensor to = clsm_tensor_contiguous(mo, 0, out_dt, s->rank, s->shape);
+  switch (op) {
+  case 0: CK_STATUS(ctx, clsm_softmax(ctx, &ta, &to, s->dim, 0, 0, NULL, NULL)); break;
+  case 1: CK_STATUS(ctx, clsm_log_softmax(ctx, &ta, &to, s->dim, 0, 0, NULL, NULL)); break;
+  case 2: CK_STATUS(ctx, clsm_softmax_backward(ctx, &ta, &tb, &to, s->dim, 0, 0, NULL, NULL)); break;
+  default: CK_STATUS(ctx, clsm_log_softmax_backward(ctx, &ta, &tb, &to, s->dim, 0, 0, NULL, NULL)); break;
+  }
+  test_read(ctx, mo, 0, (size_t)n * eo, ho);
+  from_storage(out_dt, ho, out, n);
+  clReleaseMemObject(ma);
+  clReleaseMemObject(mb);
+  clReleaseMemObject(mo);
+  free(ha), free(hb), free(ho);
+}
+
+/* Finite-row softmax / log_softmax in double from double inputs (float64
+ * inputs carry more digits than the float-input reference takes). */
+static void ref_softmax_double(const double *x, double *y, int rank, const int64_t *shape, int dim,
+                               int log) {
+  int64_t outer = 1, C = rank ? shape[dim] : 1, inner = 1;
+  for (int d = 0; d < dim; ++d) outer *= shape[d];
+  for (int d = dim + 1; d < rank; ++d) inner *= shape[d];
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      double m = -INFINITY, sum = 0.0;
+      for (int64_t c = 0; c < C; ++c) m = fmax(m, x[(o * C + c) * inner + i]);
+      for (int64_t c = 0; c < C; ++c) sum += exp(x[(o * C + c) * inner + i] - m);
+      for (int64_t c = 0; c < C; ++c) {
+        double d = x[(o * C + c) * inner + i] - m;
+        y[(o * C + c) * inner + i] = log ? d - log1p(sum - 1.0) : exp(d) / sum;
+      }
+    }
+}
+
+/* Checks op `op` in dtype `t` (output in out_dt, whose tolerance `ot` rules)
+ * over one shape. */
+static void check_dtype_op(clsm_context *ctx, int op, const dtype_tol *t, const dtype_tol *ot,
+                           const op_shape *s, uint64_t seed) {
+  int64_t n = shape_numel(s->rank, s->shape);
+  int r = s->rank ? s->rank : 1, dim = s->dim < 0 ? s->dim + r : s->dim, log = op % 2;
+  size_t nb = sizeof(double) * (size_t)(n + 1);
+  double *a = malloc(nb), *b = malloc(nb), *out = malloc(nb), *ref = malloc(nb), *sc = malloc(nb);
+  float *xf = malloc(sizeof(float) * (size_t)(n + 1));
+  ck_assert(a && b && out && ref && sc && xf);
+  fill_random(xf, n, seed);
+  for (int64_t i = 0; i < n; ++i) a[i] = xf[i];
+  if (op >= 2) { /* a = y: the forward result, rounded to the dtype */
+    ref_softmax(xf, a, s->rank, s->shape, dim, log, 0);
+    fill_random(xf, n, seed + 7);
+    for (int64_t i = 0; i < n; ++i) b[i] = xf[i];
+    round_to(t->dtype, b, n);
+  }
+  round_to(t->dtype, a, n);
+  run_op(ctx, op, t->dtype, ot->dtype, s, a, b, out);
+  if (op < 2) {
+    ref_softmax_double(a, ref, s->rank, s->shape, dim, log);
+    for (int64_t i = 0; i < n; ++i) {
+      double err = fabs(out[i] - ref[i]);
+      double bound = log ? ot->rtol * fmax(1.0, fabs(ref[i])) : ot->rtol * fabs(ref[i]) + ot->atol;
+      ck_assert_msg(err <= bound, "%s %s: element %lld is %.10g, reference %.12g",
+                    clsm_dtype_name(t->dtype), log ? "log_softmax" : "softmax", (long long)i,
+                    out[i], ref[i]);
+    }
+  } else {
+    ref_softmax_backward(a, b, ref, sc, s->rank, s->shape, dim, log);
+    double eps = t->dtype == CLSM_FLOAT64 ? 2.3e-16 : 1.2e-7; /* compute precision */
+    for (int64_t i = 0; i < n; ++i) {
+      double err = fabs(out[i] - ref[i]);
+      double bound = ot->rtol * fabs(ref[i]) + 8 * eps * sc[i] + ot->atol;
+      ck_assert_msg(err <= bound, "%s %s backward: element %lld is %.10g, reference %.12g",
+                    clsm_dtype_name(t->dtype), log ? "log_softmax" : "softmax", (long long)i,
+                    out[i], ref[i]);
+    }
+  }
+  free(a), free(b), free(out), free(ref), free(sc), free(xf);
+}
+
+START_TEST(test_dtype_ops) {
+  int k = _i;
+  const op_shape *s = &op_shapes[k % NSHAPES];
+  k /= NSHAPES;
+  int op = k % NOPS;
+  const dtype_tol *t = &dtypes[k / NOPS];
+  printf("dtypes %d: %s op %d shape rank %d dim %d\n", _i, clsm_dtype_name(t->dtype), op, s->rank, s->dim);
+  clsm_context *ctx = test_context();
+  check_dtype_op(ctx, op, t, t, s, 900 + (uint64_t)_i);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* 16-bit inputs with float32 outputs (softmax and log_softmax, and the
+ * backward): held to float32's tolerance on the 16-bit values. */
+START_TEST(test_mixed_output) {
+  static const dtype_tol f32 = {CLSM_FLOAT32, 4e-6, 2e-38};
+  const dtype_tol *t = &dtypes[_i / 4]; /* float16, bfloat16 */
+  int op = _i % 4;
+  clsm_context *ctx = test_context();
+  for (int s = 0; s < NSHAPES; ++s) check_dtype_op(ctx, op, t, &f32, &op_shapes[s], 950 + (uint64_t)s);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* The test's own float16 conversion against the compiler's _Float16, for
+ * every half and a sweep of floats (ties included). */
+START_TEST(test_f16_reference_conversion) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    _Float16 v;
+    uint16_t hb = (uint16_t)h;
+    memcpy(&v, &hb, 2);
+    float f = (float)v, g = ref_f16_to_f32(hb);
+    ck_assert_msg((isnan(f) && isnan(g)) || memcmp(&f, &g, 4) == 0, "half 0x%04x", h);
+  }
+  rng r = {12345};
+  for (int i = 0; i < 2000000; ++i) {
+    uint32_t u = (uint32_t)rng_next(&r);
+    if (i % 3 == 0) u = (u & 0xffffe000u) | 0x1000u; /* exact ties */
+    float f;
+    memcpy(&f, &u, 4);
+    _Float16 v = (_Float16)f;
+    uint16_t want, got = ref_f32_to_f16(f);
+    memcpy(&want, &v, 2);
+    if (isnan(f)) ck_assert((got & 0x7c00u) == 0x7c00u && (got & 0x3ffu));
+    else ck_assert_msg(got == want, "float 0x%08x: 0x%04x, want 0x%04x", u, got, want);
+  }
+}
+END_TEST
+
+/* The kernels' bfloat16 rounding, at the bit level, scalar and vector paths:
+ * a tiny program built from kernels/common.cl stores each float as bf16. */
+START_TEST(test_bf16_kernel_rounding) {
+  static const struct {
+    uint32_t in;
+    uint16_t out;
+  } cases[] = {
+      {0x3f800000u, 0x3f80u}, /* 1.0 exact */
+      {0x3f808000u, 0x3f80u}, /* tie, even below: stays */
+      {0x3f818000u, 0x3f82u}, /* tie, odd below: up to even */
+      {0x3f808001u, 0x3f81u}, /* just above the tie: up */
+      {0x3f807fffu, 0x3f80u}, /* just below: down */
+      {0xbf818000u, 0xbf82u}, /* negative tie to even */
+      {0x7f7fffffu, 0x7f80u}, /* FLT_MAX rounds to +inf */
+      {0xff7fffffu, 0xff80u}, /* -FLT_MAX to -inf */
+      {0x7f800000u, 0x7f80u}, /* +inf */
+      {0xff800000u, 0xff80u}, /* -inf */
+      {0x7fc00000u, 0x7fc0u}, /* quiet NaN */
+      {0x7f800001u, 0x7fc0u}, /* signalling NaN whose payload would round away: stays NaN */
+      {0xffffffffu, 0xffffu}, /* NaN with all bits */
+      {0x00000000u, 0x0000u}, /* +0 */
+      {0x80000000u, 0x8000u}, /* -0 */
+      {0x00008000u, 0x0000u}, /* subnormal tie to even (0) */
+      {0x00018000u, 0x0002u}, /* subnormal tie to even (2) */
+      {0x7f7f8000u, 0x7f80u}, /* tie at the top: to even = inf */
+  };
+  enum { N = sizeof cases / sizeof cases[0], V = 32 };
+  clsm_context *ctx = test_context();
+  char path[512];
+  const char *dir = getenv("CLSM_KERNEL_DIR"); /* the library's own override */
+  if (dir && *dir) snprintf(path, sizeof path, "%s/common.cl", dir);
+  else snprintf(path, sizeof path, "%s/kernels/common.cl", CLSM_SOURCE_DIR);
+  FILE *f = fopen(path, "rb");
+  ck_assert_msg(f != NULL, "cannot read %s", path);
+  static char src[65536];
+  size_t len = fread(src, 1, sizeof src - 512, f);
+  fclose(f);
+  const char *kern =
+      "\n__kernel void t(__global const float *in, __global ushort *s, __global ushort *v) {\n"
+      "  size_t i = get_global_id(0);\n"
+      "  s[i] = clsm_float_to_bf16(in[i]);\n"
+      "  if (i < 2) vstore16(clsm_float16_to_bf16(vload16(i, in)), i, v);\n"
+      "}\n";
+  memcpy(src + len, kern, strlen(kern) + 1);
+  const char *srcs[1] = {src};
+  cl_int err;
+  cl_program p = clCreateProgramWithSource(clsm_context_cl_context(ctx), 1, srcs, NULL, &err);
+  ck_assert(p != NULL);
+  cl_device_id dev = clsm_context_device(ctx);
+  err = clBuildProgram(p, 1, &dev, "-cl-std=CL1.2 -DCLSM_X_BF16 -DCLSM_Y_BF16", NULL, NULL);
+  ck_assert_msg(err == CL_SUCCESS, "test kernel build failed: %s", clsm_cl_error_name(err));
+  cl_kernel k = clCreateKernel(p, "t", &err);
+  ck_assert(k != NULL);
+  uint32_t in[V];
+  for (int i = 0; i < V; ++i) in[i] = cases[i % N].in;
+  cl_mem mi = test_buffer(ctx, sizeof in, in), ms = test_buffer(ctx, V * 2, NULL),
+         mv = test_buffer(ctx, V * 2, NULL);
+  clSetKernelArg(k, 0, sizeof mi, &mi);
+  clSetKernelArg(k, 1, sizeof ms, &ms);
+  clSetKernelArg(k, 2, sizeof mv, &mv);
+  size_t g = V;
+  ck_assert(clEnqueueNDRangeKernel(clsm_context_queue(ctx), k, 1, NULL, &g, NULL, 0, NULL, NULL) == CL_SUCCESS);
+  uint16_t s[V], v[V];
+  test_read(ctx, ms, 0, sizeof s, s);
+  test_read(ctx, mv, 0, sizeof v, v);
+  for (int i = 0; i < V; ++i) {
+    ck_assert_msg(s[i] == cases[i % N].out, "scalar: 0x%08x -> 0x%04x, want 0x%04x", in[i], s[i], cases[i % N].out);
+    ck_assert_msg(v[i] == cases[i % N].out, "vector: 0x%08x -> 0x%04x, want 0x%04x", in[i], v[i], cases[i % N].out);
+    /* The test's reference conversion agrees. */
+    float fi;
+    memcpy(&fi, &in[i], 4);
+    ck_assert_uint_eq(ref_f32_to_bf16(fi), cases[i % N].out);
+  }
+  clReleaseMemObject(mi);
+  clReleaseMemObject(ms);
+  clReleaseMemObject(mv);
+  clReleaseKernel(k);
+  clReleaseProgram(p);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* float16 outputs that are subnormal (tiny probabilities) and results that
+ * overflow float16 in log_softmax become -inf, as rounding says. */
+START_TEST(test_f16_extremes) {
+  clsm_context *ctx = test_context();
+  /* softmax of [0, -12, -20]: exp(-12)/s is a normal half, exp(-20)/s a subnormal. */
+  double a[3] = {0.0, -12.0, -20.0}, out[3];
+  const op_shape s = {1, {3}, 0};
+  run_op(ctx, 0, CLSM_FLOAT16, CLSM_FLOAT16, &s, a, a, out);
+  double sum = 1.0 + exp(-12.0) + exp(-20.0);
+  for (int i = 0; i < 3; ++i) {
+    double ref = exp(a[i]) / sum;
+    ck_assert_msg(fabs(out[i] - ref) <= 1e-3 * ref + 6e-8, "%d: %g vs %g", i, out[i], ref);
+  }
+  /* log_softmax of [60000, -60000]: -120000 is beyond float16: -inf. */
+  double b[2] = {60000.0, -60000.0};
+  round_to(CLSM_FLOAT16, b, 2);
+  const op_shape s2 = {1, {2}, 0};
+  run_op(ctx, 1, CLSM_FLOAT16, CLSM_FLOAT16, &s2, b, b, out);
+  ck_assert(out[0] == 0.0);
+  ck_assert(isinf(out[1]) && out[1] < 0);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+static Suite *dtypes_suite(void) {
+  Suite *s = suite_create("dtypes");
+  TCase *tc = tcase_create("Ops");
+  tcase_set_timeout(tc, 60);
+  tcase_add_loop_test(tc, test_dtype_ops, 0, 3 * NOPS * NSHAPES);
+  tcase_add_loop_test(tc, test_mixed_output, 0, 8);
+  tcase_add_test(tc, test_f16_extremes);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("Conversions");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_f16_reference_conversion);
+  tcase_add_test(tc, test_bf16_kernel_rounding);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return run_suite(dtypes_suite()); }
