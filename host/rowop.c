@@ -48,13 +48,26 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
   if ((st = clsm__kernel(ctx, program, id, &k)) != CLSM_SUCCESS) return st;
 
   const clsm_tensor *out = op->t[op->n - 1];
+  const size_t acc = program == P_F64 ? sizeof(double) : sizeof(float);
   cl_uint flags = op->flags;
+  size_t scratch = acc; /* K_ROWS_CPU's local scratch: unused unless sized below */
   if (!op->backward && !(flags & 1u)) {
+    /* Softmax: keep exp(x - m) in y (or, for 16-bit y, in local scratch) and
+     * rescale it while the row is in cache; otherwise compute exp twice. */
     size_t es = clsm_dtype_size(out->dtype);
     size_t ib = plan.kernel == K_INNER_CPU ? 16u * (size_t)ctx->inner_vectors : 1u;
-    if (is_16bit(out->dtype) || plan.kernel == K_ROWS_WG ||
-        (uint64_t)op->C * ib * es > KEEP_BYTES)
-      flags |= F_RECOMPUTE;
+    int keep = plan.kernel != K_ROWS_WG && (uint64_t)op->C * ib * es <= KEEP_BYTES;
+    if (keep && is_16bit(out->dtype)) {
+      keep = plan.kernel == K_ROWS_CPU;
+      while (keep && plan.local > 1 && plan.local * (size_t)op->C * acc > ctx->local_mem_size / 2)
+        plan.local /= 2;
+      keep = keep && plan.local * (size_t)op->C * acc <= ctx->local_mem_size / 2;
+      if (keep) {
+        scratch = plan.local * (size_t)op->C * acc;
+        plan.global = (size_t)op->rows + (plan.local - (size_t)op->rows % plan.local) % plan.local;
+      }
+    }
+    if (!keep) flags |= F_RECOMPUTE;
   }
 
   if (plan.kernel == K_ROWS_WG) {
@@ -96,10 +109,10 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
     for (int j = 0; j < 3; ++j) CLSM_ARG(ctx, k, a++, dims[j]);
     CLSM_ARG(ctx, k, a++, flags);
     if (plan.kernel == K_ROWS_WG) {
-      size_t acc = program == P_F64 ? sizeof(double) : sizeof(float);
       CLSM_CL(ctx, clSetKernelArg(k, a++, plan.local_elems * acc, NULL));
       CLSM_CL(ctx, clSetKernelArg(k, a++, plan.local_elems * acc, NULL));
     }
+    if (id == K_ROWS_CPU) CLSM_CL(ctx, clSetKernelArg(k, a++, scratch, NULL));
   }
   CLSM_CL(ctx, clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &plan.global,
                                       plan.local ? &plan.local : NULL, num_wait, wait, event));

@@ -117,12 +117,29 @@ __kernel void clsm_softmax_generic(__global const TX *x, ulong xoff, long xsc, _
 }
 
 /* Contiguous rows, vectorised. Sums are accumulated in 16 lanes and folded
- * every 256 elements, so the rounding error grows with C/256 + 16, not C. */
-__kernel void clsm_softmax_rows_cpu(CLSM_ARGS) {
+ * every 256 elements, so the rounding error grows with C/256 + 16, not C.
+ * Softmax without F_RECOMPUTE keeps exp(x - m) until it is scaled: in y when
+ * y holds ACC exactly, else in `scratch` (C values per work-item of local
+ * memory, which the host sizes; 16-bit outputs are then rounded once). */
+#ifdef Y_HOLDS_ACC
+#define KEEP_VSTORE(e, c) VSTOREY((e), 0, yr + (c))
+#define KEEP_VLOAD(c) VLOADY(0, yr + (c))
+#define KEEP_STORE(e, c) STOREY(yr, (c), (e))
+#define KEEP_LOAD(c) LOADY(yr, (c))
+#else
+#define KEEP_VSTORE(e, c) vstore16((e), 0, sr + (c))
+#define KEEP_VLOAD(c) vload16(0, sr + (c))
+#define KEEP_STORE(e, c) (sr[c] = (e))
+#define KEEP_LOAD(c) (sr[c])
+#endif
+
+__kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   long r = get_global_id(0);
   if (r >= outer) return;
   __global const TX *xr = x + xoff + r * xso;
   __global TY *yr = y + yoff + r * yso;
+  __local ACC *sr = scratch + get_local_id(0) * C;
+  (void)sr;
 
   ACCV mv = (ACCV)(-INFINITY);
   long c = 0;
@@ -150,7 +167,7 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS) {
       ACCV blk = (ACCV)(0);
       for (int k = 0; k < 256; k += 16) {
         ACCV e = clsm_exp_sub16(VLOADX(0, xr + c + k), mm);
-        if (keep) VSTOREY(e, 0, yr + c + k);
+        if (keep) KEEP_VSTORE(e, c + k);
         blk += e;
       }
       tot += blk;
@@ -158,13 +175,13 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS) {
     ACCV blk = (ACCV)(0);
     for (; c + 16 <= C; c += 16) {
       ACCV e = clsm_exp_sub16(VLOADX(0, xr + c), mm);
-      if (keep) VSTOREY(e, 0, yr + c);
+      if (keep) KEEP_VSTORE(e, c);
       blk += e;
     }
     tot += blk;
     for (; c < C; ++c) {
       ACC e = clsm_exp_sub(LOADX(xr, c), m);
-      if (keep) STOREY(yr, c, e);
+      if (keep) KEEP_STORE(e, c);
       s += e;
     }
   }
@@ -176,8 +193,8 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS) {
     for (; c < C; ++c) STOREY(yr, c, (LOADX(xr, c) - m) - ls.s0);
   } else if (keep) {
     const ACC inv = clsm_inv_sum(s);
-    for (c = 0; c + 16 <= C; c += 16) VSTOREY(VLOADY(0, yr + c) * inv, 0, yr + c);
-    for (; c < C; ++c) STOREY(yr, c, LOADY(yr, c) * inv);
+    for (c = 0; c + 16 <= C; c += 16) VSTOREY(KEEP_VLOAD(c) * inv, 0, yr + c);
+    for (; c < C; ++c) STOREY(yr, c, KEEP_LOAD(c) * inv);
   } else {
     const ACC inv = clsm_inv_sum(s);
     for (c = 0; c + 16 <= C; c += 16)

@@ -22,19 +22,26 @@ typedef struct shape_case {
   int64_t shape[3];
   int dim;
   int quick; /* part of --quick */
+  int half;  /* also run in float16 and bfloat16 */
 } shape_case;
 
 static const shape_case cases[] = {
-    {2, {8192, 4096}, -1, 1},  {2, {4096, 32000}, -1, 0}, {2, {65536, 128}, -1, 1},
-    {2, {1024, 262144}, -1, 0}, {2, {128, 1000}, -1, 0},  {2, {64, 80}, -1, 1},
-    {2, {1, 1000}, -1, 0},     {2, {1, 1048576}, -1, 1}, {3, {64, 512, 512}, 0, 0},
-    {3, {64, 512, 512}, 1, 1}, {3, {64, 512, 512}, 2, 0},
+    {2, {8192, 4096}, -1, 1, 1},  {2, {4096, 32000}, -1, 0, 1}, {2, {65536, 128}, -1, 1, 0},
+    {2, {1024, 262144}, -1, 0, 0}, {2, {128, 1000}, -1, 0, 0},  {2, {64, 80}, -1, 1, 0},
+    {2, {1, 1000}, -1, 0, 0},     {2, {1, 1048576}, -1, 1, 0}, {3, {64, 512, 512}, 0, 0, 0},
+    {3, {64, 512, 512}, 1, 1, 0}, {3, {64, 512, 512}, 2, 0, 0},
 };
+
+/* Operations the bench runs; inputs and outputs per element. */
+typedef enum { B_SOFTMAX, B_LOG_SOFTMAX, B_SOFTMAX_BWD, B_LOG_SOFTMAX_BWD, B_OPS } bench_op;
+static const char *const op_names[B_OPS] = {"softmax", "log-softmax", "softmax-backward",
+                                            "log-softmax-backward"};
 
 typedef struct row_result {
   const char *op;
+  clsm_dtype dtype;
   const shape_case *sc;
-  double median_ms, host_ms, gbps, copy_gbps, max_err, onednn_gbps;
+  double median_ms, host_ms, gbps, copy_gbps, gelems, max_err, onednn_gbps;
 } row_result;
 
 static double now_s(void) {
@@ -111,70 +118,144 @@ done:
 }
 #endif
 
-/* Max error of y against the reference on a sample of outer slices. */
-static double sample_error(const shape_case *sc, int log, const float *x, const float *y) {
+/* Storage <-> float for the bench's host arrays. */
+static float load(clsm_dtype dt, const void *p, int64_t i) {
+  switch (dt) {
+  case CLSM_FLOAT16: return ref_f16_to_f32(((const uint16_t *)p)[i]);
+  case CLSM_BFLOAT16: return ref_bf16_to_f32(((const uint16_t *)p)[i]);
+  default: return ((const float *)p)[i];
+  }
+}
+static void store(clsm_dtype dt, void *p, int64_t i, float v) {
+  switch (dt) {
+  case CLSM_FLOAT16: ((uint16_t *)p)[i] = ref_f32_to_f16(v); break;
+  case CLSM_BFLOAT16: ((uint16_t *)p)[i] = ref_f32_to_bf16(v); break;
+  default: ((float *)p)[i] = v; break;
+  }
+}
+
+/* Max error of the output against the reference on a sample of outer slices:
+ * relative (log-softmax: scaled by max(1, |ref|)) for the forward ops; for the
+ * backward ops relative to the size of the terms that cancel. */
+static double sample_error(const shape_case *sc, bench_op op, clsm_dtype dt, const void *a,
+                           const void *b, const void *out) {
   int dim = sc->dim < 0 ? sc->dim + sc->rank : sc->dim;
+  int log = op == B_LOG_SOFTMAX || op == B_LOG_SOFTMAX_BWD;
   int64_t outer = 1, C = sc->shape[dim], inner = 1;
   for (int d = 0; d < dim; ++d) outer *= sc->shape[d];
   for (int d = dim + 1; d < sc->rank; ++d) inner *= sc->shape[d];
   int64_t slice = C * inner;
-  double *ref = malloc(sizeof(double) * (size_t)slice);
-  if (!ref) return NAN;
-  double worst = 0.0;
+  float *xs = malloc(sizeof(float) * (size_t)slice);
+  double *ya = malloc(sizeof(double) * (size_t)slice), *yb = malloc(sizeof(double) * (size_t)slice);
+  double *ref = malloc(sizeof(double) * (size_t)slice), *scl = malloc(sizeof(double) * (size_t)slice);
+  double worst = NAN;
+  if (!xs || !ya || !yb || !ref || !scl) goto done;
+  worst = 0.0;
   int samples = outer < 16 ? (int)outer : 16;
   for (int k = 0; k < samples; ++k) {
-    int64_t o = samples > 1 ? k * (outer - 1) / (samples - 1) : 0;
+    int64_t o = samples > 1 ? k * (outer - 1) / (samples - 1) : 0, base = o * slice;
     int64_t shape[2] = {C, inner};
-    ref_softmax(x + o * slice, ref, 2, shape, 0, log, 0);
-    for (int64_t i = 0; i < slice; ++i) worst = fmax(worst, ref_error(y[o * slice + i], ref[i], log));
+    if (op <= B_LOG_SOFTMAX) {
+      for (int64_t i = 0; i < slice; ++i) xs[i] = load(dt, a, base + i);
+      ref_softmax(xs, ref, 2, shape, 0, log, 0);
+      for (int64_t i = 0; i < slice; ++i) {
+        /* float16 flushes results below its subnormal range: 6e-8 absolute. */
+        float got = load(dt, out, base + i);
+        if (dt == CLSM_FLOAT16 && !log && fabs(got - ref[i]) <= 6e-8) continue;
+        worst = fmax(worst, ref_error(got, ref[i], log));
+      }
+    } else {
+      for (int64_t i = 0; i < slice; ++i) {
+        ya[i] = load(dt, a, base + i);
+        yb[i] = load(dt, b, base + i);
+      }
+      ref_softmax_backward(ya, yb, ref, scl, 2, shape, 0, log);
+      for (int64_t i = 0; i < slice; ++i) {
+        double e = fabs(load(dt, out, base + i) - ref[i]);
+        if (dt == CLSM_FLOAT16 && e <= 6e-8) continue;
+        worst = fmax(worst, e / fmax(scl[i], 1e-30));
+      }
+    }
   }
-  free(ref);
+done:
+  free(xs), free(ya), free(yb), free(ref), free(scl);
   return worst;
 }
 
-static int bench_row(clsm_context *ctx, const shape_case *sc, int log, int quick, row_result *r) {
+static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_dtype dt,
+                     int quick, row_result *r) {
   int64_t n = 1;
   for (int i = 0; i < sc->rank; ++i) n *= sc->shape[i];
-  size_t bytes = (size_t)n * sizeof(float);
+  const int backward = op >= B_SOFTMAX_BWD, log = op == B_LOG_SOFTMAX || op == B_LOG_SOFTMAX_BWD;
+  const size_t es = clsm_dtype_size(dt), bytes = (size_t)n * es;
+  /* Bytes that must move: every input read once, the output written once. A
+   * copy of half that many bytes moves the same (read + write). */
+  const size_t moved = (backward ? 3 : 2) * bytes, copy_bytes = moved / 2;
   int rc = EXIT_DEVICE;
   cl_int err = CL_SUCCESS;
-  cl_mem xb = NULL, yb = NULL, cb = NULL;
-  float *x = malloc(bytes), *y = malloc(bytes);
-  double *top = NULL, *thost = NULL, *tcopy = NULL;
+  cl_mem ab = NULL, bb = NULL, ob = NULL, cs = NULL, cd = NULL;
+  void *a = malloc(bytes), *b = malloc(bytes), *out = malloc(bytes);
   enum { MAX_REPS = 400 };
-  top = malloc(sizeof(double) * MAX_REPS);
-  thost = malloc(sizeof(double) * MAX_REPS);
-  tcopy = malloc(sizeof(double) * MAX_REPS);
-  if (!x || !y || !top || !thost || !tcopy) {
+  double *top = malloc(sizeof(double) * MAX_REPS), *thost = malloc(sizeof(double) * MAX_REPS),
+         *tcopy = malloc(sizeof(double) * MAX_REPS);
+  if (!a || !b || !out || !top || !thost || !tcopy) {
     fprintf(stderr, "clsoftmax bench: out of host memory\n");
     goto done;
   }
   srand(1234u);
-  for (int64_t i = 0; i < n; ++i) x[i] = (float)(rand() / (double)RAND_MAX * 16.0 - 8.0);
+  for (int64_t i = 0; i < n; ++i) {
+    store(dt, a, i, (float)(rand() / (double)RAND_MAX * 16.0 - 8.0));
+    store(dt, b, i, (float)(rand() / (double)RAND_MAX * 2.0 - 1.0));
+  }
+  if (backward) { /* a = y, the forward output of those logits */
+    int64_t outer = 1, inner = 1;
+    int dim = sc->dim < 0 ? sc->dim + sc->rank : sc->dim;
+    for (int d = 0; d < dim; ++d) outer *= sc->shape[d];
+    for (int d = dim + 1; d < sc->rank; ++d) inner *= sc->shape[d];
+    int64_t C = sc->shape[dim];
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t i = 0; i < inner; ++i) {
+        double m = -INFINITY, s = 0;
+        for (int64_t c = 0; c < C; ++c) m = fmax(m, load(dt, a, (o * C + c) * inner + i));
+        for (int64_t c = 0; c < C; ++c) s += exp(load(dt, a, (o * C + c) * inner + i) - m);
+        for (int64_t c = 0; c < C; ++c) {
+          int64_t k = (o * C + c) * inner + i;
+          double v = load(dt, a, k) - m;
+          store(dt, a, k, (float)(log ? v - log1p(s - 1) : exp(v) / s));
+        }
+      }
+  }
   cl_context cl = clsm_context_cl_context(ctx);
   cl_command_queue q = clsm_context_queue(ctx);
-  xb = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, bytes, x, &err);
-  if (xb) yb = clCreateBuffer(cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
-  if (yb) cb = clCreateBuffer(cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
-  if (!cb) {
+  ab = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, bytes, a, &err);
+  if (ab) bb = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, bytes, b, &err);
+  if (bb) ob = clCreateBuffer(cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+  if (ob) cs = clCreateBuffer(cl, CL_MEM_READ_WRITE, copy_bytes, NULL, &err);
+  if (cs) cd = clCreateBuffer(cl, CL_MEM_READ_WRITE, copy_bytes, NULL, &err);
+  if (!cd) {
     fprintf(stderr, "clsoftmax bench: clCreateBuffer of %zu bytes failed with %s\n", bytes,
             clsm_cl_error_name(err));
     goto done;
   }
-  clsm_tensor xt = clsm_tensor_contiguous(xb, 0, CLSM_FLOAT32, sc->rank, sc->shape);
-  clsm_tensor yt = clsm_tensor_contiguous(yb, 0, CLSM_FLOAT32, sc->rank, sc->shape);
-  clsm_status (*op)(clsm_context *, const clsm_tensor *, const clsm_tensor *, int, unsigned,
-                    cl_uint, const cl_event *, cl_event *) = log ? clsm_log_softmax : clsm_softmax;
+  clEnqueueFillBuffer(q, cs, &(cl_uint){0x3f800000u}, 4, 0, copy_bytes & ~(size_t)3, 0, NULL, NULL);
+  clsm_tensor at = clsm_tensor_contiguous(ab, 0, dt, sc->rank, sc->shape);
+  clsm_tensor bt = clsm_tensor_contiguous(bb, 0, dt, sc->rank, sc->shape);
+  clsm_tensor ot = clsm_tensor_contiguous(ob, 0, dt, sc->rank, sc->shape);
+#define RUN_OP(ev)                                                                           \
+  (op == B_SOFTMAX           ? clsm_softmax(ctx, &at, &ot, sc->dim, 0, 0, NULL, ev)            \
+   : op == B_LOG_SOFTMAX     ? clsm_log_softmax(ctx, &at, &ot, sc->dim, 0, 0, NULL, ev)        \
+   : op == B_SOFTMAX_BWD     ? clsm_softmax_backward(ctx, &at, &bt, &ot, sc->dim, 0, 0, NULL, ev) \
+                             : clsm_log_softmax_backward(ctx, &at, &bt, &ot, sc->dim, 0, 0, NULL, ev))
 
   /* Warm-up (builds the program), and a first estimate of the time. */
   double t0 = now_s();
   for (int i = 0; i < 2; ++i) {
-    clsm_status st = op(ctx, &xt, &yt, sc->dim, 0, 0, NULL, NULL);
+    clsm_status st = RUN_OP(NULL);
     if (st != CLSM_SUCCESS) {
       rc = tool_report(ctx, st, "bench");
       goto done;
     }
-    clEnqueueCopyBuffer(q, xb, cb, 0, 0, bytes, 0, NULL, NULL);
+    clEnqueueCopyBuffer(q, cs, cd, 0, 0, copy_bytes, 0, NULL, NULL);
   }
   clFinish(q);
   double est = (now_s() - t0) / 4.0;
@@ -183,14 +264,15 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, int log, int quick
   if (reps < 10) reps = 10;
   if (reps > MAX_REPS) reps = MAX_REPS;
 
+  /* The op and a copy of the same bytes, interleaved. */
   for (int i = 0; i < reps; ++i) {
     cl_event e1 = NULL, e2 = NULL;
     double h0 = now_s();
-    op(ctx, &xt, &yt, sc->dim, 0, 0, NULL, &e1);
+    RUN_OP(&e1);
     clWaitForEvents(1, &e1);
     thost[i] = now_s() - h0;
     h0 = now_s();
-    clEnqueueCopyBuffer(q, xb, cb, 0, 0, bytes, 0, NULL, &e2);
+    clEnqueueCopyBuffer(q, cs, cd, 0, 0, copy_bytes, 0, NULL, &e2);
     clWaitForEvents(1, &e2);
     double hc = now_s() - h0;
     double d1 = event_seconds(e1), d2 = event_seconds(e2);
@@ -199,36 +281,37 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, int log, int quick
     clReleaseEvent(e1);
     clReleaseEvent(e2);
   }
+#undef RUN_OP
   double mop = median(top, reps), mcopy = median(tcopy, reps);
   r->median_ms = 1e3 * mop;
   r->host_ms = 1e3 * median(thost, reps);
-  r->gbps = 2.0 * (double)bytes / mop * 1e-9;
-  r->copy_gbps = 2.0 * (double)bytes / mcopy * 1e-9;
-  err = clEnqueueReadBuffer(q, yb, CL_TRUE, 0, bytes, y, 0, NULL, NULL);
+  r->gbps = (double)moved / mop * 1e-9;
+  r->copy_gbps = (double)moved / mcopy * 1e-9;
+  r->gelems = (double)n / mop * 1e-9;
+  err = clEnqueueReadBuffer(q, ob, CL_TRUE, 0, bytes, out, 0, NULL, NULL);
   if (err != CL_SUCCESS) {
     fprintf(stderr, "clsoftmax bench: clEnqueueReadBuffer failed with %s\n", clsm_cl_error_name(err));
     goto done;
   }
-  r->max_err = sample_error(sc, log, x, y);
+  r->max_err = sample_error(sc, op, dt, a, b, out);
   r->onednn_gbps = -1.0;
 #ifdef CLSM_HAVE_ONEDNN
   cl_device_type type = 0;
   clGetDeviceInfo(clsm_context_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL);
-  if (type & CL_DEVICE_TYPE_CPU) { /* oneDNN runs on the host CPU: compare CPU devices only */
-    double td = onednn_time(sc, log, x, y, reps);
-    if (td > 0) r->onednn_gbps = 2.0 * (double)bytes / td * 1e-9;
+  /* oneDNN runs on the host CPU: compared for CPU devices, float32 forward. */
+  if ((type & CL_DEVICE_TYPE_CPU) && dt == CLSM_FLOAT32 && !backward) {
+    double td = onednn_time(sc, log, a, out, reps);
+    if (td > 0) r->onednn_gbps = (double)moved / td * 1e-9;
   }
 #endif
   rc = EXIT_OK;
 done:
-  if (xb) clReleaseMemObject(xb);
-  if (yb) clReleaseMemObject(yb);
-  if (cb) clReleaseMemObject(cb);
-  free(x);
-  free(y);
-  free(top);
-  free(thost);
-  free(tcopy);
+  if (ab) clReleaseMemObject(ab);
+  if (bb) clReleaseMemObject(bb);
+  if (ob) clReleaseMemObject(ob);
+  if (cs) clReleaseMemObject(cs);
+  if (cd) clReleaseMemObject(cd);
+  free(a), free(b), free(out), free(top), free(thost), free(tcopy);
   return rc;
 }
 
@@ -239,8 +322,9 @@ static void shape_str(const shape_case *sc, char *buf, size_t n) {
 }
 
 static void print_header(void) {
-  printf("%-12s %-8s %-14s %4s %10s %10s %8s %9s %6s %9s %8s %9s\n", "op", "dtype", "shape", "dim",
-         "median_ms", "host_ms", "GB/s", "copyGB/s", "ratio", "max_err", "oneDNN", "vs_oneDNN");
+  printf("%-20s %-8s %-14s %4s %10s %9s %7s %7s %8s %5s %8s %7s %6s\n", "op", "dtype", "shape",
+         "dim", "median_ms", "host_ms", "Gelem/s", "GB/s", "copyGB/s", "ratio", "max_err", "oneDNN",
+         "vs_dnn");
 }
 
 static void print_row(const row_result *r) {
@@ -251,9 +335,9 @@ static void print_row(const row_result *r) {
     snprintf(dn, sizeof dn, "%.2f", r->onednn_gbps);
     snprintf(vs, sizeof vs, "%.2f", r->gbps / r->onednn_gbps);
   }
-  printf("%-12s %-8s %-14s %4d %10.4f %10.4f %8.2f %9.2f %6.2f %9.2e %8s %9s\n", r->op, "float32",
-         shape, r->sc->dim, r->median_ms, r->host_ms, r->gbps, r->copy_gbps,
-         r->gbps / r->copy_gbps, r->max_err, dn, vs);
+  printf("%-20s %-8s %-14s %4d %10.4f %9.4f %7.3f %7.2f %8.2f %5.2f %8.1e %7s %6s\n", r->op,
+         clsm_dtype_name(r->dtype), shape, r->sc->dim, r->median_ms, r->host_ms, r->gelems, r->gbps,
+         r->copy_gbps, r->gbps / r->copy_gbps, r->max_err, dn, vs);
   fflush(stdout);
 }
 
@@ -272,12 +356,14 @@ static int write_json(const char *path, const char *device, const row_result *ro
   fprintf(f, "\", \"copy_gbps\": %.3f, \"rows\": [", n ? rows[0].copy_gbps : 0.0);
   for (int i = 0; i < n; ++i) {
     const row_result *r = &rows[i];
-    fprintf(f, "%s\n  {\"op\": \"%s\", \"dtype\": \"float32\", \"shape\": [", i ? "," : "", r->op);
+    fprintf(f, "%s\n  {\"op\": \"%s\", \"dtype\": \"%s\", \"shape\": [", i ? "," : "", r->op,
+            clsm_dtype_name(r->dtype));
     for (int d = 0; d < r->sc->rank; ++d) fprintf(f, "%s%lld", d ? ", " : "", (long long)r->sc->shape[d]);
     fprintf(f, "], \"dim\": %d, \"median_ms\": %.6g, \"host_ms\": %.6g, \"gbps\": %.4g, "
-               "\"copy_gbps\": %.4g, \"ratio_copy\": %.4g, \"max_err\": %.3g, \"onednn_gbps\": ",
+               "\"copy_gbps\": %.4g, \"ratio_copy\": %.4g, \"gelems\": %.4g, \"max_err\": %.3g, "
+               "\"onednn_gbps\": ",
             r->sc->dim, r->median_ms, r->host_ms, r->gbps, r->copy_gbps, r->gbps / r->copy_gbps,
-            r->max_err);
+            r->gelems, r->max_err);
     if (r->onednn_gbps > 0) fprintf(f, "%.4g}", r->onednn_gbps);
     else fprintf(f, "null}");
   }
@@ -321,8 +407,9 @@ int tool_bench(const char *device, int quick, const char *json_path) {
   }
   print_header();
   const int ncases = (int)(sizeof cases / sizeof cases[0]);
-  row_result *rows = calloc((size_t)ncases * 2, sizeof *rows);
-  int n = 0, rc = EXIT_OK;
+  const clsm_dtype dts[3] = {CLSM_FLOAT32, CLSM_FLOAT16, CLSM_BFLOAT16};
+  row_result *rows = calloc((size_t)ncases * B_OPS * 3, sizeof *rows);
+  int n = 0, rc = rows ? EXIT_OK : EXIT_DEVICE;
   /* CLSM_BENCH_ONLY=SHAPE (e.g. 64x512x512) runs only that shape. */
   const char *only = getenv("CLSM_BENCH_ONLY");
   for (int c = 0; c < ncases && rows; ++c) {
@@ -330,13 +417,19 @@ int tool_bench(const char *device, int quick, const char *json_path) {
     char sh[64];
     shape_str(&cases[c], sh, sizeof sh);
     if (only && *only && strcmp(only, sh)) continue;
-    for (int log = 0; log < 2; ++log) {
-      row_result *r = &rows[n];
-      r->op = log ? "log-softmax" : "softmax";
-      r->sc = &cases[c];
-      if ((rc = bench_row(ctx, &cases[c], log, quick, r)) != EXIT_OK) goto out;
-      print_row(r);
-      n++;
+    for (int di = 0; di < 3; ++di) {
+      /* 16-bit rows on the shapes that the dtype comparison needs. */
+      if (di > 0 && !cases[c].half) continue;
+      for (int op = 0; op < B_OPS; ++op) {
+        if (di > 0 && op > B_LOG_SOFTMAX && quick) continue;
+        row_result *r = &rows[n];
+        r->op = op_names[op];
+        r->dtype = dts[di];
+        r->sc = &cases[c];
+        if ((rc = bench_row(ctx, &cases[c], (bench_op)op, dts[di], quick, r)) != EXIT_OK) goto out;
+        print_row(r);
+        n++;
+      }
     }
   }
   if (json_path) rc = write_json(json_path, clsm_context_device_name(ctx), rows, n);
