@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,6 +169,15 @@ int clsm__inject_cl(clsm_context *ctx, cl_int *err) {
   return 1;
 }
 
+int clsm__inject_buffer(clsm_context *ctx, size_t bytes, cl_int *err) {
+  if (clsm__inject_cl(ctx, err)) return 1;
+  if (ctx->max_buffer > 0 && bytes > (size_t)ctx->max_buffer) {
+    *err = CL_MEM_OBJECT_ALLOCATION_FAILURE;
+    return 1;
+  }
+  return 0;
+}
+
 void *clsm__malloc(clsm_context *ctx, size_t size) {
   if (ctx->fail_alloc && ++ctx->alloc_count == ctx->fail_alloc) return NULL;
   return malloc(size);
@@ -181,6 +191,7 @@ static clsm_status context_alloc(clsm_context **out) {
   ctx->fail_alloc = fail;
   ctx->alloc_count = 1;
   ctx->fail_cl = clsm__env_long("CLSM_TEST_FAIL_CL", 0, 0, 1L << 30);
+  ctx->max_buffer = clsm__env_long("CLSM_TEST_MAX_BUFFER", 0, 0, LONG_MAX);
   if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
     free(ctx);
     return CLSM_ERR_OUT_OF_HOST_MEMORY;
@@ -292,6 +303,8 @@ void clsm_context_destroy(clsm_context *ctx) {
   if (!ctx) return;
   if (ctx->queue) clFinish(ctx->queue);
   clsm__programs_release(ctx);
+  if (ctx->ce_flag) clReleaseMemObject(ctx->ce_flag);
+  if (ctx->ce_scratch) clReleaseMemObject(ctx->ce_scratch);
   if (ctx->queue) clReleaseCommandQueue(ctx->queue);
   if (ctx->cl_ctx) clReleaseContext(ctx->cl_ctx);
   free(ctx->build_log);
@@ -314,6 +327,7 @@ clsm_status clsm_finish(clsm_context *ctx) {
   clsm_status st = CLSM_SUCCESS;
   pthread_mutex_lock(&ctx->lock);
   CLSM_CL(ctx, clFinish(ctx->queue));
+  st = clsm__ce_check_flag(ctx);
 fail:
   pthread_mutex_unlock(&ctx->lock);
   return st;

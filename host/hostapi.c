@@ -120,3 +120,107 @@ clsm_status clsm_log_softmax_backward_host(clsm_context *ctx, clsm_dtype dtype, 
   const void *in[2] = {y, dy};
   return host_op(ctx, OP_LOG_SOFTMAX_BWD, dtype, rank, shape, dim, flags, in, 2, dx);
 }
+
+/* Cross-entropy on host arrays: every array gets a device buffer (the loss,
+ * gradient, lse and total weight are read back only when the call, including
+ * its deferred target check, succeeded). */
+clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                    const int64_t *shape, const void *logits,
+                                    clsm_dtype target_dtype, const void *target,
+                                    const clsm_ce_options *opt, const void *weight, void *loss,
+                                    void *grad, const void *grad_scale, float *lse,
+                                    float *total_weight) {
+  if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
+  if (!opt) return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "options are NULL");
+  if (opt->weight || opt->grad || opt->grad_scale || opt->lse || opt->total_weight)
+    return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT,
+                       "host cross-entropy: pass weight, grad, lse and total_weight as arrays");
+  if (rank < 1 || rank > CLSM_MAX_RANK) return fail_locked(ctx, CLSM_ERR_INVALID_RANK, "logits rank is outside 1..8");
+  if (!shape) return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "shape is NULL");
+  size_t es = clsm_dtype_size(dtype), ts = clsm_dtype_size(target_dtype);
+  if (!es || !ts) return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT, "unknown dtype");
+  if (!(dtype == CLSM_FLOAT32 || dtype == CLSM_FLOAT16 || dtype == CLSM_BFLOAT16 || dtype == CLSM_FLOAT64))
+    return fail_locked(ctx, CLSM_ERR_UNSUPPORTED_DTYPE, "logits need a floating dtype");
+  const int axis = rank == 1 ? 0 : 1;
+  int64_t n = 1, positions = 1;
+  for (int d = 0; d < rank; ++d) {
+    if (shape[d] < 0) return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT, "a shape entry is negative");
+    if (__builtin_mul_overflow(n, shape[d], &n) || (uint64_t)n > SIZE_MAX / 8)
+      return fail_locked(ctx, CLSM_ERR_TOO_LARGE, "tensor bytes overflow size_t");
+    if (d != axis) positions *= shape[d];
+  }
+  const int prob = target_dtype == dtype;
+  int64_t tshape[CLSM_MAX_RANK];
+  int trank = 0;
+  for (int d = 0; d < rank; ++d)
+    if (prob || d != axis) tshape[trank++] = shape[d];
+  const int reduced = opt->reduction != CLSM_REDUCTION_NONE;
+  const clsm_dtype out_dt = dtype;
+  const size_t xbytes = (size_t)n * es, tbytes = (size_t)(prob ? n : positions) * ts;
+  const size_t lbytes = (size_t)(reduced ? 1 : positions) * es;
+  if ((n && (!logits || !target)) || !loss)
+    return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "logits, target or loss is NULL");
+  if (xbytes > ctx->max_alloc) return fail_locked(ctx, CLSM_ERR_TOO_LARGE, "logits exceed the device's largest allocation");
+
+  enum { BX, BT, BW, BL, BG, BS, BE, BTW, NB };
+  cl_mem b[NB] = {NULL};
+  size_t sizes[NB] = {xbytes, tbytes, (size_t)shape[axis] * es, lbytes, grad ? xbytes : 0,
+                      grad_scale ? lbytes : 0, lse ? (size_t)positions * 4 : 0, total_weight ? 4 : 0};
+  const void *init[NB] = {logits, target, weight, NULL, NULL, grad_scale, NULL, NULL};
+  clsm_status st = CLSM_SUCCESS;
+  for (int i = 0; i < NB; ++i) {
+    if (i == BW && !weight) continue;
+    if ((i == BG && !grad) || (i == BS && !grad_scale) || (i == BE && !lse) || (i == BTW && !total_weight))
+      continue;
+    cl_int err = CL_SUCCESS;
+    pthread_mutex_lock(&ctx->lock);
+    int injected = clsm__inject_cl(ctx, &err);
+    pthread_mutex_unlock(&ctx->lock);
+    if (!injected) b[i] = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, sizes[i] ? sizes[i] : 1, NULL, &err);
+    if (!b[i]) {
+      st = cl_failed(ctx, err, "clCreateBuffer", __LINE__);
+      goto out;
+    }
+    if (init[i] && sizes[i]) {
+      err = clEnqueueWriteBuffer(ctx->queue, b[i], CL_FALSE, 0, sizes[i], init[i], 0, NULL, NULL);
+      if (err != CL_SUCCESS) {
+        st = cl_failed(ctx, err, "clEnqueueWriteBuffer", __LINE__);
+        goto out;
+      }
+    }
+  }
+  clsm_tensor tx = clsm_tensor_contiguous(b[BX], 0, dtype, rank, shape);
+  clsm_tensor tt = clsm_tensor_contiguous(b[BT], 0, target_dtype, trank, tshape);
+  int64_t cshape[1] = {shape[axis]};
+  clsm_tensor tw = clsm_tensor_contiguous(b[BW], 0, dtype, 1, cshape);
+  int64_t pshape[CLSM_MAX_RANK];
+  for (int d = 0, k = 0; d < rank; ++d)
+    if (d != axis) pshape[k++] = shape[d];
+  clsm_tensor tl = clsm_tensor_contiguous(b[BL], 0, out_dt, reduced ? 0 : rank - 1, pshape);
+  clsm_tensor tg = clsm_tensor_contiguous(b[BG], 0, out_dt, rank, shape);
+  clsm_tensor ts_ = clsm_tensor_contiguous(b[BS], 0, dtype, reduced ? 0 : rank - 1, pshape);
+  clsm_tensor te = clsm_tensor_contiguous(b[BE], 0, CLSM_FLOAT32, rank - 1, pshape);
+  clsm_tensor ttw = clsm_tensor_contiguous(b[BTW], 0, CLSM_FLOAT32, 0, NULL);
+  clsm_ce_options o = *opt;
+  o.weight = weight ? &tw : NULL;
+  o.grad = grad ? &tg : NULL;
+  o.grad_scale = grad_scale ? &ts_ : NULL;
+  o.lse = lse ? &te : NULL;
+  o.total_weight = total_weight ? &ttw : NULL;
+  if ((st = clsm_cross_entropy(ctx, &tx, &tt, &tl, &o, 0, NULL, NULL)) != CLSM_SUCCESS) goto out;
+  if ((st = clsm_finish(ctx)) != CLSM_SUCCESS) goto out;
+  void *dst[NB] = {NULL, NULL, NULL, loss, grad, NULL, lse, total_weight};
+  for (int i = BL; i < NB; ++i) {
+    if (!dst[i] || !sizes[i]) continue;
+    cl_int err = clEnqueueReadBuffer(ctx->queue, b[i], CL_TRUE, 0, sizes[i], dst[i], 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+      st = cl_failed(ctx, err, "clEnqueueReadBuffer", __LINE__);
+      break;
+    }
+  }
+out:
+  if (st != CLSM_SUCCESS) clFinish(ctx->queue);
+  for (int i = 0; i < NB; ++i)
+    if (b[i]) clReleaseMemObject(b[i]);
+  return st;
+}

@@ -18,7 +18,12 @@ typedef enum clsm_kernel_id {
   K_STRIDED,       /* any family, (outer, C, inner) strides: a work-item per row */
   K_GENERIC,       /* any view: rows found by decomposing the row index */
   K_BACKWARD,      /* first backward kernel: K_BACKWARD + forward id */
-  K_COUNT_ = 2 * K_BACKWARD
+  K_CE_PREP = 2 * K_BACKWARD, /* cross-entropy (ce.cl) */
+  K_CE_REDUCE,
+  K_CE_FINISH,
+  K_CE_STRIDED,
+  K_CE_ROWS_CPU,
+  K_COUNT_
 } clsm_kernel_id;
 
 /* Programs, one per (input dtype, output dtype) pair the ops accept. */
@@ -55,15 +60,26 @@ struct clsm_context {
   char error[1024];
   cl_int cl_error;
   char *build_log;
+  cl_mem ce_flag;       /* cross-entropy's deferred error: flag, pad, position, value */
+  cl_mem ce_scratch;    /* cross-entropy's per-position partials and totals */
+  size_t ce_scratch_bytes;
 
   /* Test hooks: CLSM_TEST_FAIL_ALLOC=n fails the n-th host allocation,
    * CLSM_TEST_FAIL_CL=n the n-th OpenCL create call (CL_OUT_OF_RESOURCES). */
   long fail_alloc, alloc_count;
   long fail_cl, cl_count;
+  long max_buffer; /* CLSM_TEST_MAX_BUFFER: the library's own buffers above this fail */
 };
+
+/* Reads and clears cross-entropy's deferred error flag (blocking); lock held. */
+clsm_status clsm__ce_check_flag(clsm_context *ctx);
+/* Batch size for CPU-family work-items (plan.c). */
+size_t clsm__cpu_local(const clsm_context *ctx, size_t items);
 
 /* Whether the test hook fails this OpenCL create call; sets *err if so. */
 int clsm__inject_cl(clsm_context *ctx, cl_int *err);
+/* The same for a buffer of `bytes` the library allocates for itself. */
+int clsm__inject_buffer(clsm_context *ctx, size_t bytes, cl_int *err);
 
 /* malloc that honours the test hook. Lock held. */
 void *clsm__malloc(clsm_context *ctx, size_t size);
@@ -122,6 +138,9 @@ clsm_status clsm__check_dim(clsm_context *ctx, int rank, int dim, int *out);
 /* An output view must not overlap itself, nor overlap `in` unless it is exactly `in`. */
 clsm_status clsm__check_output(clsm_context *ctx, const clsm_tensor *out, const char *on,
                                const clsm_tensor *in, const char *in_name);
+/* Collapses dims [from, to) into one (count, stride); 0 when their strides
+ * do not describe one arithmetic sequence. */
+int clsm__collapse(const clsm_tensor *t, int from, int to, int64_t *count, int64_t *stride);
 /* The (outer, C, inner) view of a checked tensor along normalised `dim`;
  * 0 when the dims before or after `dim` do not collapse into one stride. */
 int clsm__make_view(const clsm_tensor *t, int dim, clsm_view *v);

@@ -18,7 +18,7 @@ static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
 /* Batch size for CPU-family work-items: about 8 work-groups per compute unit,
  * at most 64 work-items each. */
-static size_t cpu_local(const clsm_context *ctx, size_t items) {
+size_t clsm__cpu_local(const clsm_context *ctx, size_t items) {
   size_t l = items / ((size_t)ctx->compute_units * 8);
   if (l < 1) l = 1;
   if (l > 64) l = 64;
@@ -66,7 +66,7 @@ void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int gen
   case K_INNER_CPU: {
     size_t ib = 16 * (size_t)ctx->inner_vectors;
     size_t items = (size_t)v[0].outer * (((size_t)v[0].inner + ib - 1) / ib);
-    plan->local = cpu_local(ctx, items);
+    plan->local = clsm__cpu_local(ctx, items);
     plan->global = round_up(items, plan->local);
     break;
   }
@@ -80,7 +80,7 @@ void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int gen
     break;
   }
   default: /* a work-item per row */
-    plan->local = ctx->family == CLSM_FAMILY_CPU || k == K_ROWS_CPU ? cpu_local(ctx, rows) : 64;
+    plan->local = ctx->family == CLSM_FAMILY_CPU || k == K_ROWS_CPU ? clsm__cpu_local(ctx, rows) : 64;
     plan->global = round_up(rows, plan->local);
     break;
   }

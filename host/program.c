@@ -11,11 +11,12 @@ static const char *const kernel_names[K_COUNT_] = {
     "clsm_softmax_rows_cpu",   "clsm_softmax_inner_cpu",   "clsm_softmax_rows_wg",
     "clsm_softmax_strided",    "clsm_softmax_generic",     "clsm_backward_rows_cpu",
     "clsm_backward_inner_cpu", "clsm_backward_rows_wg",    "clsm_backward_strided",
-    "clsm_backward_generic",
+    "clsm_backward_generic",   "clsm_ce_prep",             "clsm_ce_reduce",
+    "clsm_ce_finish",          "clsm_ce_strided",          "clsm_ce_rows_cpu",
 };
 
 /* Sources of every program, in order (common helpers first). */
-static const char *const program_files[] = {"common.cl", "softmax.cl", "backward.cl"};
+static const char *const program_files[] = {"common.cl", "softmax.cl", "backward.cl", "ce.cl"};
 #define PROGRAM_FILE_COUNT (sizeof program_files / sizeof program_files[0])
 
 /* Per-program build options: the input and output storage dtypes. */

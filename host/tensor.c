@@ -151,9 +151,7 @@ clsm_status clsm__check_output(clsm_context *ctx, const clsm_tensor *out, const 
   return CLSM_SUCCESS;
 }
 
-/* Collapses dims [from, to) into one (count, stride); fails when their strides
- * do not describe one arithmetic sequence. */
-static int collapse(const clsm_tensor *t, int from, int to, int64_t *count, int64_t *stride) {
+int clsm__collapse(const clsm_tensor *t, int from, int to, int64_t *count, int64_t *stride) {
   int64_t n = 1, s = 0;
   *count = 0;
   *stride = 0;
@@ -182,7 +180,8 @@ int clsm__make_view(const clsm_tensor *t, int dim, clsm_view *v) {
   }
   v->C = t->shape[dim];
   v->sc = t->strides[dim];
-  if (!collapse(t, 0, dim, &v->outer, &v->so) || !collapse(t, dim + 1, t->rank, &v->inner, &v->si))
+  if (!clsm__collapse(t, 0, dim, &v->outer, &v->so) ||
+      !clsm__collapse(t, dim + 1, t->rank, &v->inner, &v->si))
     return 0;
   if (v->C == 0) v->outer = v->inner = 0;
   return 1;

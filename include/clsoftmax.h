@@ -64,7 +64,9 @@ CLSM_API const char *clsm_version_string(void);
   X(CLSM_ERR_OPENCL, 11, "an OpenCL call failed")                             \
   X(CLSM_ERR_BUILD, 12, "a kernel program failed to build")                   \
   X(CLSM_ERR_OUT_OF_HOST_MEMORY, 13, "host memory allocation failed")        \
-  X(CLSM_ERR_TOO_LARGE, 14, "tensor size exceeds what the device or index type can address")
+  X(CLSM_ERR_TOO_LARGE, 14, "tensor size exceeds what the device or index type can address") \
+  X(CLSM_ERR_TARGET_OUT_OF_RANGE, 15, "a class index is outside [0, C) and not ignore_index") \
+  X(CLSM_ERR_UNSUPPORTED_LAYOUT, 16, "tensor strides do not collapse into the (N, C, positions) walk")
 
 typedef enum clsm_status {
 #define CLSM_STATUS_ENUM_(name, value, msg) name = value,
@@ -247,6 +249,85 @@ CLSM_API clsm_status clsm_log_softmax_backward(clsm_context *ctx, const clsm_ten
                                                int dim, unsigned flags, cl_uint num_wait,
                                                const cl_event *wait, cl_event *event);
 
+/* ---------------------------------------------------------- cross-entropy */
+
+typedef enum clsm_reduction {
+  CLSM_REDUCTION_MEAN = 0,
+  CLSM_REDUCTION_SUM = 1,
+  CLSM_REDUCTION_NONE = 2
+} clsm_reduction;
+
+/* Options of clsm_cross_entropy. Always start from CLSM_CE_OPTIONS_INIT (or
+ * clsm_ce_options_default()): a zeroed struct is refused (CLSM_ERR_INVALID_ARGUMENT),
+ * so that it can never silently mean ignore_index = 0. Tensors named here are
+ * borrowed for the call only. */
+typedef struct clsm_ce_options {
+  unsigned version;              /* CLSM_CE_OPTIONS_VERSION */
+  clsm_reduction reduction;      /* default mean */
+  int64_t ignore_index;          /* default -100; any value. Probability targets: must be < 0 */
+  double label_smoothing;        /* epsilon in [0, 1], default 0 */
+  const clsm_tensor *weight;     /* NULL, or (C) of the logits' dtype; values may be <= 0 */
+  double z_loss;                 /* extension: z * lse^2 per non-ignored position; default 0 */
+  double softcap;                /* extension: logits -> c tanh(x / c) first; 0 = off */
+  const clsm_tensor *grad;       /* fused gradient output d loss / d logits: NULL, or the logits'
+                                    shape, of the loss dtype; may be exactly the logits (in place) */
+  const clsm_tensor *grad_scale; /* upstream gradient for `grad`: NULL (1), 0-d for mean/sum, the
+                                    target's shape for none; the logits' dtype */
+  const clsm_tensor *lse;        /* extension: per-position log-sum-exp, float32, target's shape */
+  const clsm_tensor *total_weight; /* extension: 0-d float32: W, the mean's denominator */
+} clsm_ce_options;
+
+#define CLSM_CE_OPTIONS_VERSION 1u
+#define CLSM_CE_OPTIONS_INIT \
+  {CLSM_CE_OPTIONS_VERSION, CLSM_REDUCTION_MEAN, -100, 0.0, NULL, 0.0, 0.0, NULL, NULL, NULL, NULL}
+
+/* The defaults, as a value (same as CLSM_CE_OPTIONS_INIT). */
+CLSM_API clsm_ce_options clsm_ce_options_default(void);
+
+/* Cross-entropy loss, PyTorch's torch.nn.functional.cross_entropy.
+ * logits: (C), (N, C) or (N, C, d1, ..., dk), rank <= 8; the class axis is 1
+ * (0 for 1-d). float32, float16, bfloat16 or float64 (cl_khr_fp64).
+ * target: class indices (int64, int32, uint8) of the logits' shape without the
+ * class axis ((), (N) or (N, d1, ..., dk)), or class probabilities of exactly
+ * the logits' shape and dtype (rows need not sum to 1).
+ * loss: 0-d for mean and sum, the target's shape for none; the logits' dtype,
+ * or float32 for 16-bit logits.
+ * Per position: l = -w_t log_softmax(x)_t (ignored: 0), with label smoothing
+ * (1-eps) l + (eps/C) sum_c -w_c log_softmax(x)_c; probability targets
+ * -sum_c w_c q'_c log_softmax(x)_c with q' = (1-eps) q + eps/C. mean divides
+ * by the total weight of the non-ignored positions (probability targets: by
+ * the number of positions); everything ignored gives NaN for mean, 0 for sum.
+ * z-loss adds z lse^2 per non-ignored position (mean: divided by their
+ * count); softcap replaces the logits by c tanh(x/c) first.
+ * With opt->grad the same call writes d loss / d logits (times grad_scale),
+ * reading the logits at most twice; grad may be the logits themselves.
+ * Out-of-range class indices are found on the device before anything is
+ * written: none of the call's outputs (nor in-place logits) change, and the
+ * error, CLSM_ERR_TARGET_OUT_OF_RANGE with the position and value in the
+ * detail, is returned by the next clsm_finish (the host version returns it
+ * itself). Until that clsm_finish, further cross-entropy calls on the
+ * context write nothing either.
+ * Asynchronous like clsm_softmax. Errors: those of clsm_softmax, and
+ * CLSM_ERR_INVALID_ARGUMENT for options (uninitialised, reduction, NaN or
+ * out-of-range eps, negative z-loss or softcap, ignore_index >= 0 with
+ * probabilities), CLSM_ERR_UNSUPPORTED_LAYOUT for views whose dims before or
+ * after the class axis do not collapse into one stride each. */
+CLSM_API clsm_status clsm_cross_entropy(clsm_context *ctx, const clsm_tensor *logits,
+                                        const clsm_tensor *target, const clsm_tensor *loss,
+                                        const clsm_ce_options *opt, cl_uint num_wait,
+                                        const cl_event *wait, cl_event *event);
+
+/* d loss / d logits from the upstream gradient dloss (0-d for mean and sum,
+ * the target's shape for none; the logits' dtype) into dlogits (the logits'
+ * shape; may be the logits). Same options (grad and grad_scale must be NULL
+ * there), same errors. */
+CLSM_API clsm_status clsm_cross_entropy_backward(clsm_context *ctx, const clsm_tensor *logits,
+                                                 const clsm_tensor *target,
+                                                 const clsm_tensor *dloss,
+                                                 const clsm_tensor *dlogits,
+                                                 const clsm_ce_options *opt, cl_uint num_wait,
+                                                 const cl_event *wait, cl_event *event);
+
 /* ------------------------------------------------ blocking host versions */
 
 /* Host-memory versions: arrays are C-order, of `dtype`, with the given shape
@@ -266,6 +347,24 @@ CLSM_API clsm_status clsm_log_softmax_backward_host(clsm_context *ctx, clsm_dtyp
                                                     int rank, const int64_t *shape, int dim,
                                                     unsigned flags, const void *y,
                                                     const void *dy, void *dx);
+
+/* Cross-entropy on host arrays: logits of `dtype` and `shape` (rank 1..8),
+ * target of `target_dtype` (an index dtype with the target shape, or `dtype`
+ * with the logits' shape), loss written to `loss` (one value of `dtype` for
+ * mean/sum, else one per position). In `opt`, `weight` may not be a device
+ * tensor: pass host weights (C values of `dtype`) in `weight`, or NULL.
+ * `grad` (may be NULL, may equal `logits`) receives d loss / d logits times
+ * `grad_scale` (NULL for 1; one value, or one per position for none).
+ * `lse` (NULL or one float per position) and `total_weight` (NULL or one
+ * float) are optional. opt->weight, grad, grad_scale, lse and total_weight
+ * must be NULL (the arrays here take their place). Returns
+ * CLSM_ERR_TARGET_OUT_OF_RANGE itself, with no output written. Blocking. */
+CLSM_API clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                             const int64_t *shape, const void *logits,
+                                             clsm_dtype target_dtype, const void *target,
+                                             const clsm_ce_options *opt, const void *weight,
+                                             void *loss, void *grad, const void *grad_scale,
+                                             float *lse, float *total_weight);
 
 #ifdef __cplusplus
 }

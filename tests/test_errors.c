@@ -190,8 +190,8 @@ START_TEST(test_build_failure) {
   ck_assert(fp != NULL);
   fputs("this is not OpenCL C;\n", fp);
   fclose(fp);
-  static const char *const others[] = {"softmax.cl", "backward.cl"};
-  for (int i = 0; i < 2; ++i) {
+  static const char *const others[] = {"softmax.cl", "backward.cl", "ce.cl"};
+  for (int i = 0; i < 3; ++i) {
     snprintf(path, sizeof path, "%s/%s", dir, others[i]);
     fp = fopen(path, "w");
     ck_assert(fp != NULL);
@@ -213,8 +213,8 @@ START_TEST(test_build_failure) {
   clsm_context_error(ctx, detail, sizeof detail);
   ck_assert(strstr(detail, "/nonexistent-clsm-kernels") != NULL);
   clsm_context_destroy(ctx);
-  static const char *const all[] = {"common.cl", "softmax.cl", "backward.cl"};
-  for (int i = 0; i < 3; ++i) {
+  static const char *const all[] = {"common.cl", "softmax.cl", "backward.cl", "ce.cl"};
+  for (int i = 0; i < 4; ++i) {
     snprintf(path, sizeof path, "%s/%s", dir, all[i]);
     remove(path);
   }

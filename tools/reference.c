@@ -132,3 +132,91 @@ uint16_t ref_f32_to_bf16(float f) {
 }
 
 float ref_bf16_to_f32(uint16_t b) { return u2f((uint32_t)b << 16); }
+
+void ref_cross_entropy(const double *x, int64_t outer, int64_t C, int64_t inner,
+                       const int64_t *tidx, const double *q, const ref_ce_opts *o, double *lpos,
+                       double *total, double *W, double *lse, double *mag, const double *g,
+                       double *grad) {
+  const int64_t P = outer * inner;
+  const double eps = o->eps;
+  double wsum = 0.0, cnt = 0.0, lsum = 0.0, zsum = 0.0;
+  /* First the denominators (the gradient of a mean needs them). */
+  for (int64_t p = 0; p < P; ++p) {
+    if (q) {
+      wsum += 1.0;
+      cnt += 1.0;
+    } else if (tidx[p] != o->ignore_index) {
+      wsum += o->weight ? o->weight[tidx[p]] : 1.0;
+      cnt += 1.0;
+    }
+  }
+  for (int64_t p = 0; p < P; ++p) {
+    const int64_t ob = p / inner, ib = p % inner;
+#define X(c) x[(ob * C + (c)) * inner + ib]
+#define XC(c) (o->cap > 0 ? o->cap * tanh(X(c) / o->cap) : X(c))
+#define WC(c) (o->weight ? o->weight[c] : 1.0)
+    double m = -INFINITY, s = 0.0;
+    for (int64_t c = 0; c < C; ++c) m = fmax(m, XC(c));
+    for (int64_t c = 0; c < C; ++c) s += exp(XC(c) - m);
+    const double l_se = m + log(s);
+    if (lse) lse[p] = l_se;
+    int ignored = !q && tidx[p] == o->ignore_index;
+    double l = 0.0, mg = 0.0;
+    if (!ignored) {
+      if (q) {
+        for (int64_t c = 0; c < C; ++c) {
+          double qc = (1.0 - eps) * q[(ob * C + c) * inner + ib] + eps / (double)C;
+          l -= WC(c) * qc * (XC(c) - l_se);
+          mg += fabs(WC(c) * qc) * (fabs(XC(c)) + fabs(l_se));
+        }
+      } else {
+        int64_t t = tidx[p];
+        l = (1.0 - eps) * WC(t) * (l_se - XC(t));
+        mg = (1.0 - eps) * fabs(WC(t)) * (fabs(l_se) + fabs(XC(t)));
+        if (eps > 0)
+          for (int64_t c = 0; c < C; ++c) {
+            l += eps / (double)C * WC(c) * (l_se - XC(c));
+            mg += eps / (double)C * fabs(WC(c)) * (fabs(l_se) + fabs(XC(c)));
+          }
+      }
+      lsum += l;
+      zsum += o->z * l_se * l_se;
+      l += o->z * l_se * l_se;
+      mg += o->z * l_se * l_se;
+    }
+    if (lpos) lpos[p] = l;
+    if (mag) mag[p] = mg;
+    if (!grad) continue;
+    const double gp = o->reduction == 2 ? g[p] : g[0];
+    const double Wd = o->reduction == 0 ? wsum : 1.0, Zd = o->reduction == 0 ? cnt : 1.0;
+    double swq = 0.0, sw = 0.0;
+    for (int64_t c = 0; c < C; ++c) {
+      sw += WC(c);
+      if (q) swq += WC(c) * ((1.0 - eps) * q[(ob * C + c) * inner + ib] + eps / (double)C);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      double *d = &grad[(ob * C + c) * inner + ib];
+      if (ignored) {
+        *d = 0.0;
+        continue;
+      }
+      double pc = exp(XC(c) - m) / s, v; /* not exp(x - lse): m + log s may round away log s */
+      if (q) {
+        double qc = (1.0 - eps) * q[(ob * C + c) * inner + ib] + eps / (double)C;
+        v = gp / Wd * (pc * swq - WC(c) * qc);
+      } else {
+        int64_t t = tidx[p];
+        v = gp / Wd * ((1.0 - eps) * WC(t) * (pc - (c == t ? 1.0 : 0.0)) +
+                       eps / (double)C * (pc * sw - WC(c)));
+      }
+      v += gp / Zd * 2.0 * o->z * l_se * pc;
+      if (o->cap > 0) v *= 1.0 - (XC(c) / o->cap) * (XC(c) / o->cap);
+      *d = v;
+    }
+#undef X
+#undef XC
+#undef WC
+  }
+  if (W) *W = wsum;
+  if (total) *total = o->reduction == 0 ? lsum / wsum + (zsum == 0.0 ? 0.0 : zsum / cnt) : lsum + zsum;
+}

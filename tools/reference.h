@@ -39,4 +39,25 @@ float ref_f16_to_f32(uint16_t h);
 uint16_t ref_f32_to_bf16(float f);
 float ref_bf16_to_f32(uint16_t b);
 
+/* Cross-entropy in double, from the formulas (SEMANTICS.md), over logits x
+ * laid out (outer, C, inner) contiguously; positions p = o * inner + i.
+ * Targets: `tidx` (one class per position) or `q` (probabilities, x's layout).
+ * Outputs: per-position loss lpos[p] (CE part plus z-loss; 0 when ignored),
+ * the reduced loss *total (mean or sum; none: unused), *W (sum of non-ignored
+ * target weights, or P for probabilities), lse[p] (may be NULL), and magnitude
+ * mag[p] (may be NULL): the size of the terms that cancel, for tolerances.
+ * With `grad` (may be NULL): d loss / d x times the upstream gradient g
+ * (g[0] for mean/sum, g[p] for none). */
+typedef struct ref_ce_opts {
+  int reduction; /* 0 mean, 1 sum, 2 none */
+  int64_t ignore_index;
+  double eps, z, cap;
+  const double *weight; /* NULL or C values */
+} ref_ce_opts;
+
+void ref_cross_entropy(const double *x, int64_t outer, int64_t C, int64_t inner,
+                       const int64_t *tidx, const double *q, const ref_ce_opts *o, double *lpos,
+                       double *total, double *W, double *lse, double *mag, const double *g,
+                       double *grad);
+
 #endif

@@ -1,0 +1,436 @@
+/* Cross-entropy forward, fused gradient and backward: option and tensor
+ * checks, the (N, C, positions) views, and the kernel pipeline of ce.cl
+ * (prep -> totals -> rows -> loss), with the deferred out-of-range error. */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define CE_WEIGHT 1u
+#define CE_GRAD 2u
+#define CE_LOSS 4u
+#define CE_LSE 8u
+#define CE_SOFTCAP 16u
+#define CE_G_SCALAR 32u
+#define CE_G_POS 64u
+#define CE_MEAN 128u
+#define CE_KEEP 256u
+#define KEEP_BYTES (128u * 1024u)
+
+static const unsigned float_types =
+    (1u << CLSM_FLOAT32) | (1u << CLSM_FLOAT16) | (1u << CLSM_BFLOAT16) | (1u << CLSM_FLOAT64);
+static const unsigned index_types = (1u << CLSM_INT64) | (1u << CLSM_INT32) | (1u << CLSM_UINT8);
+
+clsm_ce_options clsm_ce_options_default(void) {
+  clsm_ce_options o = CLSM_CE_OPTIONS_INIT;
+  return o;
+}
+
+/* A per-position view: position (o, i) at base + o*so + i*si. */
+typedef struct pos_view {
+  cl_mem mem;
+  uint64_t base;
+  int64_t so, si;
+} pos_view;
+
+/* Everything the pipeline needs, checked. */
+typedef struct ce_call {
+  const clsm_tensor *x, *t, *loss, *grad, *gs;
+  const clsm_ce_options *opt;
+  clsm_view xv, tv, gv;     /* logits; probability targets; gradient */
+  pos_view tp, lp, gsp, lsep; /* index targets, loss (none), grad_scale (none), lse */
+  int prob, tkind, program;
+  int64_t P, C, outer, inner;
+} ce_call;
+
+static int positions_match(const clsm_tensor *x, int axis, const clsm_tensor *p) {
+  if (p->rank != x->rank - 1) return 0;
+  for (int d = 0, k = 0; d < x->rank; ++d) {
+    if (d == axis) continue;
+    if (p->shape[k++] != x->shape[d]) return 0;
+  }
+  return 1;
+}
+
+/* (outer, inner) strides of a tensor of the positions' shape: dim 0 is N
+ * (when the logits have one), the rest collapse into inner. */
+static int pos_of(const clsm_tensor *t, int logits_rank, pos_view *v) {
+  int64_t n;
+  v->mem = t->mem;
+  v->base = t->offset;
+  v->so = v->si = 0;
+  if (logits_rank == 1) return 1; /* one position */
+  v->so = t->shape[0] == 1 ? 0 : t->strides[0];
+  return clsm__collapse(t, 1, t->rank, &n, &v->si);
+}
+
+static clsm_status check_pos_tensor(clsm_context *ctx, const clsm_tensor *p, const clsm_tensor *x,
+                                    int axis, unsigned allowed, const char *what) {
+  clsm_status st = clsm__check_tensor(ctx, p, allowed, what);
+  if (st != CLSM_SUCCESS) return st;
+  if (!positions_match(x, axis, p))
+    return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
+                      "%s must have the logits' shape without the class axis", what);
+  return CLSM_SUCCESS;
+}
+
+static clsm_status check_scalar(clsm_context *ctx, const clsm_tensor *p, unsigned allowed,
+                                const char *what) {
+  clsm_status st = clsm__check_tensor(ctx, p, allowed, what);
+  if (st != CLSM_SUCCESS) return st;
+  if (p->rank != 0)
+    return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s must be 0-d (rank %d given)", what, p->rank);
+  return CLSM_SUCCESS;
+}
+
+static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *logits,
+                              const clsm_tensor *target, const clsm_tensor *loss,
+                              const clsm_tensor *grad, const clsm_tensor *gs,
+                              const clsm_ce_options *opt) {
+  clsm_status st;
+  memset(c, 0, sizeof *c);
+  c->x = logits, c->t = target, c->loss = loss, c->grad = grad, c->gs = gs, c->opt = opt;
+  if (!opt) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "options are NULL");
+  if (opt->version != CLSM_CE_OPTIONS_VERSION)
+    return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT,
+                      "options.version is %u: start from CLSM_CE_OPTIONS_INIT", opt->version);
+  if ((st = clsm__check_tensor(ctx, logits, float_types, "logits")) != CLSM_SUCCESS) return st;
+  if (logits->rank < 1)
+    return clsm__fail(ctx, CLSM_ERR_INVALID_RANK, "logits must have rank 1..8 (rank 0 given)");
+  const int axis = logits->rank == 1 ? 0 : 1;
+  c->C = logits->shape[axis];
+  if (!target) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "target is NULL");
+  if ((st = clsm__check_tensor(ctx, target, float_types | index_types, "target")) != CLSM_SUCCESS)
+    return st;
+  c->prob = (float_types >> target->dtype) & 1u;
+  if (c->prob) {
+    int same = target->rank == logits->rank && target->dtype == logits->dtype;
+    for (int d = 0; same && d < logits->rank; ++d) same = target->shape[d] == logits->shape[d];
+    if (!same)
+      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
+                        "probability targets must have the logits' shape and dtype (%s)",
+                        clsm_dtype_name(logits->dtype));
+    c->tkind = 3;
+  } else {
+    if (!positions_match(logits, axis, target))
+      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
+                        "class-index targets must have the logits' shape without the class axis");
+    c->tkind = target->dtype == CLSM_INT64 ? 0 : target->dtype == CLSM_INT32 ? 1 : 2;
+  }
+  if (opt->reduction != CLSM_REDUCTION_MEAN && opt->reduction != CLSM_REDUCTION_SUM &&
+      opt->reduction != CLSM_REDUCTION_NONE)
+    return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT, "unknown reduction %d", (int)opt->reduction);
+  if (!(opt->label_smoothing >= 0.0 && opt->label_smoothing <= 1.0))
+    return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT, "label_smoothing %g is outside [0, 1]",
+                      opt->label_smoothing);
+  if (!(opt->z_loss >= 0.0 && isfinite(opt->z_loss)))
+    return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT, "z_loss %g must be finite and >= 0",
+                      opt->z_loss);
+  if (!(opt->softcap >= 0.0 && isfinite(opt->softcap)))
+    return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT, "softcap %g must be finite and >= 0",
+                      opt->softcap);
+  if (c->prob && opt->ignore_index >= 0)
+    return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT,
+                      "ignore_index %lld: probability targets need a negative ignore_index",
+                      (long long)opt->ignore_index);
+
+  /* The output dtype: the logits', or float32 for 16-bit logits. */
+  const clsm_tensor *out = loss ? loss : grad;
+  if (!out) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "no output given");
+  c->program = clsm__program_for(logits->dtype, out->dtype);
+  if (c->program < 0)
+    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
+                      "outputs may be %s, or float32 for 16-bit logits (%s given)",
+                      clsm_dtype_name(logits->dtype), clsm_dtype_name(out->dtype));
+  if (logits->dtype == CLSM_FLOAT64 && !ctx->has_fp64)
+    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
+                      "float64 needs cl_khr_fp64, which \"%s\" does not have", ctx->device_name);
+  const unsigned out_type = 1u << out->dtype;
+  const int reduced = opt->reduction != CLSM_REDUCTION_NONE;
+  if (loss) {
+    st = reduced ? check_scalar(ctx, loss, out_type, "loss")
+                 : check_pos_tensor(ctx, loss, logits, axis, out_type, "loss");
+    if (st != CLSM_SUCCESS) return st;
+  }
+  if (grad) {
+    if ((st = clsm__check_tensor(ctx, grad, out_type, "grad")) != CLSM_SUCCESS) return st;
+    int same = grad->rank == logits->rank;
+    for (int d = 0; same && d < logits->rank; ++d) same = grad->shape[d] == logits->shape[d];
+    if (!same) return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "grad must have the logits' shape");
+  }
+  if (gs) {
+    const unsigned xt = 1u << logits->dtype;
+    st = reduced ? check_scalar(ctx, gs, xt, "grad_scale")
+                 : check_pos_tensor(ctx, gs, logits, axis, xt, "grad_scale");
+    if (st != CLSM_SUCCESS) return st;
+  }
+  if (opt->weight) {
+    const clsm_tensor *w = opt->weight;
+    if ((st = clsm__check_tensor(ctx, w, 1u << logits->dtype, "weight")) != CLSM_SUCCESS) return st;
+    if (w->rank != 1 || w->shape[0] != c->C)
+      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "weight must have shape (C) = (%lld)",
+                        (long long)c->C);
+    if (w->shape[0] > 1 && w->strides[0] != 1)
+      return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_LAYOUT, "weight must be contiguous");
+  }
+  if (opt->lse && (st = check_pos_tensor(ctx, opt->lse, logits, axis, 1u << CLSM_FLOAT32, "lse")) != CLSM_SUCCESS)
+    return st;
+  if (opt->total_weight &&
+      (st = check_scalar(ctx, opt->total_weight, 1u << CLSM_FLOAT32, "total_weight")) != CLSM_SUCCESS)
+    return st;
+
+  /* Outputs may not overlap inputs, except grad over exactly the logits. */
+  const clsm_tensor *ins[4] = {logits, target, opt->weight, gs};
+  const char *in_names[4] = {"logits", "target", "weight", "grad_scale"};
+  const clsm_tensor *outs[4] = {loss, grad, opt->lse, opt->total_weight};
+  const char *out_names[4] = {"loss", "grad", "lse", "total_weight"};
+  for (int o = 0; o < 4; ++o) {
+    if (!outs[o]) continue;
+    for (int i = 0; i < 4; ++i)
+      if (ins[i] && (st = clsm__check_output(ctx, outs[o], out_names[o], ins[i], in_names[i])) != CLSM_SUCCESS)
+        return st;
+    for (int p = 0; p < o; ++p)
+      if (outs[p] && (st = clsm__check_output(ctx, outs[o], out_names[o], outs[p], out_names[p])) != CLSM_SUCCESS)
+        return st;
+  }
+  /* Views. */
+  int ok = clsm__make_view(logits, axis, &c->xv);
+  if (ok && c->prob) ok = clsm__make_view(target, axis, &c->tv);
+  if (ok && !c->prob) ok = pos_of(target, logits->rank, &c->tp);
+  if (ok && grad) ok = clsm__make_view(grad, axis, &c->gv);
+  if (ok && loss && !reduced) ok = pos_of(loss, logits->rank, &c->lp);
+  if (ok && gs && !reduced) ok = pos_of(gs, logits->rank, &c->gsp);
+  if (ok && opt->lse) ok = pos_of(opt->lse, logits->rank, &c->lsep);
+  if (!ok)
+    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_LAYOUT,
+                      "a tensor's dims before or after the class axis do not collapse into one "
+                      "stride each");
+  if (c->prob) {
+    c->tp.mem = target->mem;
+    c->tp.base = c->tv.base;
+    c->tp.so = c->tv.so;
+    c->tp.si = c->tv.si;
+  }
+  /* Positions: N (when the logits have a batch dim) times the dims after C. */
+  c->outer = logits->rank >= 2 ? logits->shape[0] : 1;
+  c->inner = 1;
+  for (int d = 2; d < logits->rank; ++d) c->inner *= logits->shape[d];
+  c->P = c->outer * c->inner;
+  return CLSM_SUCCESS;
+}
+
+/* The flag buffer (zeroed once) and scratch of at least `floats` floats. */
+static clsm_status ensure_buffers(clsm_context *ctx, size_t floats) {
+  clsm_status st = CLSM_SUCCESS;
+  cl_int err = CL_SUCCESS;
+  if (!ctx->ce_flag) {
+    int zero[8] = {0};
+    cl_mem m = NULL;
+    if (!clsm__inject_buffer(ctx, sizeof zero, &err))
+      m = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof zero, zero, &err);
+    CLSM_CL_ERR(ctx, err, "clCreateBuffer");
+    ctx->ce_flag = m;
+  }
+  size_t bytes = floats * sizeof(float);
+  if (ctx->ce_scratch_bytes < bytes) {
+    size_t want = bytes < 4096 ? 4096 : bytes + bytes / 2;
+    cl_mem m = NULL;
+    if (!clsm__inject_buffer(ctx, want, &err))
+      m = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, want, NULL, &err);
+    if (!m && err == CL_SUCCESS) err = CL_OUT_OF_RESOURCES;
+    CLSM_CL_ERR(ctx, err, "clCreateBuffer");
+    /* The old buffer is freed by OpenCL once commands already using it finish. */
+    if (ctx->ce_scratch) clReleaseMemObject(ctx->ce_scratch);
+    ctx->ce_scratch = m;
+    ctx->ce_scratch_bytes = want;
+  }
+fail:
+  return st;
+}
+
+clsm_status clsm__ce_check_flag(clsm_context *ctx) {
+  clsm_status st = CLSM_SUCCESS;
+  if (!ctx->ce_flag) return CLSM_SUCCESS;
+  cl_int f[8];
+  CLSM_CL(ctx, clEnqueueReadBuffer(ctx->queue, ctx->ce_flag, CL_TRUE, 0, sizeof f, f, 0, NULL, NULL));
+  if (f[0]) {
+    long long pos = (long long)(((uint64_t)(uint32_t)f[3] << 32) | (uint32_t)f[2]);
+    long long val = (long long)(((uint64_t)(uint32_t)f[5] << 32) | (uint32_t)f[4]);
+    int zero[8] = {0};
+    CLSM_CL(ctx, clEnqueueWriteBuffer(ctx->queue, ctx->ce_flag, CL_TRUE, 0, sizeof zero, zero, 0,
+                                      NULL, NULL));
+    st = clsm__fail(ctx, CLSM_ERR_TARGET_OUT_OF_RANGE,
+                    "target at position %lld is %lld: outside [0, C) and not ignore_index; "
+                    "the call wrote nothing",
+                    pos, val);
+  }
+fail:
+  return st;
+}
+
+/* Sequential kernel arguments. */
+#define ARG(v) CLSM_ARG(ctx, k, a++, v)
+
+static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_uint num_wait,
+                              const cl_event *wait, cl_event *event) {
+  clsm_status st;
+  const clsm_ce_options *opt = c->opt;
+  const int reduced = opt->reduction != CLSM_REDUCTION_NONE;
+  const int mean = opt->reduction == CLSM_REDUCTION_MEAN;
+  const cl_long P = c->P, C = c->C, outer = c->outer, inner = c->inner ? c->inner : 1;
+  if ((st = ensure_buffers(ctx, 4 * (size_t)P + 4)) != CLSM_SUCCESS) return st;
+  cl_kernel k;
+  cl_uint a;
+  int first = 1;
+#define ENQ(kernel, global, local, is_last)                                                       \
+  do {                                                                                           \
+    size_t g_ = (global), l_ = (local);                                                          \
+    CLSM_CL(ctx, clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &g_, l_ ? &l_ : NULL,        \
+                                        first ? num_wait : 0, first ? wait : NULL,                \
+                                        (is_last) ? event : NULL));                              \
+    first = 0;                                                                                   \
+  } while (0)
+
+  cl_mem w = opt->weight ? opt->weight->mem : ctx->ce_flag;
+  cl_ulong woff = opt->weight ? opt->weight->offset : 0;
+  cl_uint flags = opt->weight ? CE_WEIGHT : 0;
+  const cl_long ignore = opt->ignore_index;
+  const int need_totals = mean || opt->total_weight;
+  const int loss_out = !backward && c->loss;
+  const size_t p1 = P > 0 ? (size_t)P : 1;
+  size_t red_local = ctx->wg_size < 64 ? ctx->wg_size : 64;
+
+  /* 1. Targets: validate, weights and counts. */
+  if ((st = clsm__kernel(ctx, c->program, K_CE_PREP, &k)) != CLSM_SUCCESS) return st;
+  a = 0;
+  cl_long tso = c->tp.so, tsi = c->tp.si;
+  cl_ulong toff = c->tp.base;
+  cl_int tkind = c->tkind;
+  ARG(c->t->mem); ARG(toff); ARG(tso); ARG(tsi); ARG(tkind); ARG(w); ARG(woff);
+  ARG(ctx->ce_scratch); ARG(P); ARG(ctx->ce_flag); ARG(inner); ARG(C); ARG(ignore); ARG(flags);
+  ENQ(k, p1, 0, 0);
+
+  /* 2. W and the non-ignored count. */
+  cl_kernel red;
+  if ((st = clsm__kernel(ctx, c->program, K_CE_REDUCE, &red)) != CLSM_SUCCESS) return st;
+  if (need_totals) {
+    k = red;
+    a = 0;
+    cl_int k0 = 0, k1 = 2;
+    ARG(ctx->ce_scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);
+    CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * sizeof(float), NULL));
+    ENQ(k, red_local, red_local, 0);
+  }
+
+  /* 3. Rows. */
+  const int contiguous = c->xv.inner == 1 && c->xv.sc == 1 && (!c->grad || c->gv.sc == 1);
+  clsm_kernel_id rk = ctx->family == CLSM_FAMILY_CPU && contiguous ? K_CE_ROWS_CPU : K_CE_STRIDED;
+  if ((st = clsm__kernel(ctx, c->program, rk, &k)) != CLSM_SUCCESS) return st;
+  if (c->grad) flags |= CE_GRAD;
+  if (loss_out) flags |= CE_LOSS;
+  if (opt->lse) flags |= CE_LSE;
+  if (opt->softcap > 0) flags |= CE_SOFTCAP;
+  if (mean) flags |= CE_MEAN;
+  if (c->gs) flags |= reduced ? CE_G_SCALAR : CE_G_POS;
+  if (c->grad && !c->prob && !(flags & CE_SOFTCAP) && rk == K_CE_ROWS_CPU &&
+      (c->grad->dtype == CLSM_FLOAT32 || c->grad->dtype == CLSM_FLOAT64) &&
+      (uint64_t)C * clsm_dtype_size(c->grad->dtype) <= KEEP_BYTES)
+    flags |= CE_KEEP;
+  cl_ulong xoff = c->xv.base, goff = c->grad ? c->gv.base : 0, gsoff = c->gs ? c->gs->offset : 0;
+  cl_long xs[3] = {c->xv.so, c->xv.sc, c->xv.si};
+  cl_long gsx[3] = {c->gv.so, c->gv.sc, c->gv.si};
+  cl_long tsc = c->prob ? c->tv.sc : 0;
+  cl_long gsso = c->gsp.so, gssi = c->gsp.si;
+  cl_ulong loff = c->lsep.base;
+  cl_long lso = c->lsep.so, lsi = c->lsep.si;
+  cl_mem gmem = c->grad ? c->grad->mem : ctx->ce_scratch;
+  cl_mem gsmem = c->gs ? c->gs->mem : ctx->ce_flag;
+  cl_mem lsemem = opt->lse ? opt->lse->mem : ctx->ce_scratch;
+  cl_float eps = (cl_float)opt->label_smoothing, z = (cl_float)opt->z_loss,
+           cap = (cl_float)opt->softcap;
+  a = 0;
+  ARG(c->x->mem); ARG(xoff); ARG(xs[0]); ARG(xs[1]); ARG(xs[2]);
+  ARG(c->t->mem); ARG(toff); ARG(tso); ARG(tsc); ARG(tsi); ARG(tkind); ARG(w); ARG(woff);
+  ARG(gmem); ARG(goff); ARG(gsx[0]); ARG(gsx[1]); ARG(gsx[2]);
+  ARG(gsmem); ARG(gsoff); ARG(gsso); ARG(gssi);
+  ARG(lsemem); ARG(loff); ARG(lso); ARG(lsi);
+  ARG(ctx->ce_scratch); ARG(P); ARG(ctx->ce_flag);
+  ARG(outer); ARG(C); ARG(inner); ARG(ignore); ARG(eps); ARG(z); ARG(cap); ARG(flags);
+  size_t local = ctx->family == CLSM_FAMILY_CPU ? clsm__cpu_local(ctx, p1) : 64;
+  const int rows_last = !loss_out && !opt->total_weight;
+  ENQ(k, (p1 + local - 1) / local * local, local, rows_last);
+
+  /* 4. The loss (and total weight). */
+  if (loss_out || opt->total_weight) {
+    if (loss_out && reduced) {
+      k = red;
+      a = 0;
+      cl_int k0 = 2, k1 = 4;
+      ARG(ctx->ce_scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);
+      CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * sizeof(float), NULL));
+      ENQ(k, red_local, red_local, 0);
+    }
+    if ((st = clsm__kernel(ctx, c->program, K_CE_FINISH, &k)) != CLSM_SUCCESS) return st;
+    a = 0;
+    cl_mem lmem = loss_out ? c->loss->mem : ctx->ce_scratch;
+    cl_ulong lo = loss_out ? (reduced ? c->loss->offset : c->lp.base) : 0;
+    cl_long lpso = c->lp.so, lpsi = c->lp.si;
+    /* Without a loss output only the total weight is written, by one work-item. */
+    cl_int red_i = reduced || !loss_out, mean_i = mean, loss_on = loss_out;
+    cl_mem twmem = opt->total_weight ? opt->total_weight->mem : ctx->ce_scratch;
+    cl_ulong twoff = opt->total_weight ? opt->total_weight->offset : 0;
+    cl_int tw_on = opt->total_weight != NULL;
+    ARG(ctx->ce_scratch); ARG(P); ARG(lmem); ARG(lo); ARG(lpso); ARG(lpsi); ARG(inner);
+    ARG(red_i); ARG(mean_i); ARG(loss_on); ARG(twmem); ARG(twoff); ARG(tw_on); ARG(ctx->ce_flag);
+    ENQ(k, red_i ? 1 : p1, 0, 1);
+  }
+  return CLSM_SUCCESS;
+fail:
+  return st;
+#undef ENQ
+}
+
+static clsm_status ce_common(clsm_context *ctx, const clsm_tensor *logits, const clsm_tensor *target,
+                             const clsm_tensor *loss, const clsm_tensor *grad,
+                             const clsm_tensor *gs, const clsm_ce_options *opt, int backward,
+                             cl_uint num_wait, const cl_event *wait, cl_event *event) {
+  if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
+  if (event) *event = NULL;
+  clsm_status st;
+  ce_call c;
+  pthread_mutex_lock(&ctx->lock);
+  ctx->error[0] = '\0';
+  if ((st = clsm__check_wait(ctx, num_wait, wait)) == CLSM_SUCCESS &&
+      (st = check_call(ctx, &c, logits, target, loss, grad, gs, opt)) == CLSM_SUCCESS)
+    st = enqueue_ce(ctx, &c, backward, num_wait, wait, event);
+  pthread_mutex_unlock(&ctx->lock);
+  return st;
+}
+
+clsm_status clsm_cross_entropy(clsm_context *ctx, const clsm_tensor *logits,
+                               const clsm_tensor *target, const clsm_tensor *loss,
+                               const clsm_ce_options *opt, cl_uint num_wait, const cl_event *wait,
+                               cl_event *event) {
+  if (ctx && !loss) {
+    pthread_mutex_lock(&ctx->lock);
+    clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "loss is NULL");
+    pthread_mutex_unlock(&ctx->lock);
+    return CLSM_ERR_NULL_ARGUMENT;
+  }
+  return ce_common(ctx, logits, target, loss, opt ? opt->grad : NULL, opt ? opt->grad_scale : NULL,
+                   opt, 0, num_wait, wait, event);
+}
+
+clsm_status clsm_cross_entropy_backward(clsm_context *ctx, const clsm_tensor *logits,
+                                        const clsm_tensor *target, const clsm_tensor *dloss,
+                                        const clsm_tensor *dlogits, const clsm_ce_options *opt,
+                                        cl_uint num_wait, const cl_event *wait, cl_event *event) {
+  if (ctx && (!dloss || !dlogits || (opt && (opt->grad || opt->grad_scale)))) {
+    pthread_mutex_lock(&ctx->lock);
+    clsm_status st = clsm__fail(ctx, !dloss || !dlogits ? CLSM_ERR_NULL_ARGUMENT : CLSM_ERR_INVALID_ARGUMENT,
+                                "backward needs dloss and dlogits, and no grad / grad_scale option");
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+  }
+  return ce_common(ctx, logits, target, NULL, dlogits, dloss, opt, 1, num_wait, wait, event);
+}

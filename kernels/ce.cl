@@ -1,0 +1,399 @@
+/* ce.cl: cross-entropy loss over logits x of shape (outer, C, inner) (the
+ * class axis in the middle), forward, gradient, or both fused.
+ *
+ * Positions p = o * inner + i (o < outer, i < inner), P = outer * inner, are
+ * the samples. Targets are class indices (int64 / int32 / uint8, one per
+ * position; tkind 0/1/2) or class probabilities (tkind 3: the logits' shape
+ * and dtype). Per position, with x' = cap * tanh(x / cap) when a softcap is
+ * set, m = max x', s = sum exp(x' - m), lse = m + log s:
+ *   index t:  l = (1-eps) w_t (lse - x'_t) + (eps/C) (lse sum_c w_c - sum_c w_c x'_c)
+ *   probs q:  q' = (1-eps) q + eps/C;  l = lse sum_c w_c q'_c - sum_c w_c q'_c x'_c
+ * (that is -sum w q' logp: cross-entropy is lse - x, never -log(p), so huge
+ * logits stay exact) and a z-loss z * lse^2. Ignored positions (t ==
+ * ignore_index) contribute nothing and get a zero gradient.
+ * Gradient, p_c = exp(x'_c - m) / s, g the upstream gradient of the position:
+ *   index:  g/W [(1-eps) w_t (p_c - [c = t]) + (eps/C)(p_c sum_k w_k - w_c)] + g/Z 2 z lse p_c
+ *   probs:  g/W (p_c sum_k w_k q'_k - w_c q'_c) + g/Z 2 z lse p_c
+ * times 1 - (x'_c / cap)^2 under a softcap. W and Z are the mean's
+ * denominators (total weight, resp. non-ignored count; 1 for sum and none).
+ * p_t - 1 is formed in float and rounded once, so 16-bit gradients do not
+ * lose the target entry to cancellation.
+ *
+ * The pipeline, all on the device, nothing read back in between:
+ *   clsm_ce_prep      per position: validates the target (an out-of-range
+ *                     index raises `flag` and records the position and value;
+ *                     every later kernel of the call then writes nothing) and
+ *                     stores its weight w_n and count c_n.
+ *   clsm_ce_reduce    one work-group: sums scratch arrays into totals.
+ *   clsm_ce_rows_*    per position: the loss parts l_n, z_n into scratch, lse,
+ *                     and the gradient (which may overwrite x: each row is
+ *                     read before it is written).
+ *   clsm_ce_finish    the loss output: reduced (mean / sum) or per position.
+ * Scratch (float): [0,P) w_n, [P,2P) c_n, [2P,3P) l_n, [3P,4P) z_n, then the
+ * four totals at 4P. Totals are summed with Kahan compensation per lane and a
+ * tree across lanes, so their error does not grow with P. */
+
+#define CE_WEIGHT 1u   /* w is given */
+#define CE_GRAD 2u     /* write the gradient */
+#define CE_LOSS 4u     /* write l_n, z_n to scratch */
+#define CE_LSE 8u      /* write lse */
+#define CE_SOFTCAP 16u /* cap > 0 */
+#define CE_G_SCALAR 32u /* upstream gradient: one value */
+#define CE_G_POS 64u    /* upstream gradient: one per position */
+#define CE_MEAN 128u    /* divide by W and Z */
+#define CE_KEEP 256u    /* store exp(x' - m) in the gradient buffer and rescale it */
+
+#define TK_PROB 3
+
+#define CE_ARGS                                                                              \
+  __global const TX *x, ulong xoff, long xso, long xsc, long xsi, __global const uchar *tg,  \
+      ulong toff, long tso, long tsc, long tsi, int tkind, __global const TX *w, ulong woff,  \
+      __global TY *gr, ulong goff, long gso, long gsc, long gsi, __global const TX *gs,      \
+      ulong gsoff, long gsso, long gssi, __global float *lse, ulong loff, long lso, long lsi, \
+      __global float *scr, long P, __global const int *flag, long outer, long C, long inner, \
+      long ignore, float eps, float z, float cap, uint flags
+
+inline long clsm_target(__global const uchar *tg, long idx, int kind) {
+  if (kind == 0) return ((__global const long *)tg)[idx];
+  if (kind == 1) return (long)((__global const int *)tg)[idx];
+  return (long)tg[idx];
+}
+
+/* Softcapped logit (the identity without CE_SOFTCAP). */
+inline ACC clsm_cap(ACC v, float cap, uint flags) {
+  return (flags & CE_SOFTCAP) ? (ACC)cap * tanh(v / (ACC)cap) : v;
+}
+inline ACCV clsm_cap16(ACCV v, float cap, uint flags) {
+  return (flags & CE_SOFTCAP) ? (ACCV)(cap) * tanh(v / (ACCV)(cap)) : v;
+}
+
+__kernel void clsm_ce_prep(__global const uchar *tg, ulong toff, long tso, long tsi, int tkind,
+                           __global const TX *w, ulong woff, __global float *scr, long P,
+                           __global int *flag, long inner, long C, long ignore, uint flags) {
+  long p = get_global_id(0);
+  if (p >= P) return;
+  w += woff;
+  long o = p / inner, i = p - o * inner;
+  float wn = 1.0f, cn = 1.0f;
+  if (tkind != TK_PROB) {
+    long t = clsm_target(tg, (long)toff + o * tso + i * tsi, tkind);
+    if (t == ignore) {
+      wn = cn = 0.0f;
+    } else if (t < 0 || t >= C) {
+      wn = cn = 0.0f;
+      if (atomic_cmpxchg(flag, 0, 1) == 0) {
+        flag[2] = (int)(p & 0xffffffff);
+        flag[3] = (int)(p >> 32);
+        flag[4] = (int)(t & 0xffffffff);
+        flag[5] = (int)(t >> 32);
+      }
+    } else if (flags & CE_WEIGHT) {
+      wn = (float)LOADX(w, t);
+    }
+  }
+  scr[p] = wn;
+  scr[P + p] = cn;
+}
+
+/* Sums scratch arrays k0..k1-1 (P values each) into totals scr[4P + k].
+ * One work-group, a power-of-two size; `part` holds a (sum, compensation)
+ * pair per lane. */
+__kernel void clsm_ce_reduce(__global float *scr, long P, int k0, int k1,
+                             __global const int *flag, __local float *part) {
+  int l = (int)get_local_id(0), n = (int)get_local_size(0);
+  if (flag[0]) return;
+  for (int k = k0; k < k1; ++k) {
+    __global const float *a = scr + (long)k * P;
+    float s = 0.0f, comp = 0.0f;
+    for (long p = l; p < P; p += n) {
+      float y = a[p] - comp;
+      float t = s + y;
+      comp = (t - s) - y;
+      s = t;
+    }
+    part[l] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = n / 2; h > 0; h /= 2) {
+      if (l < h) part[l] += part[l + h];
+      barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (l == 0) scr[4 * P + k] = part[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+}
+
+/* The loss output. Reduced: one work-item writes loss[loff] (mean: l/W + z/Z)
+ * when loss_on, and the total weight when tw_on. Per position (none):
+ * l_n + z_n. */
+__kernel void clsm_ce_finish(__global const float *scr, long P, __global TY *loss, ulong loff,
+                             long lso, long lsi, long inner, int reduced, int mean, int loss_on,
+                             __global float *tw, ulong twoff, int tw_on,
+                             __global const int *flag) {
+  long p = get_global_id(0);
+  if (flag[0]) return;
+  __global const float *tot = scr + 4 * P;
+  if (reduced) {
+    if (p != 0) return;
+    ACC l = mean ? (ACC)tot[2] / (ACC)tot[0] + (ACC)tot[3] / (ACC)tot[1] : (ACC)tot[2] + (ACC)tot[3];
+    /* z-loss terms are exactly 0 without a z-loss: keep 0/0 out of them. */
+    if (mean && tot[3] == 0.0f) l = (ACC)tot[2] / (ACC)tot[0];
+    if (loss_on) STOREY(loss, loff, l);
+    if (tw_on) tw[twoff] = tot[0];
+    return;
+  }
+  if (tw_on && p == 0) tw[twoff] = tot[0];
+  if (p >= P) return;
+  long o = p / inner, i = p - o * inner;
+  STOREY(loss, (long)loff + o * lso + i * lsi, (ACC)scr[2 * P + p] + (ACC)scr[3 * P + p]);
+}
+
+/* Upstream gradient of position (o, i). */
+inline ACC clsm_ce_g(__global const TX *gs, ulong gsoff, long gsso, long gssi, long o, long i,
+                     uint flags) {
+  if (flags & CE_G_SCALAR) return LOADX(gs, gsoff);
+  if (flags & CE_G_POS) return LOADX(gs, (long)gsoff + o * gsso + i * gssi);
+  return (ACC)1;
+}
+
+/* What every row kernel works out for its position before the passes. */
+typedef struct ce_pos {
+  long t;      /* target class, or -1 for probability targets */
+  int ignored; /* ignored or (probability targets) never */
+  ACC g;       /* upstream gradient */
+  ACC W, Z;    /* the mean's denominators (1 otherwise) */
+} ce_pos;
+
+inline ce_pos clsm_ce_pos(__global const uchar *tg, ulong toff, long tso, long tsi, int tkind,
+                          __global const TX *gs, ulong gsoff, long gsso, long gssi,
+                          __global const float *scr, long P, long o, long i, long ignore,
+                          uint flags) {
+  ce_pos q;
+  q.t = -1;
+  q.ignored = 0;
+  if (tkind != TK_PROB) {
+    q.t = clsm_target(tg, (long)toff + o * tso + i * tsi, tkind);
+    q.ignored = q.t == ignore;
+  }
+  q.g = (flags & CE_GRAD) ? clsm_ce_g(gs, gsoff, gsso, gssi, o, i, flags) : (ACC)0;
+  q.W = (flags & CE_MEAN) ? (ACC)scr[4 * P + 0] : (ACC)1;
+  q.Z = (flags & CE_MEAN) ? (ACC)scr[4 * P + 1] : (ACC)1;
+  return q;
+}
+
+/* One position, any strides, scalar. Three passes: max; sum of exp and the
+ * smoothing / probability sums; gradient. */
+inline void clsm_ce_row(__global const TX *xr, long xsc, __global const TX *qr, long qsc,
+                        int prob, __global const TX *w, __global TY *gr, long gsc, ce_pos q,
+                        long C, float eps, float z, float cap, uint flags, ACC *loss,
+                        ACC *zl, ACC *lse_out) {
+  ACC m = -INFINITY;
+  for (long c = 0; c < C; ++c) m = fmax(m, clsm_cap(LOADX(xr, c * xsc), cap, flags));
+  ACC s = 0, swx = 0, sw = 0;
+  const ACC keps = (ACC)eps / (ACC)C;
+  for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
+    ACC bs = 0, bwx = 0, bw = 0;
+    for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c) {
+      ACC v = clsm_cap(LOADX(xr, c * xsc), cap, flags);
+      bs += exp(v - m);
+      ACC wc = (flags & CE_WEIGHT) ? LOADX(w, c) : (ACC)1;
+      if (prob) wc *= ((ACC)1 - (ACC)eps) * LOADX(qr, c * qsc) + keps;
+      if (prob || eps > 0.0f) {
+        bwx += wc * v;
+        bw += wc;
+      }
+    }
+    s += bs;
+    swx += bwx;
+    sw += bw;
+  }
+  ACC lse = m + log(s);
+  *lse_out = lse;
+  if (prob) {
+    *loss = lse * sw - swx;
+  } else {
+    ACC wt = (flags & CE_WEIGHT) ? LOADX(w, q.t) : (ACC)1;
+    ACC xt = clsm_cap(LOADX(xr, q.t * xsc), cap, flags);
+    *loss = ((ACC)1 - (ACC)eps) * wt * (lse - xt) + (eps > 0.0f ? keps * (lse * sw - swx) : (ACC)0);
+  }
+  *zl = (ACC)z * lse * lse;
+  if (!(flags & CE_GRAD)) return;
+  const ACC coef = q.g / q.W, zc = (ACC)2 * (ACC)z * lse * q.g / q.Z, inv = (ACC)1 / s;
+  const ACC wt = (!prob && (flags & CE_WEIGHT)) ? LOADX(w, q.t) : (ACC)1;
+  for (long c = 0; c < C; ++c) {
+    ACC v = clsm_cap(LOADX(xr, c * xsc), cap, flags);
+    ACC pc = exp(v - m) * inv;
+    ACC wc = (flags & CE_WEIGHT) ? LOADX(w, c) : (ACC)1;
+    ACC d;
+    if (prob) {
+      ACC qc = ((ACC)1 - (ACC)eps) * LOADX(qr, c * qsc) + keps;
+      d = coef * (pc * sw - wc * qc);
+    } else {
+      ACC hit = (c == q.t) ? pc - (ACC)1 : pc; /* p_t - 1 in float, rounded once */
+      d = coef * (((ACC)1 - (ACC)eps) * wt * hit + (eps > 0.0f ? keps * (pc * sw - wc) : (ACC)0));
+    }
+    d += (z != 0.0f) ? zc * pc : (ACC)0;
+    if (flags & CE_SOFTCAP) d *= (ACC)1 - (v / (ACC)cap) * (v / (ACC)cap);
+    STOREY(gr, c * gsc, d);
+  }
+}
+
+/* Shared by the row kernels: the per-position bookkeeping around a row. */
+inline void clsm_ce_store(__global float *scr, long P, long p, __global float *lse, ulong loff,
+                          long lso, long lsi, long o, long i, ACC l, ACC zl, ACC lv, int ignored,
+                          uint flags) {
+  if (flags & CE_LOSS) {
+    scr[2 * P + p] = ignored ? 0.0f : (float)l;
+    scr[3 * P + p] = ignored ? 0.0f : (float)zl;
+  }
+  if (flags & CE_LSE) lse[(long)loff + o * lso + i * lsi] = (float)lv;
+}
+
+/* A work-item per position, any strides. */
+__kernel void clsm_ce_strided(CE_ARGS) {
+  long p = get_global_id(0);
+  if (p >= P || flag[0]) return;
+  w += woff;
+  long o = p / inner, i = p - o * inner;
+  ce_pos q = clsm_ce_pos(tg, toff, tso, tsi, tkind, gs, gsoff, gsso, gssi, scr, P, o, i, ignore,
+                         flags);
+  __global const TX *xr = x + xoff + o * xso + i * xsi;
+  __global TY *grr = gr + goff + o * gso + i * gsi;
+  int prob = tkind == TK_PROB;
+  __global const TX *qr = (__global const TX *)tg + toff + o * tso + i * tsi;
+  ACC l = 0, zl = 0, lv = 0;
+  if (q.ignored) {
+    if (flags & CE_GRAD)
+      for (long c = 0; c < C; ++c) STOREY(grr, c * gsc, (ACC)0);
+    if (flags & CE_LSE) { /* lse is still defined for an ignored position */
+      ACC m = -INFINITY, s = 0;
+      for (long c = 0; c < C; ++c) m = fmax(m, clsm_cap(LOADX(xr, c * xsc), cap, flags));
+      for (long c = 0; c < C; ++c) s += exp(clsm_cap(LOADX(xr, c * xsc), cap, flags) - m);
+      lv = m + log(s);
+    }
+  } else {
+    clsm_ce_row(xr, xsc, qr, tsc, prob, w, grr, gsc, q, C, eps, z, cap, flags, &l, &zl, &lv);
+  }
+  clsm_ce_store(scr, P, p, lse, loff, lso, lsi, o, i, l, zl, lv, q.ignored, flags);
+}
+
+/* Contiguous rows (xsc == gsc == 1, inner == 1), index targets, no softcap:
+ * the large-vocabulary hot path, 16-wide. With CE_KEEP (gradient holds ACC,
+ * no softcap) exp(x - m) is stored in the gradient buffer by the sum pass and
+ * rescaled by the last pass: one exp per element. Other cases fall back to
+ * the scalar row. */
+__kernel void clsm_ce_rows_cpu(CE_ARGS) {
+  long p = get_global_id(0);
+  if (p >= P || flag[0]) return;
+  w += woff;
+  long o = p, i = 0;
+  ce_pos q = clsm_ce_pos(tg, toff, tso, tsi, tkind, gs, gsoff, gsso, gssi, scr, P, o, i, ignore,
+                         flags);
+  __global const TX *xr = x + xoff + o * xso;
+  __global TY *grr = gr + goff + o * gso;
+  ACC l = 0, zl = 0, lv = 0;
+  if (tkind == TK_PROB || (flags & CE_SOFTCAP) || q.ignored) {
+    __global const TX *qr = (__global const TX *)tg + toff + o * tso;
+    if (q.ignored) {
+      if (flags & CE_GRAD)
+        for (long c = 0; c < C; ++c) STOREY(grr, c, (ACC)0);
+      if (flags & CE_LSE) {
+        ACC m = -INFINITY, s = 0;
+        for (long c = 0; c < C; ++c) m = fmax(m, clsm_cap(LOADX(xr, c), cap, flags));
+        for (long c = 0; c < C; ++c) s += exp(clsm_cap(LOADX(xr, c), cap, flags) - m);
+        lv = m + log(s);
+      }
+    } else {
+      clsm_ce_row(xr, 1, qr, tsc, tkind == TK_PROB, w, grr, 1, q, C, eps, z, cap, flags, &l, &zl,
+                  &lv);
+    }
+    clsm_ce_store(scr, P, p, lse, loff, lso, lsi, o, i, l, zl, lv, q.ignored, flags);
+    return;
+  }
+  const int smooth = eps > 0.0f, weighted = (flags & CE_WEIGHT) != 0;
+  ACCV mv = (ACCV)(-INFINITY);
+  long c = 0;
+  for (; c + 16 <= C; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
+  ACC m = clsm_hmax16(mv);
+  for (; c < C; ++c) m = fmax(m, LOADX(xr, c));
+  const ACCV mm = (ACCV)(m);
+  const int keep = (flags & CE_KEEP) != 0;
+  const ACC xt = LOADX(xr, q.t); /* before the sum pass may overwrite x in place */
+  ACCV ts = (ACCV)(0), twx = (ACCV)(0), tw = (ACCV)(0);
+  ACC s = 0, swx = 0, sw = 0;
+  for (c = 0; c + 256 <= C; c += 256) {
+    ACCV bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0);
+    for (int k = 0; k < 256; k += 16) {
+      ACCV v = VLOADX(0, xr + c + k);
+      ACCV e = exp(v - mm);
+      if (keep) VSTOREY(e, 0, grr + c + k);
+      bs += e;
+      if (smooth) {
+        ACCV wc = weighted ? VLOADX(0, w + c + k) : (ACCV)(1);
+        bwx += wc * v;
+        bw += wc;
+      }
+    }
+    ts += bs;
+    twx += bwx;
+    tw += bw;
+  }
+  ACCV bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0);
+  for (; c + 16 <= C; c += 16) {
+    ACCV v = VLOADX(0, xr + c);
+    ACCV e = exp(v - mm);
+    if (keep) VSTOREY(e, 0, grr + c);
+    bs += e;
+    if (smooth) {
+      ACCV wc = weighted ? VLOADX(0, w + c) : (ACCV)(1);
+      bwx += wc * v;
+      bw += wc;
+    }
+  }
+  ts += bs;
+  twx += bwx;
+  tw += bw;
+  for (; c < C; ++c) {
+    ACC v = LOADX(xr, c), e = exp(v - m);
+    if (keep) STOREY(grr, c, e);
+    s += e;
+    if (smooth) {
+      ACC wc = weighted ? LOADX(w, c) : (ACC)1;
+      swx += wc * v;
+      sw += wc;
+    }
+  }
+  s += clsm_hsum16(ts);
+  swx += clsm_hsum16(twx);
+  sw += clsm_hsum16(tw);
+  const ACC keps = (ACC)eps / (ACC)C;
+  const ACC lsv = m + log(s);
+  lv = lsv;
+  ACC wt = weighted ? LOADX(w, q.t) : (ACC)1;
+  l = ((ACC)1 - (ACC)eps) * wt * (lsv - xt) + (smooth ? keps * (lsv * sw - swx) : (ACC)0);
+  zl = (ACC)z * lsv * lsv;
+  if (flags & CE_GRAD) {
+    const ACC coef = q.g / q.W, zc = (ACC)2 * (ACC)z * lsv * q.g / q.Z, inv = (ACC)1 / s;
+    const ACC a = coef * ((ACC)1 - (ACC)eps) * wt; /* p_c - [c = t] term */
+    const ACC b = smooth ? coef * keps : (ACC)0;   /* smoothing term */
+    const ACC pz = a + b * sw + zc;                /* p_c's total coefficient */
+    for (c = 0; c + 16 <= C; c += 16) {
+      ACCV pc = keep ? VLOADY(0, grr + c) * inv : exp(VLOADX(0, xr + c) - mm) * inv;
+      ACCV d = pc * pz;
+      if (smooth) d -= b * (weighted ? VLOADX(0, w + c) : (ACCV)(1));
+      VSTOREY(d, 0, grr + c);
+    }
+    for (; c < C; ++c) {
+      ACC pc = keep ? LOADY(grr, c) * inv : exp(LOADX(xr, c) - m) * inv;
+      ACC d = pc * pz;
+      if (smooth) d -= b * (weighted ? LOADX(w, c) : (ACC)1);
+      STOREY(grr, c, d);
+    }
+    /* The target entry: a (p_t - 1) + (b sw + zc) p_t - b w_t, p_t - 1 formed
+     * before it is scaled. Read p_t back only through x (grr may hold the
+     * value just written). */
+    ACC pt = exp(xt - m) * inv;
+    ACC d = a * (pt - (ACC)1) + (b * sw + zc) * pt - b * (smooth ? wt : (ACC)0);
+    STOREY(grr, q.t, d);
+  }
+  clsm_ce_store(scr, P, p, lse, loff, lso, lsi, o, i, l, zl, lv, 0, flags);
+}
