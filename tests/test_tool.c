@@ -43,9 +43,9 @@ static int run_tool(const char *const *args) {
 }
 
 static const char *path_in(const char *name) {
-  static char buf[4][512];
+  static char buf[16][512];
   static int k = 0;
-  k = (k + 1) % 4;
+  k = (k + 1) % 16;
   snprintf(buf[k], sizeof buf[k], "%s/%s", workdir, name);
   return buf[k];
 }
@@ -187,6 +187,79 @@ START_TEST(test_tool_dtypes_and_backward) {
 }
 END_TEST
 
+static void write_i64(const char *name, int rank, const int64_t *shape, const int64_t *data) {
+  npy_array a;
+  ck_assert(npy_alloc(&a, CLSM_INT64, rank, shape) == 0);
+  memcpy(a.data, data, a.nbytes);
+  char err[256];
+  ck_assert_msg(npy_write(path_in(name), &a, err, sizeof err) == 0, "%s", err);
+  npy_free(&a);
+}
+
+/* cross-entropy on files: every reduction, weights and smoothing, the
+ * gradient times dloss, and the exit statuses of bad values and options. */
+START_TEST(test_tool_cross_entropy) {
+  enum { N = 6, C = 9 };
+  const int64_t shape[2] = {N, C}, tshape[1] = {N}, wshape[1] = {C};
+  float x[N * C], w[C], dl[N];
+  double xd[N * C], wd[C], dld[N];
+  int64_t t[N] = {0, 8, 3, -100, 4, 4};
+  fill_random(x, N * C, 91);
+  for (int i = 0; i < N * C; ++i) xd[i] = x[i];
+  for (int c = 0; c < C; ++c) wd[c] = w[c] = 0.5f + 0.125f * (float)c;
+  for (int n = 0; n < N; ++n) dld[n] = dl[n] = 1.0f + (float)n;
+  write_f32("x.npy", 2, shape, x);
+  write_i64("t.npy", 1, tshape, t);
+  write_f32("w.npy", 1, wshape, w);
+  write_f32("dl.npy", 1, tshape, dl);
+  const char *reds[3] = {"mean", "sum", "none"};
+  for (int r = 0; r < 3; ++r) {
+    const char *args[] = {"cross-entropy", "--reduction", reds[r], "--weight", path_in("w.npy"),
+                          "--label-smoothing", "0.1", "--grad", path_in("g.npy"),
+                          r == 2 ? "--dloss" : "--device", r == 2 ? path_in("dl.npy") : "cpu",
+                          path_in("x.npy"), path_in("t.npy"), path_in("l.npy"), NULL};
+    ck_assert_msg(run_tool(args) == 0, "%s: %s", reds[r], errtext);
+    npy_array l, g;
+    char err[256];
+    ck_assert(npy_read(path_in("l.npy"), &l, err, sizeof err) == 0);
+    ck_assert(npy_read(path_in("g.npy"), &g, err, sizeof err) == 0);
+    ck_assert_int_eq(l.rank, r == 2 ? 1 : 0);
+    ref_ce_opts ro = {r, -100, 0.1, 0.0, 0.0, wd};
+    double lpos[N], total, grad[N * C], one = 1.0, mag[N];
+    ref_cross_entropy(xd, N, C, 1, t, NULL, &ro, lpos, &total, NULL, NULL, mag, r == 2 ? dld : &one, grad);
+    for (int n = 0; n < (r == 2 ? N : 1); ++n) {
+      double want = r == 2 ? lpos[n] : total, got = ((float *)l.data)[n];
+      ck_assert_msg(fabs(got - want) <= 1e-5 * fabs(want) + 1e-6, "%s loss %d: %g vs %g", reds[r], n, got, want);
+    }
+    for (int i = 0; i < N * C; ++i)
+      ck_assert_msg(fabs(((float *)g.data)[i] - grad[i]) <= 1e-6 * fmax(1.0, fabs(grad[i])), "%s grad %d",
+                    reds[r], i);
+    npy_free(&l);
+    npy_free(&g);
+  }
+  /* A class index out of range: exit 4 naming the position; no output. */
+  t[4] = 9;
+  write_i64("bad.npy", 1, tshape, t);
+  const char *bad[] = {"cross-entropy", path_in("x.npy"), path_in("bad.npy"), path_in("out.npy"), NULL};
+  ck_assert_int_eq(run_tool(bad), 4);
+  ck_assert_msg(strstr(errtext, "target[4] = 9") != NULL, "%s", errtext);
+  ck_assert(!file_exists("out.npy"));
+  /* Option errors: exit 2; shapes that do not fit: exit 3. */
+  const char *eps[] = {"cross-entropy", "--label-smoothing", "1.5", path_in("x.npy"), path_in("t.npy"),
+                       path_in("out.npy"), NULL};
+  ck_assert_int_eq(run_tool(eps), 2);
+  const char *red[] = {"cross-entropy", "--reduction", "avg", path_in("x.npy"), path_in("t.npy"),
+                       path_in("out.npy"), NULL};
+  ck_assert_int_eq(run_tool(red), 2);
+  const char *shp[] = {"cross-entropy", path_in("x.npy"), path_in("w.npy"), path_in("out.npy"), NULL};
+  ck_assert_int_eq(run_tool(shp), 3);
+  const char *prob_ignore[] = {"cross-entropy", "--ignore-index", "0", path_in("x.npy"), path_in("x.npy"),
+                               path_in("out.npy"), NULL};
+  ck_assert_int_eq(run_tool(prob_ignore), 2);
+  ck_assert(!file_exists("out.npy"));
+}
+END_TEST
+
 /* Usage errors: exit 2, a message, nothing written. */
 START_TEST(test_tool_usage) {
   const int64_t shape[1] = {4};
@@ -314,6 +387,7 @@ static Suite *tool_suite(void) {
   tcase_add_test(tc, test_tool_softmax);
   tcase_add_test(tc, test_tool_usage);
   tcase_add_test(tc, test_tool_dtypes_and_backward);
+  tcase_add_test(tc, test_tool_cross_entropy);
   tcase_add_test(tc, test_tool_bad_files);
   tcase_add_test(tc, test_tool_bad_device);
   tcase_add_test(tc, test_tool_demo);

@@ -33,9 +33,12 @@ static const shape_case cases[] = {
 };
 
 /* Operations the bench runs; inputs and outputs per element. */
-typedef enum { B_SOFTMAX, B_LOG_SOFTMAX, B_SOFTMAX_BWD, B_LOG_SOFTMAX_BWD, B_OPS } bench_op;
+typedef enum {
+  B_SOFTMAX, B_LOG_SOFTMAX, B_SOFTMAX_BWD, B_LOG_SOFTMAX_BWD, B_CE, B_CE_FUSED, B_OPS
+} bench_op;
 static const char *const op_names[B_OPS] = {"softmax", "log-softmax", "softmax-backward",
-                                            "log-softmax-backward"};
+                                            "log-softmax-backward", "cross-entropy",
+                                            "cross-entropy-fused"};
 
 typedef struct row_result {
   const char *op;
@@ -186,11 +189,20 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
                      int quick, row_result *r) {
   int64_t n = 1;
   for (int i = 0; i < sc->rank; ++i) n *= sc->shape[i];
-  const int backward = op >= B_SOFTMAX_BWD, log = op == B_LOG_SOFTMAX || op == B_LOG_SOFTMAX_BWD;
+  const int ce = op >= B_CE;
+  const int backward = !ce && op >= B_SOFTMAX_BWD;
+  const int log = op == B_LOG_SOFTMAX || op == B_LOG_SOFTMAX_BWD;
   const size_t es = clsm_dtype_size(dt), bytes = (size_t)n * es;
-  /* Bytes that must move: every input read once, the output written once. A
-   * copy of half that many bytes moves the same (read + write). */
-  const size_t moved = (backward ? 3 : 2) * bytes, copy_bytes = moved / 2;
+  /* Bytes that must move: every input read once, the output written once
+   * (cross-entropy: the logits once; fused: and the gradient once). A copy of
+   * half that many bytes moves the same (read + write). */
+  const size_t moved = (ce ? (op == B_CE_FUSED ? 2 : 1) : backward ? 3 : 2) * bytes;
+  const size_t copy_bytes = moved / 2;
+  /* Cross-entropy: the class axis is 1 (0 for 1-d); positions and targets. */
+  const int cax = sc->rank == 1 ? 0 : 1;
+  const int64_t ncls = sc->shape[cax], npos = n / (ncls ? ncls : 1);
+  int64_t *tg = NULL;
+  cl_mem tb = NULL, lb = NULL;
   int rc = EXIT_DEVICE;
   cl_int err = CL_SUCCESS;
   cl_mem ab = NULL, bb = NULL, ob = NULL, cs = NULL, cd = NULL;
@@ -206,6 +218,11 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
   for (int64_t i = 0; i < n; ++i) {
     store(dt, a, i, (float)(rand() / (double)RAND_MAX * 16.0 - 8.0));
     store(dt, b, i, (float)(rand() / (double)RAND_MAX * 2.0 - 1.0));
+  }
+  if (ce) {
+    tg = malloc(sizeof(int64_t) * (size_t)npos);
+    if (!tg) goto done;
+    for (int64_t p = 0; p < npos; ++p) tg[p] = (int64_t)((uint64_t)rand() % (uint64_t)ncls);
   }
   if (backward) { /* a = y, the forward output of those logits */
     int64_t outer = 1, inner = 1;
@@ -238,19 +255,40 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
     goto done;
   }
   clEnqueueFillBuffer(q, cs, &(cl_uint){0x3f800000u}, 4, 0, copy_bytes & ~(size_t)3, 0, NULL, NULL);
+  int64_t tshape[CLSM_MAX_RANK];
+  for (int d = 0, k = 0; d < sc->rank; ++d)
+    if (d != cax) tshape[k++] = sc->shape[d];
+  if (ce) {
+    tb = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof(int64_t) * (size_t)npos, tg, &err);
+    if (tb) lb = clCreateBuffer(cl, CL_MEM_READ_WRITE, 8, NULL, &err);
+    if (!lb) goto done;
+  }
+  clsm_tensor tt = clsm_tensor_contiguous(tb, 0, CLSM_INT64, sc->rank - 1, tshape);
+  clsm_tensor lt = clsm_tensor_contiguous(lb, 0, dt, 0, NULL);
+  clsm_ce_options ceo = CLSM_CE_OPTIONS_INIT, cef = CLSM_CE_OPTIONS_INIT;
   clsm_tensor at = clsm_tensor_contiguous(ab, 0, dt, sc->rank, sc->shape);
+  cef.grad = &at; /* fused: the gradient over the logits, in place */
   clsm_tensor bt = clsm_tensor_contiguous(bb, 0, dt, sc->rank, sc->shape);
   clsm_tensor ot = clsm_tensor_contiguous(ob, 0, dt, sc->rank, sc->shape);
 #define RUN_OP(ev)                                                                           \
   (op == B_SOFTMAX           ? clsm_softmax(ctx, &at, &ot, sc->dim, 0, 0, NULL, ev)            \
    : op == B_LOG_SOFTMAX     ? clsm_log_softmax(ctx, &at, &ot, sc->dim, 0, 0, NULL, ev)        \
    : op == B_SOFTMAX_BWD     ? clsm_softmax_backward(ctx, &at, &bt, &ot, sc->dim, 0, 0, NULL, ev) \
-                             : clsm_log_softmax_backward(ctx, &at, &bt, &ot, sc->dim, 0, 0, NULL, ev))
+   : op == B_LOG_SOFTMAX_BWD ? clsm_log_softmax_backward(ctx, &at, &bt, &ot, sc->dim, 0, 0, NULL, ev) \
+                             : clsm_cross_entropy(ctx, &at, &tt, &lt, op == B_CE ? &ceo : &cef, 0, NULL, ev))
 
   /* Warm-up (builds the program), and a first estimate of the time. */
-  double t0 = now_s();
+  double t0 = now_s(), ce_loss = NAN;
   for (int i = 0; i < 2; ++i) {
     clsm_status st = RUN_OP(NULL);
+    if (st == CLSM_SUCCESS && ce && i == 0) { /* the loss of the untouched logits */
+      uint16_t h[4];
+      double dv;
+      float fv;
+      err = clEnqueueReadBuffer(q, lb, CL_TRUE, 0, es, dt == CLSM_FLOAT64 ? (void *)&dv : es == 2 ? (void *)h : (void *)&fv, 0, NULL, NULL);
+      ce_loss = dt == CLSM_FLOAT64 ? dv : es == 2 ? load(dt, h, 0) : fv;
+      st = clsm_finish(ctx);
+    }
     if (st != CLSM_SUCCESS) {
       rc = tool_report(ctx, st, "bench");
       goto done;
@@ -275,7 +313,9 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
     clEnqueueCopyBuffer(q, cs, cd, 0, 0, copy_bytes, 0, NULL, &e2);
     clWaitForEvents(1, &e2);
     double hc = now_s() - h0;
-    double d1 = event_seconds(e1), d2 = event_seconds(e2);
+    /* Cross-entropy is a pipeline of kernels; its event covers the last one
+     * only, so it is timed by the host clock (enqueue to completion). */
+    double d1 = ce ? -1.0 : event_seconds(e1), d2 = event_seconds(e2);
     top[i] = d1 > 0 ? d1 : thost[i];
     tcopy[i] = d2 > 0 ? d2 : hc;
     clReleaseEvent(e1);
@@ -288,18 +328,35 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
   r->gbps = (double)moved / mop * 1e-9;
   r->copy_gbps = (double)moved / mcopy * 1e-9;
   r->gelems = (double)n / mop * 1e-9;
-  err = clEnqueueReadBuffer(q, ob, CL_TRUE, 0, bytes, out, 0, NULL, NULL);
-  if (err != CL_SUCCESS) {
-    fprintf(stderr, "clsoftmax bench: clEnqueueReadBuffer failed with %s\n", clsm_cl_error_name(err));
-    goto done;
+  if (ce) {
+    /* Relative error of the mean loss against the double reference. */
+    double total = 0.0;
+    for (int64_t p = 0; p < npos; ++p) {
+      int64_t o = p, i = 0, inner = 1;
+      for (int d = cax + 1; d < sc->rank; ++d) inner *= sc->shape[d];
+      o = p / inner;
+      i = p % inner;
+      double m = -INFINITY, s = 0.0;
+      for (int64_t c = 0; c < ncls; ++c) m = fmax(m, load(dt, a, (o * ncls + c) * inner + i));
+      for (int64_t c = 0; c < ncls; ++c) s += exp(load(dt, a, (o * ncls + c) * inner + i) - m);
+      total += m + log1p(s - 1.0) - load(dt, a, (o * ncls + tg[p]) * inner + i);
+    }
+    total /= (double)npos;
+    r->max_err = fabs(ce_loss - total) / fabs(total);
+  } else {
+    err = clEnqueueReadBuffer(q, ob, CL_TRUE, 0, bytes, out, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+      fprintf(stderr, "clsoftmax bench: clEnqueueReadBuffer failed with %s\n", clsm_cl_error_name(err));
+      goto done;
+    }
+    r->max_err = sample_error(sc, op, dt, a, b, out);
   }
-  r->max_err = sample_error(sc, op, dt, a, b, out);
   r->onednn_gbps = -1.0;
 #ifdef CLSM_HAVE_ONEDNN
   cl_device_type type = 0;
   clGetDeviceInfo(clsm_context_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL);
   /* oneDNN runs on the host CPU: compared for CPU devices, float32 forward. */
-  if ((type & CL_DEVICE_TYPE_CPU) && dt == CLSM_FLOAT32 && !backward) {
+  if ((type & CL_DEVICE_TYPE_CPU) && dt == CLSM_FLOAT32 && !backward && !ce) {
     double td = onednn_time(sc, log, a, out, reps);
     if (td > 0) r->onednn_gbps = (double)moved / td * 1e-9;
   }
@@ -311,6 +368,9 @@ done:
   if (ob) clReleaseMemObject(ob);
   if (cs) clReleaseMemObject(cs);
   if (cd) clReleaseMemObject(cd);
+  if (tb) clReleaseMemObject(tb);
+  if (lb) clReleaseMemObject(lb);
+  free(tg);
   free(a), free(b), free(out), free(top), free(thost), free(tcopy);
   return rc;
 }
@@ -422,6 +482,8 @@ int tool_bench(const char *device, int quick, const char *json_path) {
       if (di > 0 && !cases[c].half) continue;
       for (int op = 0; op < B_OPS; ++op) {
         if (di > 0 && op > B_LOG_SOFTMAX && quick) continue;
+        /* Cross-entropy's class axis is 1: rows of 2-d shapes, dim 1 of 3-d. */
+        if (op >= B_CE && !(cases[c].rank == 2 || cases[c].dim == 1)) continue;
         row_result *r = &rows[n];
         r->op = op_names[op];
         r->dtype = dts[di];

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,10 @@ static const char usage_text[] =
     "  clsoftmax log-softmax          [--dim D] [--device SPEC] X.npy Y.npy\n"
     "  clsoftmax softmax-backward     [--dim D] [--device SPEC] Y.npy DY.npy DX.npy\n"
     "  clsoftmax log-softmax-backward [--dim D] [--device SPEC] Y.npy DY.npy DX.npy\n"
+    "  clsoftmax cross-entropy [--reduction mean|sum|none] [--ignore-index I]\n"
+    "                          [--label-smoothing E] [--weight W.npy] [--z-loss Z]\n"
+    "                          [--softcap S] [--grad G.npy] [--dloss DL.npy]\n"
+    "                          [--device SPEC] LOGITS.npy TARGET.npy LOSS.npy\n"
     "  clsoftmax bench [--quick] [--json FILE] [--device SPEC]\n"
     "  clsoftmax demo  [--device SPEC]\n"
     "  clsoftmax --help | --version\n"
@@ -28,10 +33,14 @@ static const char usage_text[] =
     "Inputs are .npy files (versions 1.0-3.0, C order, little-endian; float32\n"
     "'<f4', float64 '<f8' or float16 '<f2').\n"
     "Outputs keep the input's dtype and are written to a temporary, then renamed.\n"
+    "cross-entropy: the class axis is 1 (0 for 1-d logits); TARGET holds class\n"
+    "indices ('<i8', '<i4', '|u1') or probabilities (the logits' shape and dtype);\n"
+    "LOSS is 0-d for mean/sum and the target's shape for none; --grad writes\n"
+    "d loss / d logits, times DL.npy when given (0-d, or per position for none).\n"
     "\n"
     "exit status: 0 success; 1 device or OpenCL failure; 2 usage or option error;\n"
     "3 unreadable or malformed input, or shapes/dtypes that do not fit;\n"
-    "4 invalid values\n";
+    "4 invalid values (a class index out of range)\n";
 
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "clsoftmax: ");
@@ -90,13 +99,27 @@ static int parse_long(const char *s, long lo, long hi, long *out) {
   return 1;
 }
 
+/* Strict floating-point parsing: the whole string, finite. */
+static int parse_double(const char *s, double *out) {
+  if (!s || !*s) return 0;
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || !isfinite(v)) return 0;
+  *out = v;
+  return 1;
+}
+
 /* Options shared by the commands; which ones a command accepts is a mask. */
-enum { OPT_DIM = 1, OPT_DEVICE = 2, OPT_QUICK = 4, OPT_JSON = 8 };
+enum { OPT_DIM = 1, OPT_DEVICE = 2, OPT_QUICK = 4, OPT_JSON = 8, OPT_CE = 16 };
 typedef struct options {
   long dim;
   const char *device;
   int quick;
   const char *json;
+  /* cross-entropy */
+  clsm_ce_options ce;
+  const char *weight, *grad, *dloss;
   const char *pos[4];
   int npos;
 } options;
@@ -104,6 +127,7 @@ typedef struct options {
 static int parse_options(int argc, char **argv, unsigned accepted, int max_pos, options *o) {
   memset(o, 0, sizeof *o);
   o->dim = -1;
+  o->ce = clsm_ce_options_default();
   int only_pos = 0;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
@@ -117,25 +141,58 @@ static int parse_options(int argc, char **argv, unsigned accepted, int max_pos, 
       const char *val = eq ? eq + 1 : NULL;
 #define IS(name) (nlen == strlen(name) && !strncmp(a, name, nlen))
       if (IS("--quick") && (accepted & OPT_QUICK)) {
-        if (val) return usage_error("--quick takes no value", "");
+        if (val) return usage_error("--quick takes no value%s", "");
         o->quick = 1;
         continue;
       }
-      int takes = (IS("--dim") && (accepted & OPT_DIM)) || (IS("--device") && (accepted & OPT_DEVICE)) ||
-                  (IS("--json") && (accepted & OPT_JSON));
+      int ce = (accepted & OPT_CE) &&
+               (IS("--reduction") || IS("--ignore-index") || IS("--label-smoothing") ||
+                IS("--weight") || IS("--z-loss") || IS("--softcap") || IS("--grad") || IS("--dloss"));
+      int takes = ce || (IS("--dim") && (accepted & OPT_DIM)) ||
+                  (IS("--device") && (accepted & OPT_DEVICE)) || (IS("--json") && (accepted & OPT_JSON));
       if (!takes) return usage_error("unknown option '%s'", a);
       if (!val) {
         if (i + 1 >= argc) return usage_error("option '%s' needs a value", a);
         val = argv[++i];
       }
+      double d = 0;
       if (IS("--dim")) {
         if (!parse_long(val, -CLSM_MAX_RANK, CLSM_MAX_RANK - 1, &o->dim))
           return usage_error("--dim needs an integer in [-8, 7], got '%s'", val);
       } else if (IS("--device")) {
         o->device = val;
-      } else {
+      } else if (IS("--json")) {
         if (!*val) return usage_error("--json needs a file name%s", "");
         o->json = val;
+      } else if (IS("--reduction")) {
+        if (!strcmp(val, "mean")) o->ce.reduction = CLSM_REDUCTION_MEAN;
+        else if (!strcmp(val, "sum")) o->ce.reduction = CLSM_REDUCTION_SUM;
+        else if (!strcmp(val, "none")) o->ce.reduction = CLSM_REDUCTION_NONE;
+        else return usage_error("--reduction must be mean, sum or none, got '%s'", val);
+      } else if (IS("--ignore-index")) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(val, &end, 10);
+        if (!*val || errno || *end) return usage_error("--ignore-index needs an integer, got '%s'", val);
+        o->ce.ignore_index = v;
+      } else if (IS("--label-smoothing")) {
+        if (!parse_double(val, &d) || d < 0 || d > 1)
+          return usage_error("--label-smoothing needs a number in [0, 1], got '%s'", val);
+        o->ce.label_smoothing = d;
+      } else if (IS("--z-loss")) {
+        if (!parse_double(val, &d) || d < 0)
+          return usage_error("--z-loss needs a finite number >= 0, got '%s'", val);
+        o->ce.z_loss = d;
+      } else if (IS("--softcap")) {
+        if (!parse_double(val, &d) || d < 0)
+          return usage_error("--softcap needs a finite number >= 0 (0: off), got '%s'", val);
+        o->ce.softcap = d;
+      } else if (IS("--weight")) {
+        o->weight = val;
+      } else if (IS("--grad")) {
+        o->grad = val;
+      } else {
+        o->dloss = val;
       }
 #undef IS
       continue;
@@ -260,6 +317,143 @@ done:
   return rc;
 }
 
+/* "[i, j, k]" for flat position p of a C-order shape. */
+static void index_str(int64_t p, int rank, const int64_t *shape, char *buf, size_t n) {
+  int64_t idx[CLSM_MAX_RANK];
+  for (int d = rank - 1; d >= 0; --d) {
+    idx[d] = shape[d] ? p % shape[d] : 0;
+    p = shape[d] ? p / shape[d] : 0;
+  }
+  size_t k = (size_t)snprintf(buf, n, "[");
+  for (int d = 0; d < rank && k < n; ++d)
+    k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)idx[d]);
+  if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+static int64_t index_at(const npy_array *t, int64_t p) {
+  switch (t->dtype) {
+  case CLSM_INT64: return ((const int64_t *)t->data)[p];
+  case CLSM_INT32: return ((const int32_t *)t->data)[p];
+  default: return ((const uint8_t *)t->data)[p];
+  }
+}
+
+/* cross-entropy on .npy files: LOGITS TARGET LOSS, optional weight, gradient
+ * and upstream gradient files. */
+static int cmd_ce(int argc, char **argv) {
+  options o;
+  int rc = parse_options(argc, argv, OPT_DEVICE | OPT_CE, 3, &o);
+  if (rc) return rc;
+  enum { X, T, W, DL, NIN };
+  npy_array in[NIN], loss, grad;
+  memset(in, 0, sizeof in);
+  memset(&loss, 0, sizeof loss);
+  memset(&grad, 0, sizeof grad);
+  const char *paths[NIN] = {o.pos[0], o.pos[1], o.weight, o.dloss};
+  char err[512];
+  clsm_context *ctx = NULL;
+  rc = EXIT_INPUT;
+  for (int i = 0; i < NIN; ++i)
+    if (paths[i] && npy_read(paths[i], &in[i], err, sizeof err)) {
+      fprintf(stderr, "clsoftmax: %s\n", err);
+      goto done;
+    }
+  const npy_array *x = &in[X], *t = &in[T];
+  if (!is_float(x->dtype) || x->rank < 1) {
+    fprintf(stderr, "clsoftmax: %s: logits must be float32, float64 or float16 of rank 1..8 (%s, rank %d)\n",
+            paths[X], clsm_dtype_name(x->dtype), x->rank);
+    goto done;
+  }
+  const int axis = x->rank == 1 ? 0 : 1;
+  const int64_t C = x->shape[axis];
+  int64_t pshape[CLSM_MAX_RANK];
+  int prank = 0;
+  for (int d = 0; d < x->rank; ++d)
+    if (d != axis) pshape[prank++] = x->shape[d];
+  const int prob = is_float(t->dtype);
+  int fits = prob ? t->rank == x->rank && t->dtype == x->dtype : t->rank == prank;
+  for (int d = 0; fits && d < t->rank; ++d) fits = t->shape[d] == (prob ? x->shape[d] : pshape[d]);
+  if (!fits) {
+    fprintf(stderr, "clsoftmax: %s: targets must be class indices (int64, int32, uint8) of the logits' "
+            "shape without the class axis, or probabilities of the logits' shape and dtype\n", paths[T]);
+    goto done;
+  }
+  if (in[W].data || paths[W]) {
+    if (in[W].rank != 1 || in[W].shape[0] != C || in[W].dtype != x->dtype) {
+      fprintf(stderr, "clsoftmax: %s: weight must have shape (%lld,) and the logits' dtype %s\n",
+              paths[W], (long long)C, clsm_dtype_name(x->dtype));
+      goto done;
+    }
+  }
+  const int reduced = o.ce.reduction != CLSM_REDUCTION_NONE;
+  if (paths[DL]) {
+    int ok = in[DL].dtype == x->dtype && in[DL].rank == (reduced ? 0 : prank);
+    for (int d = 0; ok && !reduced && d < prank; ++d) ok = in[DL].shape[d] == pshape[d];
+    if (!ok) {
+      fprintf(stderr, "clsoftmax: %s: dloss must be %s of shape %s (the %s loss's shape)\n", paths[DL],
+              clsm_dtype_name(x->dtype), reduced ? "()" : "of the targets", reduced ? "reduced" : "per-position");
+      goto done;
+    }
+    if (!o.grad) {
+      fprintf(stderr, "clsoftmax: --dloss needs --grad\n");
+      rc = EXIT_USAGE;
+      goto done;
+    }
+  }
+  if (prob && o.ce.ignore_index >= 0) {
+    fprintf(stderr, "clsoftmax: --ignore-index %lld: probability targets need a negative ignore index\n",
+            (long long)o.ce.ignore_index);
+    rc = EXIT_USAGE;
+    goto done;
+  }
+  if (!prob) /* name the first bad position, as the user wrote it */
+    for (int64_t p = 0; p < t->numel; ++p) {
+      int64_t v = index_at(t, p);
+      if (v != o.ce.ignore_index && (v < 0 || v >= C)) {
+        char where[160];
+        index_str(p, t->rank, t->shape, where, sizeof where);
+        fprintf(stderr, "clsoftmax: %s: target%s = %lld is outside [0, %lld) and not the ignore index %lld\n",
+                paths[T], where, (long long)v, (long long)C, (long long)o.ce.ignore_index);
+        rc = EXIT_VALUE;
+        goto done;
+      }
+    }
+  if (npy_alloc(&loss, x->dtype, reduced ? 0 : prank, pshape) ||
+      (o.grad && npy_alloc(&grad, x->dtype, x->rank, x->shape))) {
+    fprintf(stderr, "clsoftmax: out of memory\n");
+    rc = EXIT_DEVICE;
+    goto done;
+  }
+  if (!(ctx = tool_context(o.device))) {
+    rc = EXIT_DEVICE;
+    goto done;
+  }
+  clsm_status st = clsm_cross_entropy_host(ctx, x->dtype, x->rank, x->shape, x->data, t->dtype, t->data,
+                                           &o.ce, in[W].data, loss.data, o.grad ? grad.data : NULL,
+                                           paths[DL] ? in[DL].data : NULL, NULL, NULL);
+  if (st == CLSM_ERR_TARGET_OUT_OF_RANGE) {
+    tool_report(ctx, st, "cross-entropy");
+    rc = EXIT_VALUE;
+    goto done;
+  }
+  if (st != CLSM_SUCCESS) {
+    rc = tool_report(ctx, st, "cross-entropy");
+    goto done;
+  }
+  if ((o.grad && npy_write(o.grad, &grad, err, sizeof err)) || npy_write(o.pos[2], &loss, err, sizeof err)) {
+    fprintf(stderr, "clsoftmax: %s\n", err);
+    rc = EXIT_INPUT;
+    goto done;
+  }
+  rc = EXIT_OK;
+done:
+  clsm_context_destroy(ctx);
+  for (int i = 0; i < NIN; ++i) npy_free(&in[i]);
+  npy_free(&loss);
+  npy_free(&grad);
+  return rc;
+}
+
 static int cmd_demo(int argc, char **argv) {
   options o;
   int rc = parse_options(argc, argv, OPT_DEVICE, 0, &o);
@@ -294,6 +488,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "log-softmax")) return cmd_rowop(argc - 2, argv + 2, cmd, 1, 0);
   if (!strcmp(cmd, "softmax-backward")) return cmd_rowop(argc - 2, argv + 2, cmd, 0, 1);
   if (!strcmp(cmd, "log-softmax-backward")) return cmd_rowop(argc - 2, argv + 2, cmd, 1, 1);
+  if (!strcmp(cmd, "cross-entropy")) return cmd_ce(argc - 2, argv + 2);
   if (!strcmp(cmd, "demo")) return cmd_demo(argc - 2, argv + 2);
   if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
   return usage_error("unknown command '%s'", cmd);
