@@ -219,8 +219,8 @@ static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *
   return CLSM_SUCCESS;
 }
 
-/* The flag buffer (zeroed once) and scratch of at least `floats` floats. */
-static clsm_status ensure_buffers(clsm_context *ctx, size_t floats) {
+/* The flag buffer (zeroed once) and scratch of at least `bytes`. */
+static clsm_status ensure_buffers(clsm_context *ctx, size_t bytes) {
   clsm_status st = CLSM_SUCCESS;
   cl_int err = CL_SUCCESS;
   if (!ctx->ce_flag) {
@@ -231,7 +231,6 @@ static clsm_status ensure_buffers(clsm_context *ctx, size_t floats) {
     CLSM_CL_ERR(ctx, err, "clCreateBuffer");
     ctx->ce_flag = m;
   }
-  size_t bytes = floats * sizeof(float);
   if (ctx->ce_scratch_bytes < bytes) {
     size_t want = bytes < 4096 ? 4096 : bytes + bytes / 2;
     cl_mem m = NULL;
@@ -278,7 +277,8 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   const int reduced = opt->reduction != CLSM_REDUCTION_NONE;
   const int mean = opt->reduction == CLSM_REDUCTION_MEAN;
   const cl_long P = c->P, C = c->C, outer = c->outer, inner = c->inner ? c->inner : 1;
-  if ((st = ensure_buffers(ctx, 4 * (size_t)P + 4)) != CLSM_SUCCESS) return st;
+  const size_t acc = c->program == P_F64 ? sizeof(double) : sizeof(float);
+  if ((st = ensure_buffers(ctx, (4 * (size_t)P + 4) * acc)) != CLSM_SUCCESS) return st;
   cl_kernel k;
   cl_uint a;
   int first = 1;
@@ -318,7 +318,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
     a = 0;
     cl_int k0 = 0, k1 = 2;
     ARG(ctx->ce_scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);
-    CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * sizeof(float), NULL));
+    CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * acc, NULL));
     ENQ(k, red_local, red_local, 0);
   }
 
@@ -346,8 +346,10 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   cl_mem gmem = c->grad ? c->grad->mem : ctx->ce_scratch;
   cl_mem gsmem = c->gs ? c->gs->mem : ctx->ce_flag;
   cl_mem lsemem = opt->lse ? opt->lse->mem : ctx->ce_scratch;
-  cl_float eps = (cl_float)opt->label_smoothing, z = (cl_float)opt->z_loss,
-           cap = (cl_float)opt->softcap;
+  /* eps, z and cap in the compute type (double for float64 logits). */
+  const double dparams[3] = {opt->label_smoothing, opt->z_loss, opt->softcap};
+  const cl_float fparams[3] = {(cl_float)dparams[0], (cl_float)dparams[1], (cl_float)dparams[2]};
+  const void *params = acc == sizeof(double) ? (const void *)dparams : (const void *)fparams;
   a = 0;
   ARG(c->x->mem); ARG(xoff); ARG(xs[0]); ARG(xs[1]); ARG(xs[2]);
   ARG(c->t->mem); ARG(toff); ARG(tso); ARG(tsc); ARG(tsi); ARG(tkind); ARG(w); ARG(woff);
@@ -355,7 +357,10 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   ARG(gsmem); ARG(gsoff); ARG(gsso); ARG(gssi);
   ARG(lsemem); ARG(loff); ARG(lso); ARG(lsi);
   ARG(ctx->ce_scratch); ARG(P); ARG(ctx->ce_flag);
-  ARG(outer); ARG(C); ARG(inner); ARG(ignore); ARG(eps); ARG(z); ARG(cap); ARG(flags);
+  ARG(outer); ARG(C); ARG(inner); ARG(ignore);
+  for (int i = 0; i < 3; ++i)
+    CLSM_CL(ctx, clSetKernelArg(k, a++, acc, (const char *)params + (size_t)i * acc));
+  ARG(flags);
   size_t local = ctx->family == CLSM_FAMILY_CPU ? clsm__cpu_local(ctx, p1) : 64;
   const int rows_last = !loss_out && !opt->total_weight;
   ENQ(k, (p1 + local - 1) / local * local, local, rows_last);
@@ -367,7 +372,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
       a = 0;
       cl_int k0 = 2, k1 = 4;
       ARG(ctx->ce_scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);
-      CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * sizeof(float), NULL));
+      CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * acc, NULL));
       ENQ(k, red_local, red_local, 0);
     }
     if ((st = clsm__kernel(ctx, c->program, K_CE_FINISH, &k)) != CLSM_SUCCESS) return st;

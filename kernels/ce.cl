@@ -29,7 +29,7 @@
  *                     and the gradient (which may overwrite x: each row is
  *                     read before it is written).
  *   clsm_ce_finish    the loss output: reduced (mean / sum) or per position.
- * Scratch (float): [0,P) w_n, [P,2P) c_n, [2P,3P) l_n, [3P,4P) z_n, then the
+ * Scratch (ACC): [0,P) w_n, [P,2P) c_n, [2P,3P) l_n, [3P,4P) z_n, then the
  * four totals at 4P. Totals are summed with Kahan compensation per lane and a
  * tree across lanes, so their error does not grow with P. */
 
@@ -50,8 +50,8 @@
       ulong toff, long tso, long tsc, long tsi, int tkind, __global const TX *w, ulong woff,  \
       __global TY *gr, ulong goff, long gso, long gsc, long gsi, __global const TX *gs,      \
       ulong gsoff, long gsso, long gssi, __global float *lse, ulong loff, long lso, long lsi, \
-      __global float *scr, long P, __global const int *flag, long outer, long C, long inner, \
-      long ignore, float eps, float z, float cap, uint flags
+      __global ACC *scr, long P, __global const int *flag, long outer, long C, long inner, \
+      long ignore, ACC eps, ACC z, ACC cap, uint flags
 
 inline long clsm_target(__global const uchar *tg, long idx, int kind) {
   if (kind == 0) return ((__global const long *)tg)[idx];
@@ -60,27 +60,27 @@ inline long clsm_target(__global const uchar *tg, long idx, int kind) {
 }
 
 /* Softcapped logit (the identity without CE_SOFTCAP). */
-inline ACC clsm_cap(ACC v, float cap, uint flags) {
+inline ACC clsm_cap(ACC v, ACC cap, uint flags) {
   return (flags & CE_SOFTCAP) ? (ACC)cap * tanh(v / (ACC)cap) : v;
 }
-inline ACCV clsm_cap16(ACCV v, float cap, uint flags) {
+inline ACCV clsm_cap16(ACCV v, ACC cap, uint flags) {
   return (flags & CE_SOFTCAP) ? (ACCV)(cap) * tanh(v / (ACCV)(cap)) : v;
 }
 
 __kernel void clsm_ce_prep(__global const uchar *tg, ulong toff, long tso, long tsi, int tkind,
-                           __global const TX *w, ulong woff, __global float *scr, long P,
+                           __global const TX *w, ulong woff, __global ACC *scr, long P,
                            __global int *flag, long inner, long C, long ignore, uint flags) {
   long p = get_global_id(0);
   if (p >= P) return;
   w += woff;
   long o = p / inner, i = p - o * inner;
-  float wn = 1.0f, cn = 1.0f;
+  ACC wn = 1, cn = 1;
   if (tkind != TK_PROB) {
     long t = clsm_target(tg, (long)toff + o * tso + i * tsi, tkind);
     if (t == ignore) {
-      wn = cn = 0.0f;
+      wn = cn = 0;
     } else if (t < 0 || t >= C) {
-      wn = cn = 0.0f;
+      wn = cn = 0;
       if (atomic_cmpxchg(flag, 0, 1) == 0) {
         flag[2] = (int)(p & 0xffffffff);
         flag[3] = (int)(p >> 32);
@@ -88,7 +88,7 @@ __kernel void clsm_ce_prep(__global const uchar *tg, ulong toff, long tso, long 
         flag[5] = (int)(t >> 32);
       }
     } else if (flags & CE_WEIGHT) {
-      wn = (float)LOADX(w, t);
+      wn = LOADX(w, t);
     }
   }
   scr[p] = wn;
@@ -98,16 +98,16 @@ __kernel void clsm_ce_prep(__global const uchar *tg, ulong toff, long tso, long 
 /* Sums scratch arrays k0..k1-1 (P values each) into totals scr[4P + k].
  * One work-group, a power-of-two size; `part` holds a (sum, compensation)
  * pair per lane. */
-__kernel void clsm_ce_reduce(__global float *scr, long P, int k0, int k1,
-                             __global const int *flag, __local float *part) {
+__kernel void clsm_ce_reduce(__global ACC *scr, long P, int k0, int k1,
+                             __global const int *flag, __local ACC *part) {
   int l = (int)get_local_id(0), n = (int)get_local_size(0);
   if (flag[0]) return;
   for (int k = k0; k < k1; ++k) {
-    __global const float *a = scr + (long)k * P;
-    float s = 0.0f, comp = 0.0f;
+    __global const ACC *a = scr + (long)k * P;
+    ACC s = 0, comp = 0;
     for (long p = l; p < P; p += n) {
-      float y = a[p] - comp;
-      float t = s + y;
+      ACC y = a[p] - comp;
+      ACC t = s + y;
       comp = (t - s) - y;
       s = t;
     }
@@ -125,26 +125,26 @@ __kernel void clsm_ce_reduce(__global float *scr, long P, int k0, int k1,
 /* The loss output. Reduced: one work-item writes loss[loff] (mean: l/W + z/Z)
  * when loss_on, and the total weight when tw_on. Per position (none):
  * l_n + z_n. */
-__kernel void clsm_ce_finish(__global const float *scr, long P, __global TY *loss, ulong loff,
+__kernel void clsm_ce_finish(__global const ACC *scr, long P, __global TY *loss, ulong loff,
                              long lso, long lsi, long inner, int reduced, int mean, int loss_on,
                              __global float *tw, ulong twoff, int tw_on,
                              __global const int *flag) {
   long p = get_global_id(0);
   if (flag[0]) return;
-  __global const float *tot = scr + 4 * P;
+  __global const ACC *tot = scr + 4 * P;
   if (reduced) {
     if (p != 0) return;
-    ACC l = mean ? (ACC)tot[2] / (ACC)tot[0] + (ACC)tot[3] / (ACC)tot[1] : (ACC)tot[2] + (ACC)tot[3];
+    ACC l = mean ? tot[2] / tot[0] + tot[3] / tot[1] : tot[2] + tot[3];
     /* z-loss terms are exactly 0 without a z-loss: keep 0/0 out of them. */
-    if (mean && tot[3] == 0.0f) l = (ACC)tot[2] / (ACC)tot[0];
+    if (mean && tot[3] == 0) l = tot[2] / tot[0];
     if (loss_on) STOREY(loss, loff, l);
-    if (tw_on) tw[twoff] = tot[0];
+    if (tw_on) tw[twoff] = (float)tot[0];
     return;
   }
-  if (tw_on && p == 0) tw[twoff] = tot[0];
+  if (tw_on && p == 0) tw[twoff] = (float)tot[0];
   if (p >= P) return;
   long o = p / inner, i = p - o * inner;
-  STOREY(loss, (long)loff + o * lso + i * lsi, (ACC)scr[2 * P + p] + (ACC)scr[3 * P + p]);
+  STOREY(loss, (long)loff + o * lso + i * lsi, scr[2 * P + p] + scr[3 * P + p]);
 }
 
 /* Upstream gradient of position (o, i). */
@@ -165,7 +165,7 @@ typedef struct ce_pos {
 
 inline ce_pos clsm_ce_pos(__global const uchar *tg, ulong toff, long tso, long tsi, int tkind,
                           __global const TX *gs, ulong gsoff, long gsso, long gssi,
-                          __global const float *scr, long P, long o, long i, long ignore,
+                          __global const ACC *scr, long P, long o, long i, long ignore,
                           uint flags) {
   ce_pos q;
   q.t = -1;
@@ -175,8 +175,8 @@ inline ce_pos clsm_ce_pos(__global const uchar *tg, ulong toff, long tso, long t
     q.ignored = q.t == ignore;
   }
   q.g = (flags & CE_GRAD) ? clsm_ce_g(gs, gsoff, gsso, gssi, o, i, flags) : (ACC)0;
-  q.W = (flags & CE_MEAN) ? (ACC)scr[4 * P + 0] : (ACC)1;
-  q.Z = (flags & CE_MEAN) ? (ACC)scr[4 * P + 1] : (ACC)1;
+  q.W = (flags & CE_MEAN) ? scr[4 * P + 0] : (ACC)1;
+  q.Z = (flags & CE_MEAN) ? scr[4 * P + 1] : (ACC)1;
   return q;
 }
 
@@ -184,7 +184,7 @@ inline ce_pos clsm_ce_pos(__global const uchar *tg, ulong toff, long tso, long t
  * smoothing / probability sums; gradient. */
 inline void clsm_ce_row(__global const TX *xr, long xsc, __global const TX *qr, long qsc,
                         int prob, __global const TX *w, __global TY *gr, long gsc, ce_pos q,
-                        long C, float eps, float z, float cap, uint flags, ACC *loss,
+                        long C, ACC eps, ACC z, ACC cap, uint flags, ACC *loss,
                         ACC *zl, ACC *lse_out) {
   ACC m = -INFINITY;
   for (long c = 0; c < C; ++c) m = fmax(m, clsm_cap(LOADX(xr, c * xsc), cap, flags));
@@ -197,7 +197,7 @@ inline void clsm_ce_row(__global const TX *xr, long xsc, __global const TX *qr, 
       bs += exp(v - m);
       ACC wc = (flags & CE_WEIGHT) ? LOADX(w, c) : (ACC)1;
       if (prob) wc *= ((ACC)1 - (ACC)eps) * LOADX(qr, c * qsc) + keps;
-      if (prob || eps > 0.0f) {
+      if (prob || eps > 0) {
         bwx += wc * v;
         bw += wc;
       }
@@ -213,7 +213,7 @@ inline void clsm_ce_row(__global const TX *xr, long xsc, __global const TX *qr, 
   } else {
     ACC wt = (flags & CE_WEIGHT) ? LOADX(w, q.t) : (ACC)1;
     ACC xt = clsm_cap(LOADX(xr, q.t * xsc), cap, flags);
-    *loss = ((ACC)1 - (ACC)eps) * wt * (lse - xt) + (eps > 0.0f ? keps * (lse * sw - swx) : (ACC)0);
+    *loss = ((ACC)1 - (ACC)eps) * wt * (lse - xt) + (eps > 0 ? keps * (lse * sw - swx) : (ACC)0);
   }
   *zl = (ACC)z * lse * lse;
   if (!(flags & CE_GRAD)) return;
@@ -229,21 +229,21 @@ inline void clsm_ce_row(__global const TX *xr, long xsc, __global const TX *qr, 
       d = coef * (pc * sw - wc * qc);
     } else {
       ACC hit = (c == q.t) ? pc - (ACC)1 : pc; /* p_t - 1 in float, rounded once */
-      d = coef * (((ACC)1 - (ACC)eps) * wt * hit + (eps > 0.0f ? keps * (pc * sw - wc) : (ACC)0));
+      d = coef * (((ACC)1 - (ACC)eps) * wt * hit + (eps > 0 ? keps * (pc * sw - wc) : (ACC)0));
     }
-    d += (z != 0.0f) ? zc * pc : (ACC)0;
+    d += (z != 0) ? zc * pc : (ACC)0;
     if (flags & CE_SOFTCAP) d *= (ACC)1 - (v / (ACC)cap) * (v / (ACC)cap);
     STOREY(gr, c * gsc, d);
   }
 }
 
 /* Shared by the row kernels: the per-position bookkeeping around a row. */
-inline void clsm_ce_store(__global float *scr, long P, long p, __global float *lse, ulong loff,
+inline void clsm_ce_store(__global ACC *scr, long P, long p, __global float *lse, ulong loff,
                           long lso, long lsi, long o, long i, ACC l, ACC zl, ACC lv, int ignored,
                           uint flags) {
   if (flags & CE_LOSS) {
-    scr[2 * P + p] = ignored ? 0.0f : (float)l;
-    scr[3 * P + p] = ignored ? 0.0f : (float)zl;
+    scr[2 * P + p] = ignored ? (ACC)0 : l;
+    scr[3 * P + p] = ignored ? (ACC)0 : zl;
   }
   if (flags & CE_LSE) lse[(long)loff + o * lso + i * lsi] = (float)lv;
 }
@@ -309,7 +309,7 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
     clsm_ce_store(scr, P, p, lse, loff, lso, lsi, o, i, l, zl, lv, q.ignored, flags);
     return;
   }
-  const int smooth = eps > 0.0f, weighted = (flags & CE_WEIGHT) != 0;
+  const int smooth = eps > 0, weighted = (flags & CE_WEIGHT) != 0;
   ACCV mv = (ACCV)(-INFINITY);
   long c = 0;
   for (; c + 16 <= C; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
