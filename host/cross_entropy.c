@@ -323,8 +323,12 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   }
 
   /* 3. Rows. */
+  /* CPU: a work-item per position (vectorised for contiguous rows); GPU: a
+   * work-group per position. */
   const int contiguous = c->xv.inner == 1 && c->xv.sc == 1 && (!c->grad || c->gv.sc == 1);
-  clsm_kernel_id rk = ctx->family == CLSM_FAMILY_CPU && contiguous ? K_CE_ROWS_CPU : K_CE_STRIDED;
+  clsm_kernel_id rk = ctx->family == CLSM_FAMILY_GPU ? K_CE_ROWS_WG
+                      : contiguous                  ? K_CE_ROWS_CPU
+                                                    : K_CE_STRIDED;
   if ((st = clsm__kernel(ctx, c->program, rk, &k)) != CLSM_SUCCESS) return st;
   if (c->grad) flags |= CE_GRAD;
   if (loss_out) flags |= CE_LOSS;
@@ -361,9 +365,19 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   for (int i = 0; i < 3; ++i)
     CLSM_CL(ctx, clSetKernelArg(k, a++, acc, (const char *)params + (size_t)i * acc));
   ARG(flags);
-  size_t local = ctx->family == CLSM_FAMILY_CPU ? clsm__cpu_local(ctx, p1) : 64;
   const int rows_last = !loss_out && !opt->total_weight;
-  ENQ(k, (p1 + local - 1) / local * local, local, rows_last);
+  if (rk == K_CE_ROWS_WG) {
+    size_t wg = ctx->wg_size, kmax = 0;
+    CLSM_CL(ctx, clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax,
+                                          &kmax, NULL));
+    while (wg > 32 && wg / 2 >= (size_t)C) wg /= 2;
+    while (wg > 1 && (wg > kmax || 4 * wg * acc > ctx->local_mem_size)) wg /= 2;
+    for (int i = 0; i < 4; ++i) CLSM_CL(ctx, clSetKernelArg(k, a++, wg * acc, NULL));
+    ENQ(k, p1 * wg, wg, rows_last);
+  } else {
+    size_t local = ctx->family == CLSM_FAMILY_CPU ? clsm__cpu_local(ctx, p1) : 64;
+    ENQ(k, (p1 + local - 1) / local * local, local, rows_last);
+  }
 
   /* 4. The loss (and total weight). */
   if (loss_out || opt->total_weight) {

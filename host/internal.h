@@ -23,6 +23,7 @@ typedef enum clsm_kernel_id {
   K_CE_FINISH,
   K_CE_STRIDED,
   K_CE_ROWS_CPU,
+  K_CE_ROWS_WG,
   K_COUNT_
 } clsm_kernel_id;
 

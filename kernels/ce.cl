@@ -49,7 +49,7 @@
   __global const TX *x, ulong xoff, long xso, long xsc, long xsi, __global const uchar *tg,  \
       ulong toff, long tso, long tsc, long tsi, int tkind, __global const TX *w, ulong woff,  \
       __global TY *gr, ulong goff, long gso, long gsc, long gsi, __global const TX *gs,      \
-      ulong gsoff, long gsso, long gssi, __global float *lse, ulong loff, long lso, long lsi, \
+      ulong gsoff, long gsso, long gssi, __global float *lse_out, ulong loff, long lso, long lsi, \
       __global ACC *scr, long P, __global const int *flag, long outer, long C, long inner, \
       long ignore, ACC eps, ACC z, ACC cap, uint flags
 
@@ -273,7 +273,7 @@ __kernel void clsm_ce_strided(CE_ARGS) {
   } else {
     clsm_ce_row(xr, xsc, qr, tsc, prob, w, grr, gsc, q, C, eps, z, cap, flags, &l, &zl, &lv);
   }
-  clsm_ce_store(scr, P, p, lse, loff, lso, lsi, o, i, l, zl, lv, q.ignored, flags);
+  clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, l, zl, lv, q.ignored, flags);
 }
 
 /* Contiguous rows (xsc == gsc == 1, inner == 1), index targets, no softcap:
@@ -306,7 +306,7 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
       clsm_ce_row(xr, 1, qr, tsc, tkind == TK_PROB, w, grr, 1, q, C, eps, z, cap, flags, &l, &zl,
                   &lv);
     }
-    clsm_ce_store(scr, P, p, lse, loff, lso, lsi, o, i, l, zl, lv, q.ignored, flags);
+    clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, l, zl, lv, q.ignored, flags);
     return;
   }
   const int smooth = eps > 0, weighted = (flags & CE_WEIGHT) != 0;
@@ -395,5 +395,96 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
     ACC d = a * (pt - (ACC)1) + (b * sw + zc) * pt - b * (smooth ? wt : (ACC)0);
     STOREY(grr, q.t, d);
   }
-  clsm_ce_store(scr, P, p, lse, loff, lso, lsi, o, i, l, zl, lv, 0, flags);
+  clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, l, zl, lv, 0, flags);
+}
+
+/* GPU family: a work-group per position (row) for contiguous or strided
+ * rows alike. Each lane keeps an online (max, sum) and the smoothing or
+ * probability sums (taken against the lane's running max, so they need no
+ * rescaling: they are sums of w x, not of exponentials) over a strided
+ * subset of the classes; a local-memory tree merges them; then every lane
+ * writes its share of the gradient. lm/ls/la/lb hold one value per lane. */
+__kernel void clsm_ce_rows_wg(CE_ARGS, __local ACC *lm, __local ACC *ls, __local ACC *la,
+                              __local ACC *lb) {
+  long p = get_group_id(0);
+  int l = (int)get_local_id(0), n = (int)get_local_size(0);
+  if (p >= P || flag[0]) return;
+  w += woff;
+  long o = p / inner, i = p - o * inner;
+  ce_pos q = clsm_ce_pos(tg, toff, tso, tsi, tkind, gs, gsoff, gsso, gssi, scr, P, o, i, ignore,
+                         flags);
+  __global const TX *xr = x + xoff + o * xso + i * xsi;
+  __global TY *grr = gr + goff + o * gso + i * gsi;
+  const int prob = tkind == TK_PROB;
+  __global const TX *qr = (__global const TX *)tg + toff + o * tso + i * tsi;
+  const ACC keps = eps / (ACC)C;
+  const int sums = prob || eps > 0;
+  /* x'_t, read before any lane writes the gradient over x (in place). */
+  const ACC xt = (prob || q.ignored) ? (ACC)0 : clsm_cap(LOADX(xr, q.t * xsc), cap, flags);
+  ACC m = -INFINITY, s = 0, swx = 0, sw = 0;
+  for (long c = l; c < C; c += n) {
+    ACC v = clsm_cap(LOADX(xr, c * xsc), cap, flags);
+    clsm_online_add(&m, &s, v);
+    if (sums) {
+      ACC wc = (flags & CE_WEIGHT) ? LOADX(w, c) : (ACC)1;
+      if (prob) wc *= ((ACC)1 - eps) * LOADX(qr, c * tsc) + keps;
+      swx += wc * v;
+      sw += wc;
+    }
+  }
+  lm[l] = m;
+  ls[l] = s;
+  la[l] = swx;
+  lb[l] = sw;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int h = n / 2; h > 0; h /= 2) {
+    if (l < h) {
+      ACC mm = lm[l], ss = ls[l];
+      clsm_online_merge(&mm, &ss, lm[l + h], ls[l + h]);
+      lm[l] = mm;
+      ls[l] = ss;
+      la[l] += la[l + h];
+      lb[l] += lb[l + h];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  m = lm[0];
+  s = clsm_finish_sum(m, ls[0]);
+  swx = la[0];
+  sw = lb[0];
+  const ACC lse = m + log(s);
+  if (q.ignored) {
+    if (flags & CE_GRAD)
+      for (long c = l; c < C; c += n) STOREY(grr, c * gsc, (ACC)0);
+  } else if (flags & CE_GRAD) {
+    const ACC coef = q.g / q.W, zc = (ACC)2 * z * lse * q.g / q.Z, inv = (ACC)1 / s;
+    const ACC wt = (!prob && (flags & CE_WEIGHT)) ? LOADX(w, q.t) : (ACC)1;
+    for (long c = l; c < C; c += n) {
+      ACC v = clsm_cap(LOADX(xr, c * xsc), cap, flags);
+      ACC pc = exp(v - m) * inv;
+      ACC wc = (flags & CE_WEIGHT) ? LOADX(w, c) : (ACC)1;
+      ACC d;
+      if (prob) {
+        ACC qc = ((ACC)1 - eps) * LOADX(qr, c * tsc) + keps;
+        d = coef * (pc * sw - wc * qc);
+      } else {
+        ACC hit = (c == q.t) ? pc - (ACC)1 : pc;
+        d = coef * (((ACC)1 - eps) * wt * hit + (eps > 0 ? keps * (pc * sw - wc) : (ACC)0));
+      }
+      d += (z != 0) ? zc * pc : (ACC)0;
+      if (flags & CE_SOFTCAP) d *= (ACC)1 - (v / cap) * (v / cap);
+      STOREY(grr, c * gsc, d);
+    }
+  }
+  if (l != 0) return;
+  ACC loss = 0;
+  if (!q.ignored) {
+    if (prob) {
+      loss = lse * sw - swx;
+    } else {
+      loss = ((ACC)1 - eps) * (flags & CE_WEIGHT ? LOADX(w, q.t) : (ACC)1) * (lse - xt) +
+             (eps > 0 ? keps * (lse * sw - swx) : (ACC)0);
+    }
+  }
+  clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, loss, z * lse * lse, lse, q.ignored, flags);
 }
