@@ -49,7 +49,10 @@ static const char *verdict(demo *d, double err) {
 
 static void print_row(const char *label, const float *v, int n, int width) {
   printf("  %-*s", width, label);
-  for (int i = 0; i < n; ++i) printf(" %12.6g", (double)v[i]);
+  for (int i = 0; i < n; ++i) {
+    if (isnan(v[i])) printf(" %12s", "nan"); /* one spelling, whatever the sign bit */
+    else printf(" %12.6g", (double)v[i]);
+  }
   printf("\n");
 }
 
@@ -151,6 +154,49 @@ static void demo_special(demo *d) {
   printf("\n");
 }
 
+/* The tutorial's cross-entropy: batch 64, 80 classes, targets 0..63, mean;
+ * then logits near 90, where exp(x) / sum exp(x) overflows in float32. */
+static void demo_cross_entropy(demo *d) {
+  enum { N = 64, C = 80 };
+  static float x[N * C];
+  static double xd[N * C];
+  int64_t t[N];
+  unsigned seed = 64080u;
+  srand(seed);
+  for (int i = 0; i < N * C; ++i) xd[i] = x[i] = (float)(rand() / (double)RAND_MAX * 8.0 - 4.0);
+  for (int n = 0; n < N; ++n) t[n] = n;
+  const int64_t shape[2] = {N, C};
+  clsm_ce_options opt = clsm_ce_options_default();
+  ref_ce_opts ro = {0, -100, 0.0, 0.0, 0.0, NULL};
+  printf("5. Cross-entropy, batch 64, 80 classes, targets 0..63, mean (seed %u)\n", seed);
+  for (int k = 0; k < 2; ++k) {
+    if (k == 1) /* shift every logit by 90: the loss must not change */
+      for (int i = 0; i < N * C; ++i) xd[i] = x[i] = x[i] + 90.0f;
+    float loss = NAN;
+    clsm_status st = clsm_cross_entropy_host(d->ctx, CLSM_FLOAT32, 2, shape, x, CLSM_INT64, t, &opt,
+                                             NULL, &loss, NULL, NULL, NULL, NULL);
+    if (st != CLSM_SUCCESS) {
+      tool_report(d->ctx, st, "demo");
+      d->failures++;
+      return;
+    }
+    double ref = 0.0, naive = 0.0;
+    ref_cross_entropy(xd, N, C, 1, t, NULL, &ro, NULL, &ref, NULL,
+                      NULL, NULL, NULL, NULL);
+    for (int n = 0; n < N; ++n) { /* the hand-written float formula: log sum exp(x) - x_t */
+      float s = 0.0f;
+      for (int c = 0; c < C; ++c) s += expf(x[n * C + c]);
+      naive += logf(s) - x[n * C + t[n]];
+    }
+    naive /= N;
+    double err = fabs(loss - ref) / fabs(ref);
+    printf("  logits %-18s loss %.7f  double reference %.7f  naive float %-10.7g rel. error %.1e   %s\n",
+           k ? "shifted by +90" : "in [-4, 4]", (double)loss, ref, naive, err, err <= 1e-5 ? "ok" : "WRONG");
+    if (err > 1e-5) d->failures++;
+  }
+  printf("\n");
+}
+
 int tool_demo(const char *device) {
   demo d = {tool_context(device), 0};
   if (!d.ctx) return EXIT_DEVICE;
@@ -162,6 +208,7 @@ int tool_demo(const char *device) {
   demo_dims(&d);
   demo_overflow(&d);
   demo_special(&d);
+  demo_cross_entropy(&d);
   clsm_context_destroy(d.ctx);
   if (d.failures) {
     printf("%d result(s) differ from the reference.\n", d.failures);
