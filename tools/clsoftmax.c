@@ -1,6 +1,7 @@
 /* clsoftmax: the command-line tool. Runs the library's operations on .npy
  * files, lists devices, benchmarks and demonstrates. Outputs appear complete
  * or not at all; exit statuses are listed in tool.h and in --help. */
+#include "args.h"
 #include "npy.h"
 #include "tool.h"
 
@@ -42,13 +43,6 @@ static const char usage_text[] =
     "3 unreadable or malformed input, or shapes/dtypes that do not fit;\n"
     "4 invalid values (a class index out of range)\n";
 
-static int usage_error(const char *fmt, const char *arg) {
-  fprintf(stderr, "clsoftmax: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\nRun 'clsoftmax --help' for usage.\n");
-  return EXIT_USAGE;
-}
-
 clsm_context *tool_context(const char *spec) {
   clsm_context *ctx = NULL;
   char detail[512];
@@ -86,126 +80,6 @@ int tool_report(clsm_context *ctx, clsm_status st, const char *what) {
   default:
     return EXIT_DEVICE;
   }
-}
-
-/* Strict integer parsing: the whole string, within [lo, hi]. */
-static int parse_long(const char *s, long lo, long hi, long *out) {
-  if (!s || !*s) return 0;
-  char *end = NULL;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || *end || v < lo || v > hi) return 0;
-  *out = v;
-  return 1;
-}
-
-/* Strict floating-point parsing: the whole string, finite. */
-static int parse_double(const char *s, double *out) {
-  if (!s || !*s) return 0;
-  char *end = NULL;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || *end || !isfinite(v)) return 0;
-  *out = v;
-  return 1;
-}
-
-/* Options shared by the commands; which ones a command accepts is a mask. */
-enum { OPT_DIM = 1, OPT_DEVICE = 2, OPT_QUICK = 4, OPT_JSON = 8, OPT_CE = 16 };
-typedef struct options {
-  long dim;
-  const char *device;
-  int quick;
-  const char *json;
-  /* cross-entropy */
-  clsm_ce_options ce;
-  const char *weight, *grad, *dloss;
-  const char *pos[4];
-  int npos;
-} options;
-
-static int parse_options(int argc, char **argv, unsigned accepted, int max_pos, options *o) {
-  memset(o, 0, sizeof *o);
-  o->dim = -1;
-  o->ce = clsm_ce_options_default();
-  int only_pos = 0;
-  for (int i = 0; i < argc; ++i) {
-    const char *a = argv[i];
-    if (!only_pos && !strcmp(a, "--")) {
-      only_pos = 1;
-      continue;
-    }
-    if (!only_pos && a[0] == '-' && a[1] == '-') {
-      const char *eq = strchr(a, '=');
-      size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
-      const char *val = eq ? eq + 1 : NULL;
-#define IS(name) (nlen == strlen(name) && !strncmp(a, name, nlen))
-      if (IS("--quick") && (accepted & OPT_QUICK)) {
-        if (val) return usage_error("--quick takes no value%s", "");
-        o->quick = 1;
-        continue;
-      }
-      int ce = (accepted & OPT_CE) &&
-               (IS("--reduction") || IS("--ignore-index") || IS("--label-smoothing") ||
-                IS("--weight") || IS("--z-loss") || IS("--softcap") || IS("--grad") || IS("--dloss"));
-      int takes = ce || (IS("--dim") && (accepted & OPT_DIM)) ||
-                  (IS("--device") && (accepted & OPT_DEVICE)) || (IS("--json") && (accepted & OPT_JSON));
-      if (!takes) return usage_error("unknown option '%s'", a);
-      if (!val) {
-        if (i + 1 >= argc) return usage_error("option '%s' needs a value", a);
-        val = argv[++i];
-      }
-      double d = 0;
-      if (IS("--dim")) {
-        if (!parse_long(val, -CLSM_MAX_RANK, CLSM_MAX_RANK - 1, &o->dim))
-          return usage_error("--dim needs an integer in [-8, 7], got '%s'", val);
-      } else if (IS("--device")) {
-        o->device = val;
-      } else if (IS("--json")) {
-        if (!*val) return usage_error("--json needs a file name%s", "");
-        o->json = val;
-      } else if (IS("--reduction")) {
-        if (!strcmp(val, "mean")) o->ce.reduction = CLSM_REDUCTION_MEAN;
-        else if (!strcmp(val, "sum")) o->ce.reduction = CLSM_REDUCTION_SUM;
-        else if (!strcmp(val, "none")) o->ce.reduction = CLSM_REDUCTION_NONE;
-        else return usage_error("--reduction must be mean, sum or none, got '%s'", val);
-      } else if (IS("--ignore-index")) {
-        char *end = NULL;
-        errno = 0;
-        long long v = strtoll(val, &end, 10);
-        if (!*val || errno || *end) return usage_error("--ignore-index needs an integer, got '%s'", val);
-        o->ce.ignore_index = v;
-      } else if (IS("--label-smoothing")) {
-        if (!parse_double(val, &d) || d < 0 || d > 1)
-          return usage_error("--label-smoothing needs a number in [0, 1], got '%s'", val);
-        o->ce.label_smoothing = d;
-      } else if (IS("--z-loss")) {
-        if (!parse_double(val, &d) || d < 0)
-          return usage_error("--z-loss needs a finite number >= 0, got '%s'", val);
-        o->ce.z_loss = d;
-      } else if (IS("--softcap")) {
-        if (!parse_double(val, &d) || d < 0)
-          return usage_error("--softcap needs a finite number >= 0 (0: off), got '%s'", val);
-        o->ce.softcap = d;
-      } else if (IS("--weight")) {
-        o->weight = val;
-      } else if (IS("--grad")) {
-        o->grad = val;
-      } else {
-        o->dloss = val;
-      }
-#undef IS
-      continue;
-    }
-    if (o->npos >= max_pos) return usage_error("unexpected argument '%s'", a);
-    o->pos[o->npos++] = a;
-  }
-  if (o->npos != max_pos) {
-    char n[16];
-    snprintf(n, sizeof n, "%d", max_pos);
-    return usage_error("expected %s file arguments", n);
-  }
-  return 0;
 }
 
 static int cmd_devices(void) {
@@ -254,7 +128,7 @@ static int is_float(clsm_dtype d) {
 static int cmd_rowop(int argc, char **argv, const char *name, int log, int backward) {
   options o;
   int nin = backward ? 2 : 1;
-  int rc = parse_options(argc, argv, OPT_DIM | OPT_DEVICE, nin + 1, &o);
+  int rc = tool_parse_options(argc, argv, OPT_DIM | OPT_DEVICE, nin + 1, &o);
   if (rc) return rc;
   npy_array in[2];
   memset(in, 0, sizeof in);
@@ -342,7 +216,7 @@ static int64_t index_at(const npy_array *t, int64_t p) {
  * and upstream gradient files. */
 static int cmd_ce(int argc, char **argv) {
   options o;
-  int rc = parse_options(argc, argv, OPT_DEVICE | OPT_CE, 3, &o);
+  int rc = tool_parse_options(argc, argv, OPT_DEVICE | OPT_CE, 3, &o);
   if (rc) return rc;
   enum { X, T, W, DL, NIN };
   npy_array in[NIN], loss, grad;
@@ -456,13 +330,13 @@ done:
 
 static int cmd_demo(int argc, char **argv) {
   options o;
-  int rc = parse_options(argc, argv, OPT_DEVICE, 0, &o);
+  int rc = tool_parse_options(argc, argv, OPT_DEVICE, 0, &o);
   return rc ? rc : tool_demo(o.device);
 }
 
 static int cmd_bench(int argc, char **argv) {
   options o;
-  int rc = parse_options(argc, argv, OPT_DEVICE | OPT_QUICK | OPT_JSON, 0, &o);
+  int rc = tool_parse_options(argc, argv, OPT_DEVICE | OPT_QUICK | OPT_JSON, 0, &o);
   return rc ? rc : tool_bench(o.device, o.quick, o.json);
 }
 
@@ -481,7 +355,7 @@ int main(int argc, char **argv) {
     return EXIT_OK;
   }
   if (!strcmp(cmd, "devices")) {
-    if (argc > 2) return usage_error("devices takes no arguments, got '%s'", argv[2]);
+    if (argc > 2) return tool_usage_error("devices takes no arguments, got '%s'", argv[2]);
     return cmd_devices();
   }
   if (!strcmp(cmd, "softmax")) return cmd_rowop(argc - 2, argv + 2, cmd, 0, 0);
@@ -491,5 +365,5 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "cross-entropy")) return cmd_ce(argc - 2, argv + 2);
   if (!strcmp(cmd, "demo")) return cmd_demo(argc - 2, argv + 2);
   if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
-  return usage_error("unknown command '%s'", cmd);
+  return tool_usage_error("unknown command '%s'", cmd);
 }

@@ -1,0 +1,123 @@
+/* Suite "threads": one context shared by 8 threads, 500 mixed calls each
+ * (ops, shapes, dtypes), every result equal bit for bit to the sequential
+ * run on the same context. */
+#include "testutil.h"
+
+#include <pthread.h>
+
+enum { THREADS = 8, CALLS = 500, JOBS = 8 };
+
+typedef struct job {
+  int kind; /* 0 softmax, 1 log_softmax, 2 softmax backward, 3 log backward, 4 cross-entropy */
+  clsm_dtype dtype;
+  int rank;
+  int64_t shape[3];
+  int dim;
+  unsigned char *a, *b; /* inputs */
+  size_t bytes, out_bytes;
+  unsigned char *want; /* the sequential result */
+  int64_t *target;
+} job;
+
+static job jobs[JOBS];
+static clsm_context *shared;
+
+static clsm_status run_job(const job *j, void *out) {
+  switch (j->kind) {
+  case 0: return clsm_softmax_host(shared, j->dtype, j->rank, j->shape, j->dim, 0, j->a, out);
+  case 1: return clsm_log_softmax_host(shared, j->dtype, j->rank, j->shape, j->dim, 0, j->a, out);
+  case 2: return clsm_softmax_backward_host(shared, j->dtype, j->rank, j->shape, j->dim, 0, j->a, j->b, out);
+  case 3: return clsm_log_softmax_backward_host(shared, j->dtype, j->rank, j->shape, j->dim, 0, j->a, j->b, out);
+  default: {
+    clsm_ce_options opt = CLSM_CE_OPTIONS_INIT;
+    opt.label_smoothing = 0.05;
+    /* out holds the loss (one element) then the gradient */
+    size_t es = clsm_dtype_size(j->dtype);
+    return clsm_cross_entropy_host(shared, j->dtype, j->rank, j->shape, j->a, CLSM_INT64, j->target,
+                                   &opt, NULL, out, (unsigned char *)out + es, NULL, NULL, NULL);
+  }
+  }
+}
+
+static void job_make(job *j, int kind, clsm_dtype dt, int rank, int64_t s0, int64_t s1, int64_t s2,
+                     int dim, uint64_t seed) {
+  memset(j, 0, sizeof *j);
+  j->kind = kind, j->dtype = dt, j->rank = rank, j->dim = dim;
+  j->shape[0] = s0, j->shape[1] = s1, j->shape[2] = s2;
+  int64_t n = shape_numel(rank, j->shape);
+  size_t es = clsm_dtype_size(dt);
+  j->bytes = (size_t)n * es;
+  j->out_bytes = j->bytes + (kind == 4 ? es : 0);
+  j->a = malloc(j->bytes);
+  j->b = malloc(j->bytes);
+  j->want = malloc(j->out_bytes);
+  float *f = malloc(sizeof(float) * (size_t)n);
+  ck_assert(j->a && j->b && j->want && f);
+  for (int k = 0; k < 2; ++k) {
+    fill_random(f, n, seed + (uint64_t)k);
+    unsigned char *dst = k ? j->b : j->a;
+    for (int64_t i = 0; i < n; ++i) {
+      float v = kind >= 2 && kind <= 3 && k == 0 ? (kind == 2 ? 1.0f / (1.0f + fabsf(f[i])) : -fabsf(f[i])) : f[i];
+      if (dt == CLSM_FLOAT32) ((float *)dst)[i] = v;
+      else if (dt == CLSM_FLOAT16) ((uint16_t *)dst)[i] = ref_f32_to_f16(v);
+      else if (dt == CLSM_BFLOAT16) ((uint16_t *)dst)[i] = ref_f32_to_bf16(v);
+      else ((double *)dst)[i] = v;
+    }
+  }
+  free(f);
+  if (kind == 4) {
+    int64_t P = n / j->shape[1];
+    j->target = malloc(sizeof(int64_t) * (size_t)P);
+    ck_assert(j->target != NULL);
+    for (int64_t p = 0; p < P; ++p) j->target[p] = (p * 7) % j->shape[1];
+  }
+}
+
+static void *worker(void *arg) {
+  long t = (long)arg, bad = 0;
+  unsigned char *out = malloc(1 << 20);
+  if (!out) return (void *)1;
+  for (int i = 0; i < CALLS; ++i) {
+    const job *j = &jobs[(t * 3 + i) % JOBS];
+    if (run_job(j, out) != CLSM_SUCCESS || memcmp(out, j->want, j->out_bytes) != 0) bad++;
+  }
+  free(out);
+  return (void *)bad;
+}
+
+START_TEST(test_shared_context) {
+  shared = test_context();
+  job_make(&jobs[0], 0, CLSM_FLOAT32, 2, 64, 80, 0, -1, 1);
+  job_make(&jobs[1], 1, CLSM_FLOAT16, 3, 5, 33, 17, 1, 2);
+  job_make(&jobs[2], 2, CLSM_FLOAT32, 2, 17, 300, 0, 1, 3);
+  job_make(&jobs[3], 3, CLSM_BFLOAT16, 3, 4, 9, 130, 0, 4);
+  job_make(&jobs[4], 4, CLSM_FLOAT32, 2, 32, 1000, 0, 1, 5);
+  job_make(&jobs[5], 0, CLSM_FLOAT64, 2, 7, 513, 0, 0, 6);
+  job_make(&jobs[6], 4, CLSM_FLOAT16, 3, 3, 50, 7, 1, 7);
+  job_make(&jobs[7], 1, CLSM_FLOAT32, 1, 4099, 0, 0, 0, 8);
+  for (int k = 0; k < JOBS; ++k) CK_STATUS(shared, run_job(&jobs[k], jobs[k].want));
+  pthread_t th[THREADS];
+  for (long t = 0; t < THREADS; ++t) ck_assert(pthread_create(&th[t], NULL, worker, (void *)t) == 0);
+  long bad = 0;
+  for (int t = 0; t < THREADS; ++t) {
+    void *r;
+    pthread_join(th[t], &r);
+    bad += (long)r;
+  }
+  ck_assert_msg(bad == 0, "%ld of %d calls failed or differed from the sequential run", bad,
+                THREADS * CALLS);
+  for (int k = 0; k < JOBS; ++k) free(jobs[k].a), free(jobs[k].b), free(jobs[k].want), free(jobs[k].target);
+  clsm_context_destroy(shared);
+}
+END_TEST
+
+static Suite *threads_suite(void) {
+  Suite *s = suite_create("threads");
+  TCase *tc = tcase_create("Shared");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_shared_context);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return run_suite(threads_suite()); }

@@ -1,0 +1,124 @@
+/* The command-line tool's option parser: strict numbers, --name value or
+ * --name=value, "--" ends the options. */
+#include "args.h"
+#include "tool.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int tool_usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "clsoftmax: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nRun 'clsoftmax --help' for usage.\n");
+  return EXIT_USAGE;
+}
+
+/* Strict integer parsing: the whole string, within [lo, hi]. */
+static int parse_long(const char *s, long lo, long hi, long *out) {
+  if (!s || !*s) return 0;
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || v < lo || v > hi) return 0;
+  *out = v;
+  return 1;
+}
+
+/* Strict floating-point parsing: the whole string, finite. */
+static int parse_double(const char *s, double *out) {
+  if (!s || !*s) return 0;
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || !isfinite(v)) return 0;
+  *out = v;
+  return 1;
+}
+
+int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, options *o) {
+  memset(o, 0, sizeof *o);
+  o->dim = -1;
+  o->ce = clsm_ce_options_default();
+  int only_pos = 0;
+  for (int i = 0; i < argc; ++i) {
+    const char *a = argv[i];
+    if (!only_pos && !strcmp(a, "--")) {
+      only_pos = 1;
+      continue;
+    }
+    if (!only_pos && a[0] == '-' && a[1] == '-') {
+      const char *eq = strchr(a, '=');
+      size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+      const char *val = eq ? eq + 1 : NULL;
+#define IS(name) (nlen == strlen(name) && !strncmp(a, name, nlen))
+      if (IS("--quick") && (accepted & OPT_QUICK)) {
+        if (val) return tool_usage_error("--quick takes no value%s", "");
+        o->quick = 1;
+        continue;
+      }
+      int ce = (accepted & OPT_CE) &&
+               (IS("--reduction") || IS("--ignore-index") || IS("--label-smoothing") ||
+                IS("--weight") || IS("--z-loss") || IS("--softcap") || IS("--grad") || IS("--dloss"));
+      int takes = ce || (IS("--dim") && (accepted & OPT_DIM)) ||
+                  (IS("--device") && (accepted & OPT_DEVICE)) || (IS("--json") && (accepted & OPT_JSON));
+      if (!takes) return tool_usage_error("unknown option '%s'", a);
+      if (!val) {
+        if (i + 1 >= argc) return tool_usage_error("option '%s' needs a value", a);
+        val = argv[++i];
+      }
+      double d = 0;
+      if (IS("--dim")) {
+        if (!parse_long(val, -CLSM_MAX_RANK, CLSM_MAX_RANK - 1, &o->dim))
+          return tool_usage_error("--dim needs an integer in [-8, 7], got '%s'", val);
+      } else if (IS("--device")) {
+        o->device = val;
+      } else if (IS("--json")) {
+        if (!*val) return tool_usage_error("--json needs a file name%s", "");
+        o->json = val;
+      } else if (IS("--reduction")) {
+        if (!strcmp(val, "mean")) o->ce.reduction = CLSM_REDUCTION_MEAN;
+        else if (!strcmp(val, "sum")) o->ce.reduction = CLSM_REDUCTION_SUM;
+        else if (!strcmp(val, "none")) o->ce.reduction = CLSM_REDUCTION_NONE;
+        else return tool_usage_error("--reduction must be mean, sum or none, got '%s'", val);
+      } else if (IS("--ignore-index")) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(val, &end, 10);
+        if (!*val || errno || *end) return tool_usage_error("--ignore-index needs an integer, got '%s'", val);
+        o->ce.ignore_index = v;
+      } else if (IS("--label-smoothing")) {
+        if (!parse_double(val, &d) || d < 0 || d > 1)
+          return tool_usage_error("--label-smoothing needs a number in [0, 1], got '%s'", val);
+        o->ce.label_smoothing = d;
+      } else if (IS("--z-loss")) {
+        if (!parse_double(val, &d) || d < 0)
+          return tool_usage_error("--z-loss needs a finite number >= 0, got '%s'", val);
+        o->ce.z_loss = d;
+      } else if (IS("--softcap")) {
+        if (!parse_double(val, &d) || d < 0)
+          return tool_usage_error("--softcap needs a finite number >= 0 (0: off), got '%s'", val);
+        o->ce.softcap = d;
+      } else if (IS("--weight")) {
+        o->weight = val;
+      } else if (IS("--grad")) {
+        o->grad = val;
+      } else {
+        o->dloss = val;
+      }
+#undef IS
+      continue;
+    }
+    if (o->npos >= max_pos) return tool_usage_error("unexpected argument '%s'", a);
+    o->pos[o->npos++] = a;
+  }
+  if (o->npos != max_pos) {
+    char n[16];
+    snprintf(n, sizeof n, "%d", max_pos);
+    return tool_usage_error("expected %s file arguments", n);
+  }
+  return 0;
+}
+

@@ -1,0 +1,30 @@
+/* The command-line tool's option parser (its own file so that a fuzzer can
+ * drive it). */
+#ifndef CLSM_ARGS_H
+#define CLSM_ARGS_H
+
+#include "clsoftmax.h"
+
+/* Options shared by the commands; which ones a command accepts is a mask. */
+enum { OPT_DIM = 1, OPT_DEVICE = 2, OPT_QUICK = 4, OPT_JSON = 8, OPT_CE = 16 };
+typedef struct options {
+  long dim;
+  const char *device;
+  int quick;
+  const char *json;
+  /* cross-entropy */
+  clsm_ce_options ce;
+  const char *weight, *grad, *dloss;
+  const char *pos[4];
+  int npos;
+} options;
+
+/* Parses argv (after the command name): options in `accepted`, exactly
+ * `max_pos` positional arguments. Returns 0, or the exit status 2 after
+ * printing what is wrong. */
+int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, options *o);
+
+/* Prints "clsoftmax: " fmt (with arg) and a pointer to --help; returns 2. */
+int tool_usage_error(const char *fmt, const char *arg);
+
+#endif
