@@ -24,5 +24,8 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/clsoftmaxConfig.cmake
   ${CMAKE_CURRENT_BINARY_DIR}/clsoftmaxConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/clsoftmax)
 
+# The .pc file finds its prefix from its own location, so an installed tree
+# can be moved (and CI can install to a temporary prefix).
+file(RELATIVE_PATH CLSM_PC_UP "/root/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/root")
 configure_file(cmake/clsoftmax.pc.in ${CMAKE_CURRENT_BINARY_DIR}/clsoftmax.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/clsoftmax.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
