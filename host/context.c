@@ -343,13 +343,18 @@ static size_t copy_out(const char *s, char *buf, size_t size) {
   return n;
 }
 
-size_t clsm_context_error(const clsm_context *cctx, char *buf, size_t size) {
+/* Copies one of the context's detail strings under its lock. */
+static size_t copy_detail(const clsm_context *cctx, int build_log, char *buf, size_t size) {
   if (!cctx) return copy_out("", buf, size);
   clsm_context *ctx = (clsm_context *)cctx;
   pthread_mutex_lock(&ctx->lock);
-  size_t n = copy_out(ctx->error, buf, size);
+  size_t n = copy_out(build_log ? ctx->build_log : ctx->error, buf, size);
   pthread_mutex_unlock(&ctx->lock);
   return n;
+}
+
+size_t clsm_context_error(const clsm_context *ctx, char *buf, size_t size) {
+  return copy_detail(ctx, 0, buf, size);
 }
 
 cl_int clsm_context_cl_error(const clsm_context *cctx) {
@@ -361,11 +366,6 @@ cl_int clsm_context_cl_error(const clsm_context *cctx) {
   return e;
 }
 
-size_t clsm_context_build_log(const clsm_context *cctx, char *buf, size_t size) {
-  if (!cctx) return copy_out("", buf, size);
-  clsm_context *ctx = (clsm_context *)cctx;
-  pthread_mutex_lock(&ctx->lock);
-  size_t n = copy_out(ctx->build_log, buf, size);
-  pthread_mutex_unlock(&ctx->lock);
-  return n;
+size_t clsm_context_build_log(const clsm_context *ctx, char *buf, size_t size) {
+  return copy_detail(ctx, 1, buf, size);
 }

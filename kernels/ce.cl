@@ -248,6 +248,18 @@ inline void clsm_ce_store(__global ACC *scr, long P, long p, __global float *lse
   if (flags & CE_LSE) lse[(long)loff + o * lso + i * lsi] = (float)lv;
 }
 
+/* An ignored position: a zero gradient row, and the lse if it is wanted. */
+inline ACC clsm_ce_ignored_row(__global const TX *xr, long xsc, __global TY *grr, long gsc, long C,
+                               ACC cap, uint flags) {
+  if (flags & CE_GRAD)
+    for (long c = 0; c < C; ++c) STOREY(grr, c * gsc, (ACC)0);
+  if (!(flags & CE_LSE)) return 0;
+  ACC m = -INFINITY, s = 0;
+  for (long c = 0; c < C; ++c) m = fmax(m, clsm_cap(LOADX(xr, c * xsc), cap, flags));
+  for (long c = 0; c < C; ++c) s += exp(clsm_cap(LOADX(xr, c * xsc), cap, flags) - m);
+  return m + log(s);
+}
+
 /* A work-item per position, any strides. */
 __kernel void clsm_ce_strided(CE_ARGS) {
   long p = get_global_id(0);
@@ -262,14 +274,7 @@ __kernel void clsm_ce_strided(CE_ARGS) {
   __global const TX *qr = (__global const TX *)tg + toff + o * tso + i * tsi;
   ACC l = 0, zl = 0, lv = 0;
   if (q.ignored) {
-    if (flags & CE_GRAD)
-      for (long c = 0; c < C; ++c) STOREY(grr, c * gsc, (ACC)0);
-    if (flags & CE_LSE) { /* lse is still defined for an ignored position */
-      ACC m = -INFINITY, s = 0;
-      for (long c = 0; c < C; ++c) m = fmax(m, clsm_cap(LOADX(xr, c * xsc), cap, flags));
-      for (long c = 0; c < C; ++c) s += exp(clsm_cap(LOADX(xr, c * xsc), cap, flags) - m);
-      lv = m + log(s);
-    }
+    lv = clsm_ce_ignored_row(xr, xsc, grr, gsc, C, cap, flags);
   } else {
     clsm_ce_row(xr, xsc, qr, tsc, prob, w, grr, gsc, q, C, eps, z, cap, flags, &l, &zl, &lv);
   }
@@ -294,14 +299,7 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
   if (tkind == TK_PROB || (flags & CE_SOFTCAP) || q.ignored) {
     __global const TX *qr = (__global const TX *)tg + toff + o * tso;
     if (q.ignored) {
-      if (flags & CE_GRAD)
-        for (long c = 0; c < C; ++c) STOREY(grr, c, (ACC)0);
-      if (flags & CE_LSE) {
-        ACC m = -INFINITY, s = 0;
-        for (long c = 0; c < C; ++c) m = fmax(m, clsm_cap(LOADX(xr, c), cap, flags));
-        for (long c = 0; c < C; ++c) s += exp(clsm_cap(LOADX(xr, c), cap, flags) - m);
-        lv = m + log(s);
-      }
+      lv = clsm_ce_ignored_row(xr, 1, grr, 1, C, cap, flags);
     } else {
       clsm_ce_row(xr, 1, qr, tsc, tkind == TK_PROB, w, grr, 1, q, C, eps, z, cap, flags, &l, &zl,
                   &lv);

@@ -5,14 +5,20 @@
 #include <math.h>
 #include <string.h>
 
+/* The (outer, C, inner) view of a C-order shape along dim (rank 0: one). */
+static void split(int rank, const int64_t *shape, int dim, int64_t *outer, int64_t *C,
+                  int64_t *inner) {
+  *outer = *C = *inner = 1;
+  if (rank == 0) return;
+  *C = shape[dim];
+  for (int d = 0; d < dim; ++d) *outer *= shape[d];
+  for (int d = dim + 1; d < rank; ++d) *inner *= shape[d];
+}
+
 void ref_softmax(const float *x, double *y, int rank, const int64_t *shape, int dim, int log,
                  int safe) {
-  int64_t outer = 1, C = 1, inner = 1;
-  if (rank > 0) {
-    C = shape[dim];
-    for (int d = 0; d < dim; ++d) outer *= shape[d];
-    for (int d = dim + 1; d < rank; ++d) inner *= shape[d];
-  }
+  int64_t outer, C, inner;
+  split(rank, shape, dim, &outer, &C, &inner);
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < inner; ++i) {
       const int64_t base = o * C * inner + i;
@@ -64,12 +70,8 @@ int ref_close(float got, double ref, int log, double rtol) {
 
 void ref_softmax_backward(const double *y, const double *dy, double *dx, double *scale, int rank,
                           const int64_t *shape, int dim, int log) {
-  int64_t outer = 1, C = 1, inner = 1;
-  if (rank > 0) {
-    C = shape[dim];
-    for (int d = 0; d < dim; ++d) outer *= shape[d];
-    for (int d = dim + 1; d < rank; ++d) inner *= shape[d];
-  }
+  int64_t outer, C, inner;
+  split(rank, shape, dim, &outer, &C, &inner);
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < inner; ++i) {
       const int64_t base = o * C * inner + i;
