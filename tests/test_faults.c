@@ -5,6 +5,8 @@
  * works afterwards (the sanitizer build checks that nothing leaks). */
 #include "testutil.h"
 
+#include <time.h>
+
 #define SENTINEL 321.0f
 
 /* Runs every op once on small host arrays; returns the first failure, and
@@ -64,6 +66,47 @@ static void sweep(const char *hook, int n) {
 START_TEST(test_fail_cl) { sweep("CLSM_TEST_FAIL_CL", _i + 1); }
 END_TEST
 
+/* The same sweep on an adopted queue, with a leak check that needs no
+ * sanitizer: every OpenCL object the library creates (buffers, programs,
+ * kernels) holds a reference to its context, so once the library's context
+ * is destroyed, the application's context and queue must be back to exactly
+ * the application's own reference. */
+START_TEST(test_fail_cl_adopted) {
+  char v[16];
+  snprintf(v, sizeof v, "%d", _i + 1);
+  setenv("CLSM_TEST_FAIL_CL", v, 1);
+  cl_platform_id p;
+  cl_device_id d;
+  cl_int err;
+  ck_assert(clGetPlatformIDs(1, &p, NULL) == CL_SUCCESS);
+  ck_assert(clGetDeviceIDs(p, CL_DEVICE_TYPE_ALL, 1, &d, NULL) == CL_SUCCESS);
+  cl_context c = clCreateContext(NULL, 1, &d, NULL, NULL, &err);
+  cl_command_queue q = clCreateCommandQueue(c, d, 0, &err);
+  ck_assert(c && q);
+  clsm_context *ctx = NULL;
+  ck_assert_int_eq(clsm_context_adopt(&ctx, q, NULL, 0), CLSM_SUCCESS);
+  clsm_status st = run_all(ctx);
+  if (st != CLSM_SUCCESS) CK_STATUS(ctx, run_all(ctx));
+  clsm_context_destroy(ctx);
+  /* The application holds one reference to each, and its queue one to the
+   * context. The runtime frees finished commands (which hold the queue) from
+   * its own threads, so give it a moment. */
+  cl_uint crefs = 0, qrefs = 0;
+  for (int tries = 0; tries < 100; ++tries) {
+    clFinish(q);
+    clGetContextInfo(c, CL_CONTEXT_REFERENCE_COUNT, sizeof crefs, &crefs, NULL);
+    clGetCommandQueueInfo(q, CL_QUEUE_REFERENCE_COUNT, sizeof qrefs, &qrefs, NULL);
+    if (crefs == 2 && qrefs == 1) break;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  ck_assert_msg(crefs == 2 && qrefs == 1, "n = %d: context references %u, queue references %u",
+                _i + 1, crefs, qrefs);
+  clReleaseCommandQueue(q);
+  clReleaseContext(c);
+}
+END_TEST
+
 START_TEST(test_fail_alloc) { sweep("CLSM_TEST_FAIL_ALLOC", _i + 1); }
 END_TEST
 
@@ -75,6 +118,7 @@ static Suite *faults_suite(void) {
    * the ops first need them; 40 covers them all (later n never fire). */
   tcase_add_loop_test(tc, test_fail_cl, 0, 40);
   tcase_add_loop_test(tc, test_fail_alloc, 0, 6);
+  tcase_add_loop_test(tc, test_fail_cl_adopted, 0, 40);
   suite_add_tcase(s, tc);
   return s;
 }
