@@ -52,6 +52,7 @@ static char *read_file(clsm_context *ctx, const char *dir, const char *name, siz
         free(buf);
         buf = NULL;
       } else {
+        buf[n] = '\0'; /* a length of 0 tells OpenCL to look for the terminator */
         *len = (size_t)n;
       }
     }
