@@ -109,7 +109,7 @@ __kernel void clsm_backward_rows_cpu(CLSM_BARGS) {
   const ACCV a = (ACCV)(acc);
   for (c = 0; c + 16 <= C; c += 16) {
     ACCV g = VLOADX(0, dyr + c), v = VLOADX(0, yr + c);
-    ACCV d = (flags & F_LOG) ? g - VEXP(v) * a : v * (g - a);
+    ACCV d = (flags & F_LOG) ? g - exp(v) * a : v * (g - a);
     VSTOREY(zero ? (ACCV)(0) : d, 0, dxr + c);
   }
   for (; c < C; ++c) {
@@ -154,7 +154,7 @@ __kernel void clsm_backward_inner_cpu(CLSM_BARGS) {
   for (long c = 0; c < C; ++c)
     for (int k = 0; k < NV; ++k) {
       ACCV g = VLOADX(k, dyb + c * dysc), v = VLOADX(k, yb + c * ysc);
-      ACCV d = (flags & F_LOG) ? g - VEXP(v) * acc[k] : v * (g - acc[k]);
+      ACCV d = (flags & F_LOG) ? g - exp(v) * acc[k] : v * (g - acc[k]);
       if (safe_log) d = select(d, (ACCV)(0), mx[k] == (ACCV)(-INFINITY));
       VSTOREY(d, k, dxb + c * dxsc);
     }

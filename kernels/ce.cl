@@ -322,7 +322,7 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
     ACCV bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0);
     for (int k = 0; k < 256; k += 16) {
       ACCV v = VLOADX(0, xr + c + k);
-      ACCV e = VEXP(v - mm);
+      ACCV e = exp(v - mm);
       if (keep) VSTOREY(e, 0, grr + c + k);
       bs += e;
       if (smooth) {
@@ -338,7 +338,7 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
   ACCV bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0);
   for (; c + 16 <= C; c += 16) {
     ACCV v = VLOADX(0, xr + c);
-    ACCV e = VEXP(v - mm);
+    ACCV e = exp(v - mm);
     if (keep) VSTOREY(e, 0, grr + c);
     bs += e;
     if (smooth) {
@@ -375,7 +375,7 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
     const ACC b = smooth ? coef * keps : (ACC)0;   /* smoothing term */
     const ACC pz = a + b * sw + zc;                /* p_c's total coefficient */
     for (c = 0; c + 16 <= C; c += 16) {
-      ACCV pc = keep ? VLOADY(0, grr + c) * inv : VEXP(VLOADX(0, xr + c) - mm) * inv;
+      ACCV pc = keep ? VLOADY(0, grr + c) * inv : exp(VLOADX(0, xr + c) - mm) * inv;
       ACCV d = pc * pz;
       if (smooth) d -= b * (weighted ? VLOADX(0, w + c) : (ACCV)(1));
       VSTOREY(d, 0, grr + c);

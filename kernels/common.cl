@@ -104,40 +104,6 @@ typedef ushort TY;
 #define F_RECOMPUTE 4u /* softmax: compute exp twice instead of storing and rescaling y
                           (16-bit outputs; rows too long to stay in cache) */
 
-/* exp on 16 floats, written to vectorise: Cody-Waite reduction x = n ln2 + r
- * (ln2 split in a part with few bits, so n * LN2_HI is exact, and the rest),
- * a degree-6 polynomial for exp(r) on |r| <= ln2/2 (Cephes' expf
- * coefficients), and 2^n built from exponent bits in two halves so that
- * subnormal results round once and overflow gives +inf. Inputs are clamped
- * to [-104, 89] (NaN passes the clamp and stays NaN): exp(-inf) = 0,
- * exp(+inf) = +inf. At most 2 ulp from the exact result over every float:
- * tests/test_dtypes.c checks a sweep of 2^24 inputs (CLSM_EXP_EXHAUSTIVE=1
- * checks all 2^32). The built-in exp is correct too but does not vectorise
- * as well; double programs use the built-in. */
-inline float16 clsm_fexp16(float16 x) {
-  float16 xc = select(x, (float16)(-104.0f), x < (float16)(-104.0f));
-  xc = select(xc, (float16)(89.0f), xc > (float16)(89.0f));
-  float16 n = rint(xc * 1.44269504088896341f);
-  float16 r = xc - n * 0.693359375f; /* LN2_HI: 9 significant bits */
-  r = r - n * -2.12194440e-4f;       /* LN2_LO */
-  float16 p = (float16)(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
-  int16 ni = convert_int16(n);
-  int16 n1 = ni >> 1, n2 = ni - n1;
-  return p * as_float16((n1 + 127) << 23) * as_float16((n2 + 127) << 23);
-}
-
-#ifdef ACC_IS_DOUBLE
-#define VEXP(v) exp(v)
-#else
-#define VEXP(v) clsm_fexp16(v)
-#endif
-
 /* exp(x - m) for softmax. x - m is rounded: for |x - m| in [64, 128) by up
  * to half an ulp (3.8e-6 in float), and that absolute error of the exponent
  * is the relative error of the result. TwoSum recovers the exact remainder r
@@ -158,7 +124,7 @@ inline ACCV clsm_exp_sub16(ACCV x, ACCV m) {
   ACCV bb = d - x;
   ACCV r = (x - (d - bb)) + (-m - bb);
   r = select((ACCV)(0), r, isfinite(d));
-  ACCV e = VEXP(d);
+  ACCV e = exp(d);
   return e + e * r;
 }
 

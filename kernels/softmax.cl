@@ -155,11 +155,11 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   if (flags & F_LOG) {
     for (c = 0; c + 256 <= C; c += 256) {
       ACCV blk = (ACCV)(0);
-      for (int k = 0; k < 256; k += 16) blk += VEXP(VLOADX(0, xr + c + k) - mm);
+      for (int k = 0; k < 256; k += 16) blk += exp(VLOADX(0, xr + c + k) - mm);
       tot += blk;
     }
     ACCV blk = (ACCV)(0);
-    for (; c + 16 <= C; c += 16) blk += VEXP(VLOADX(0, xr + c) - mm);
+    for (; c + 16 <= C; c += 16) blk += exp(VLOADX(0, xr + c) - mm);
     tot += blk;
     for (; c < C; ++c) s += exp(LOADX(xr, c) - m);
   } else {
@@ -237,7 +237,7 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
     for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c)
       for (int k = 0; k < NV; ++k) {
         ACCV v = VLOADX(k, xb + c * xsc);
-        ACCV e = (flags & F_LOG) ? VEXP(v - m[k]) : clsm_exp_sub16(v, m[k]);
+        ACCV e = (flags & F_LOG) ? exp(v - m[k]) : clsm_exp_sub16(v, m[k]);
         if (keep) VSTOREY(e, k, yb + c * ysc);
         blk[k] += e;
       }

@@ -4,7 +4,6 @@
  * bit level, in the test's reference and in the kernels' own helpers. */
 #include "testutil.h"
 
-#include <float.h>
 #include <stdint.h>
 
 typedef struct dtype_tol {
@@ -384,104 +383,6 @@ START_TEST(test_dtype_ce) {
 }
 END_TEST
 
-/* Builds a test program from kernels/common.cl plus `extra` (honours
- * CLSM_KERNEL_DIR like the library). */
-static cl_program common_program(clsm_context *ctx, const char *extra, const char *options) {
-  char path[512];
-  const char *dir = getenv("CLSM_KERNEL_DIR");
-  if (dir && *dir) snprintf(path, sizeof path, "%s/common.cl", dir);
-  else snprintf(path, sizeof path, "%s/kernels/common.cl", CLSM_SOURCE_DIR);
-  FILE *f = fopen(path, "rb");
-  ck_assert_msg(f != NULL, "cannot read %s", path);
-  static char src[65536];
-  size_t len = fread(src, 1, sizeof src - 4096, f);
-  fclose(f);
-  memcpy(src + len, extra, strlen(extra) + 1);
-  const char *srcs[1] = {src};
-  cl_int err;
-  cl_program p = clCreateProgramWithSource(clsm_context_cl_context(ctx), 1, srcs, NULL, &err);
-  ck_assert(p != NULL);
-  cl_device_id dev = clsm_context_device(ctx);
-  err = clBuildProgram(p, 1, &dev, options, NULL, NULL);
-  ck_assert_msg(err == CL_SUCCESS, "test kernel build failed: %s", clsm_cl_error_name(err));
-  return p;
-}
-
-/* Error of a float result against the exact exp(x), in units of the last
- * place of the exact result (subnormal spacing below FLT_MIN). */
-static double exp_ulps(float x, float got) {
-  double e = exp((double)x);
-  if (isnan(x)) return isnan(got) ? 0.0 : INFINITY;
-  if (e > FLT_MAX) return isinf(got) && got > 0 ? 0.0 : INFINITY;
-  if (isinf(got) || isnan(got)) return e > FLT_MAX * (1.0 - 1e-7) ? 0.0 : INFINITY;
-  int ex;
-  frexp(e, &ex);
-  double ulp = e < FLT_MIN ? ldexp(1.0, -149) : ldexp(1.0, ex - 24);
-  return fabs((double)got - e) / ulp;
-}
-
-/* The kernels' own exp (clsm_fexp16) is within 2 ulp of exp over a sweep of
- * 2^24 float bit patterns of both signs and every special value; all 2^32
- * with CLSM_EXP_EXHAUSTIVE=1. */
-START_TEST(test_kernel_exp) {
-  clsm_context *ctx = test_context();
-  cl_program p = common_program(ctx,
-      "\n__kernel void e(__global const float *in, __global float *out) {\n"
-      "  size_t i = get_global_id(0);\n"
-      "  vstore16(clsm_fexp16(vload16(i, in)), i, out);\n}\n",
-      "-cl-std=CL1.2 -DCLSM_X_F32 -DCLSM_Y_F32");
-  cl_int err;
-  cl_kernel k = clCreateKernel(p, "e", &err);
-  ck_assert(k != NULL);
-  enum { CHUNK = 1 << 22 };
-  uint32_t *in = malloc(sizeof(uint32_t) * CHUNK);
-  float *out = malloc(sizeof(float) * CHUNK);
-  ck_assert(in && out);
-  cl_mem mi = test_buffer(ctx, sizeof(uint32_t) * CHUNK, NULL), mo = test_buffer(ctx, sizeof(float) * CHUNK, NULL);
-  clSetKernelArg(k, 0, sizeof mi, &mi);
-  clSetKernelArg(k, 1, sizeof mo, &mo);
-  const char *ex = getenv("CLSM_EXP_EXHAUSTIVE");
-  const uint64_t total = ex && *ex == '1' ? (1ull << 32) : (1ull << 24);
-  const uint64_t step = (1ull << 32) / total;
-  double worst = 0.0;
-  uint32_t worst_bits = 0;
-  for (uint64_t base = 0; base < total; base += CHUNK) {
-    for (uint64_t i = 0; i < CHUNK; ++i) {
-      uint64_t j = base + i;
-      in[i] = (uint32_t)(j * step + (step > 1 ? (j * 2654435761u) % step : 0));
-    }
-    if (base == 0) { /* the special values, always */
-      const float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, FLT_MIN, -FLT_MIN, 88.72283f,
-                                88.7228394f, -87.33654f, -103.972f, -103.279f, -104.0f, 89.0f, 1e-30f, -1e-30f};
-      memcpy(in, specials, sizeof specials);
-    }
-    ck_assert(clEnqueueWriteBuffer(clsm_context_queue(ctx), mi, CL_FALSE, 0, sizeof(uint32_t) * CHUNK, in, 0, NULL, NULL) == CL_SUCCESS);
-    size_t g = CHUNK / 16;
-    ck_assert(clEnqueueNDRangeKernel(clsm_context_queue(ctx), k, 1, NULL, &g, NULL, 0, NULL, NULL) == CL_SUCCESS);
-    test_read(ctx, mo, 0, sizeof(float) * CHUNK, out);
-    for (uint64_t i = 0; i < CHUNK; ++i) {
-      float x;
-      memcpy(&x, &in[i], 4);
-      double u = exp_ulps(x, out[i]);
-      if (u > worst) {
-        worst = u;
-        worst_bits = in[i];
-      }
-    }
-  }
-  float wx;
-  memcpy(&wx, &worst_bits, 4);
-  printf("kernel exp: %llu inputs, worst error %.3f ulp at x = %.9g\n", (unsigned long long)total,
-         worst, (double)wx);
-  ck_assert_msg(worst <= 2.0, "exp error %.3f ulp at x = %.9g (0x%08x)", worst, (double)wx, worst_bits);
-  clReleaseMemObject(mi), clReleaseMemObject(mo);
-  clReleaseKernel(k);
-  clReleaseProgram(p);
-  free(in), free(out);
-  clsm_context_destroy(ctx);
-}
-END_TEST
-
 static Suite *dtypes_suite(void) {
   Suite *s = suite_create("dtypes");
   TCase *tc = tcase_create("Ops");
@@ -495,7 +396,6 @@ static Suite *dtypes_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_f16_reference_conversion);
   tcase_add_test(tc, test_bf16_kernel_rounding);
-  tcase_add_test(tc, test_kernel_exp);
   suite_add_tcase(s, tc);
   return s;
 }
