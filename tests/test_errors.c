@@ -122,6 +122,138 @@ START_TEST(test_bad_call) {
 }
 END_TEST
 
+/* The backward ops: every invalid (y, dy, dx) gives its status and leaves dx
+ * (the fixture's y buffer) untouched. */
+static const bad_call bad_backward[] = {
+    {"NULL dy", CLSM_ERR_NULL_ARGUMENT},
+    {"dy of another shape", CLSM_ERR_SHAPE_MISMATCH},
+    {"dy of another dtype", CLSM_ERR_SHAPE_MISMATCH},
+    {"dx float64 for float32 inputs", CLSM_ERR_UNSUPPORTED_DTYPE},
+    {"dx overlaps dy", CLSM_ERR_OVERLAP},
+    {"dim out of range", CLSM_ERR_INVALID_DIM},
+    {"unknown flag", CLSM_ERR_INVALID_ARGUMENT},
+    {"dy past the end", CLSM_ERR_OUT_OF_BOUNDS},
+};
+
+START_TEST(test_bad_backward) {
+  fixture f;
+  fixture_open(&f);
+  const int64_t shape[2] = {N, C};
+  cl_mem gb = test_buffer(f.ctx, sizeof f.x, f.x);
+  clsm_tensor y = clsm_tensor_contiguous(f.xb, 0, CLSM_FLOAT32, 2, shape);
+  clsm_tensor dy = clsm_tensor_contiguous(gb, 0, CLSM_FLOAT32, 2, shape);
+  clsm_tensor dx = clsm_tensor_contiguous(f.yb, 0, CLSM_FLOAT32, 2, shape);
+  const clsm_tensor *dyp = &dy;
+  int dim = 1;
+  unsigned flags = 0;
+  switch (_i) {
+  case 0: dyp = NULL; break;
+  case 1: dy.shape[1] = C - 1; break;
+  case 2: dy.dtype = CLSM_FLOAT16; break;
+  case 3: dx.dtype = CLSM_FLOAT64; dx.shape[0] = 2; dy.shape[0] = 2; y.shape[0] = 2; break;
+  case 4: dx = dy; dx.offset = 1; dx.shape[0] = dy.shape[0] = y.shape[0] = N - 1; break;
+  case 5: dim = 2; break;
+  case 6: flags = 8; break;
+  case 7: dy.offset = 5; break;
+  }
+  for (int log = 0; log < 2; ++log) {
+    clsm_status st = (log ? clsm_log_softmax_backward : clsm_softmax_backward)(f.ctx, &y, dyp, &dx, dim,
+                                                                             flags, 0, NULL, NULL);
+    ck_assert_msg(st == bad_backward[_i].expect, "%s: got %s", bad_backward[_i].what, clsm_status_name(st));
+  }
+  clReleaseMemObject(gb);
+  fixture_close(&f);
+}
+END_TEST
+
+/* Cross-entropy: every invalid tensor or option gives its status before
+ * anything runs; the loss buffer (the fixture's y) stays untouched. */
+static const bad_call bad_ce[] = {
+    {"NULL logits", CLSM_ERR_NULL_ARGUMENT},
+    {"NULL target", CLSM_ERR_NULL_ARGUMENT},
+    {"NULL loss", CLSM_ERR_NULL_ARGUMENT},
+    {"rank-0 logits", CLSM_ERR_INVALID_RANK},
+    {"target of the wrong shape", CLSM_ERR_SHAPE_MISMATCH},
+    {"float targets of another dtype", CLSM_ERR_SHAPE_MISMATCH},
+    {"loss not 0-d for mean", CLSM_ERR_SHAPE_MISMATCH},
+    {"loss of the wrong dtype", CLSM_ERR_UNSUPPORTED_DTYPE},
+    {"weight of the wrong length", CLSM_ERR_SHAPE_MISMATCH},
+    {"weight with a stride", CLSM_ERR_UNSUPPORTED_LAYOUT},
+    {"grad of the wrong shape", CLSM_ERR_SHAPE_MISMATCH},
+    {"grad_scale not 0-d for mean", CLSM_ERR_SHAPE_MISMATCH},
+    {"lse of the wrong dtype", CLSM_ERR_UNSUPPORTED_DTYPE},
+    {"total_weight not 0-d", CLSM_ERR_SHAPE_MISMATCH},
+    {"loss overlapping the logits", CLSM_ERR_OVERLAP},
+    {"targets past the end", CLSM_ERR_OUT_OF_BOUNDS},
+    {"options not initialised", CLSM_ERR_INVALID_ARGUMENT},
+    {"label smoothing NaN", CLSM_ERR_INVALID_ARGUMENT},
+    {"negative softcap", CLSM_ERR_INVALID_ARGUMENT},
+    {"ignore_index >= 0 with probabilities", CLSM_ERR_INVALID_ARGUMENT},
+    {"class-index target of dtype float64 for float32 logits", CLSM_ERR_SHAPE_MISMATCH},
+    {"logits whose batch dims do not collapse", CLSM_ERR_UNSUPPORTED_LAYOUT},
+    {"backward with grad set in the options", CLSM_ERR_INVALID_ARGUMENT},
+};
+
+START_TEST(test_bad_ce) {
+  fixture f;
+  fixture_open(&f);
+  const int64_t shape[2] = {N, C}, cshape[1] = {C};
+  int64_t t[N] = {0, 1, 2, 3};
+  cl_mem tb = test_buffer(f.ctx, sizeof t, t), gb = test_buffer(f.ctx, sizeof f.x, NULL);
+  cl_mem wb = test_buffer(f.ctx, 2 * C * sizeof(float), NULL);
+  clsm_tensor x = clsm_tensor_contiguous(f.xb, 0, CLSM_FLOAT32, 2, shape);
+  clsm_tensor tg = clsm_tensor_contiguous(tb, 0, CLSM_INT64, 1, shape);
+  clsm_tensor loss = clsm_tensor_contiguous(f.yb, 0, CLSM_FLOAT32, 0, NULL);
+  clsm_tensor w = clsm_tensor_contiguous(wb, 0, CLSM_FLOAT32, 1, cshape);
+  clsm_tensor grad = clsm_tensor_contiguous(gb, 0, CLSM_FLOAT32, 2, shape);
+  clsm_tensor aux = clsm_tensor_contiguous(f.yb, 4, CLSM_FLOAT32, 1, shape);
+  clsm_ce_options opt = CLSM_CE_OPTIONS_INIT;
+  const clsm_tensor *xp = &x, *tp = &tg, *lp = &loss;
+  int backward = 0;
+  switch (_i) {
+  case 0: xp = NULL; break;
+  case 1: tp = NULL; break;
+  case 2: lp = NULL; break;
+  case 3: x.rank = 0; break;
+  case 4: tg.shape[0] = N - 1; break;
+  case 5: tg = clsm_tensor_contiguous(f.xb, 0, CLSM_FLOAT16, 2, shape); break;
+  case 6: loss = aux; break;
+  case 7: loss.dtype = CLSM_FLOAT16; break;
+  case 8: w.shape[0] = C - 1; opt.weight = &w; break;
+  case 9: w.strides[0] = 2; opt.weight = &w; break;
+  case 10: grad.shape[1] = C - 1; opt.grad = &grad; break;
+  case 11: opt.grad = &grad; opt.grad_scale = &aux; break;
+  case 12: aux.dtype = CLSM_FLOAT64; opt.lse = &aux; break;
+  case 13: opt.total_weight = &aux; break;
+  case 14: loss.mem = f.xb; loss.offset = 3; break;
+  case 15: tg.offset = 2; break;
+  case 16: opt.version = 0; break;
+  case 17: opt.label_smoothing = NAN; break;
+  case 18: opt.softcap = -1.0; break;
+  case 19: tg = x; opt.ignore_index = 0; break;
+  case 20: tg.dtype = CLSM_FLOAT64; break;
+  case 21: /* (1, 2, 2, 2) with strides (0, 8, 3, 1): the dims after C do not collapse */
+    x.rank = 4;
+    x.shape[0] = 1, x.shape[1] = 2, x.shape[2] = 2, x.shape[3] = 2;
+    x.strides[0] = 0, x.strides[1] = 8, x.strides[2] = 3, x.strides[3] = 1;
+    tg.rank = 3;
+    tg.shape[0] = 1, tg.shape[1] = 2, tg.shape[2] = 2;
+    tg.strides[0] = 4, tg.strides[1] = 2, tg.strides[2] = 1;
+    break;
+  case 22: backward = 1; opt.grad = &grad; break;
+  }
+  clsm_status st = backward ? clsm_cross_entropy_backward(f.ctx, xp, tp, lp, &grad, &opt, 0, NULL, NULL)
+                            : clsm_cross_entropy(f.ctx, xp, tp, lp, &opt, 0, NULL, NULL);
+  char detail[512] = "";
+  clsm_context_error(f.ctx, detail, sizeof detail);
+  printf("bad ce %d (%s) -> %s: %s\n", _i, bad_ce[_i].what, clsm_status_name(st), detail);
+  ck_assert_msg(st == bad_ce[_i].expect, "%s: got %s (%s)", bad_ce[_i].what, clsm_status_name(st), detail);
+  ck_assert(detail[0] != '\0');
+  clReleaseMemObject(tb), clReleaseMemObject(gb), clReleaseMemObject(wb);
+  fixture_close(&f);
+}
+END_TEST
+
 /* Host-pointer versions: bad arguments fail cleanly and y stays untouched. */
 START_TEST(test_host_errors) {
   clsm_context *ctx = test_context();
@@ -325,6 +457,8 @@ static Suite *errors_suite(void) {
   TCase *tc = tcase_create("Errors");
   tcase_set_timeout(tc, 60);
   tcase_add_loop_test(tc, test_bad_call, 0, NBAD);
+  tcase_add_loop_test(tc, test_bad_backward, 0, (int)(sizeof bad_backward / sizeof bad_backward[0]));
+  tcase_add_loop_test(tc, test_bad_ce, 0, (int)(sizeof bad_ce / sizeof bad_ce[0]));
   tcase_add_test(tc, test_host_errors);
   tcase_add_test(tc, test_device_not_found);
   tcase_add_test(tc, test_no_platform);

@@ -372,6 +372,27 @@ START_TEST(test_tool_bad_device) {
 }
 END_TEST
 
+/* Without any OpenCL platform (an empty vendors folder for the ICD loader),
+ * the tool says which package brings a CPU device and exits 1. */
+START_TEST(test_tool_no_platform) {
+  const int64_t shape[1] = {3};
+  const float x[3] = {1, 2, 3};
+  write_f32("x.npy", 1, shape, x);
+  char dir[600];
+  snprintf(dir, sizeof dir, "%s/vendors", workdir);
+  ck_assert(mkdir(dir, 0700) == 0);
+  setenv("OCL_ICD_VENDORS", dir, 1);
+  const char *devs[] = {"devices", NULL};
+  ck_assert_int_eq(run_tool(devs), 1);
+  ck_assert_msg(strstr(errtext, "pocl-opencl-icd") != NULL, "%s", errtext);
+  const char *sm[] = {"softmax", path_in("x.npy"), path_in("y.npy"), NULL};
+  ck_assert_int_eq(run_tool(sm), 1);
+  ck_assert_msg(strstr(errtext, "pocl-opencl-icd") != NULL, "%s", errtext);
+  ck_assert(!file_exists("y.npy"));
+  unsetenv("OCL_ICD_VENDORS");
+}
+END_TEST
+
 /* The demo passes on the default device. */
 START_TEST(test_tool_demo) {
   const char *args[] = {"demo", NULL};
@@ -391,6 +412,7 @@ static Suite *tool_suite(void) {
   tcase_add_test(tc, test_tool_bad_files);
   tcase_add_test(tc, test_tool_bad_device);
   tcase_add_test(tc, test_tool_demo);
+  tcase_add_test(tc, test_tool_no_platform);
   suite_add_tcase(s, tc);
   return s;
 }
