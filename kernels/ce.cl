@@ -434,13 +434,9 @@ __kernel void clsm_ce_rows_wg(CE_ARGS, __local ACC *lm, __local ACC *ls, __local
   ls[l] = s;
   la[l] = swx;
   lb[l] = sw;
-  barrier(CLK_LOCAL_MEM_FENCE);
+  clsm_tree_online(lm, ls, l, n); /* its barriers also publish la, lb */
   for (int h = n / 2; h > 0; h /= 2) {
     if (l < h) {
-      ACC mm = lm[l], ss = ls[l];
-      clsm_online_merge(&mm, &ss, lm[l + h], ls[l + h]);
-      lm[l] = mm;
-      ls[l] = ss;
       la[l] += la[l + h];
       lb[l] += lb[l + h];
     }

@@ -150,6 +150,21 @@ inline void clsm_online_merge(ACC *m, ACC *s, ACC m2, ACC s2) {
   *s = a + b;
 }
 
+/* Merges the work-group's (max, sum) pairs in local memory into lm[0], ls[0]
+ * (a power-of-two group; every lane has stored its pair before the call). */
+inline void clsm_tree_online(__local ACC *lm, __local ACC *ls, int l, int n) {
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int h = n / 2; h > 0; h /= 2) {
+    if (l < h) {
+      ACC mm = lm[l], ss = ls[l];
+      clsm_online_merge(&mm, &ss, lm[l + h], ls[l + h]);
+      lm[l] = mm;
+      ls[l] = ss;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+}
+
 /* PyTorch's result for a row holding +inf is all NaN: exp(inf - inf). The
  * online sum counts +inf as 1, so make that explicit. */
 inline ACC clsm_finish_sum(ACC m, ACC s) { return (isinf(m) && m > 0) ? (ACC)NAN : s; }

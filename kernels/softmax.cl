@@ -273,16 +273,7 @@ __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) 
   for (long c = l; c < C; c += n) clsm_online_add(&m, &s, LOADX(xr, c * xsc));
   lm[l] = m;
   ls[l] = s;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int h = n / 2; h > 0; h /= 2) {
-    if (l < h) {
-      ACC mm = lm[l], ss = ls[l];
-      clsm_online_merge(&mm, &ss, lm[l + h], ls[l + h]);
-      lm[l] = mm;
-      ls[l] = ss;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
+  clsm_tree_online(lm, ls, l, n);
   m = lm[0];
   s = clsm_finish_sum(m, ls[0]);
   if ((flags & F_SAFE) && m == -INFINITY && !isnan(s)) {
