@@ -178,6 +178,22 @@ int clsm__inject_buffer(clsm_context *ctx, size_t bytes, cl_int *err) {
   return 0;
 }
 
+clsm_status clsm__scratch(clsm_context *ctx, size_t bytes) {
+  clsm_status st = CLSM_SUCCESS;
+  cl_int err = CL_SUCCESS;
+  if (ctx->scratch_bytes >= bytes) return CLSM_SUCCESS;
+  size_t want = bytes < 4096 ? 4096 : bytes + bytes / 2;
+  cl_mem m = NULL;
+  if (!clsm__inject_buffer(ctx, want, &err)) m = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, want, NULL, &err);
+  if (!m && err == CL_SUCCESS) err = CL_OUT_OF_RESOURCES;
+  CLSM_CL_ERR(ctx, err, "clCreateBuffer");
+  if (ctx->scratch) clReleaseMemObject(ctx->scratch);
+  ctx->scratch = m;
+  ctx->scratch_bytes = want;
+fail:
+  return st;
+}
+
 void *clsm__malloc(clsm_context *ctx, size_t size) {
   if (ctx->fail_alloc && ++ctx->alloc_count == ctx->fail_alloc) return NULL;
   return malloc(size);
@@ -304,7 +320,7 @@ void clsm_context_destroy(clsm_context *ctx) {
   if (ctx->queue) clFinish(ctx->queue);
   clsm__programs_release(ctx);
   if (ctx->ce_flag) clReleaseMemObject(ctx->ce_flag);
-  if (ctx->ce_scratch) clReleaseMemObject(ctx->ce_scratch);
+  if (ctx->scratch) clReleaseMemObject(ctx->scratch);
   if (ctx->queue) clReleaseCommandQueue(ctx->queue);
   if (ctx->cl_ctx) clReleaseContext(ctx->cl_ctx);
   free(ctx->build_log);

@@ -231,18 +231,7 @@ static clsm_status ensure_buffers(clsm_context *ctx, size_t bytes) {
     CLSM_CL_ERR(ctx, err, "clCreateBuffer");
     ctx->ce_flag = m;
   }
-  if (ctx->ce_scratch_bytes < bytes) {
-    size_t want = bytes < 4096 ? 4096 : bytes + bytes / 2;
-    cl_mem m = NULL;
-    if (!clsm__inject_buffer(ctx, want, &err))
-      m = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, want, NULL, &err);
-    if (!m && err == CL_SUCCESS) err = CL_OUT_OF_RESOURCES;
-    CLSM_CL_ERR(ctx, err, "clCreateBuffer");
-    /* The old buffer is freed by OpenCL once commands already using it finish. */
-    if (ctx->ce_scratch) clReleaseMemObject(ctx->ce_scratch);
-    ctx->ce_scratch = m;
-    ctx->ce_scratch_bytes = want;
-  }
+  st = clsm__scratch(ctx, bytes);
 fail:
   return st;
 }
@@ -307,7 +296,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   cl_ulong toff = c->tp.base;
   cl_int tkind = c->tkind;
   ARG(c->t->mem); ARG(toff); ARG(tso); ARG(tsi); ARG(tkind); ARG(w); ARG(woff);
-  ARG(ctx->ce_scratch); ARG(P); ARG(ctx->ce_flag); ARG(inner); ARG(C); ARG(ignore); ARG(flags);
+  ARG(ctx->scratch); ARG(P); ARG(ctx->ce_flag); ARG(inner); ARG(C); ARG(ignore); ARG(flags);
   ENQ(k, p1, 0, 0);
 
   /* 2. W and the non-ignored count. */
@@ -317,7 +306,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
     k = red;
     a = 0;
     cl_int k0 = 0, k1 = 2;
-    ARG(ctx->ce_scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);
+    ARG(ctx->scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);
     CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * acc, NULL));
     ENQ(k, red_local, red_local, 0);
   }
@@ -347,9 +336,9 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   cl_long gsso = c->gsp.so, gssi = c->gsp.si;
   cl_ulong loff = c->lsep.base;
   cl_long lso = c->lsep.so, lsi = c->lsep.si;
-  cl_mem gmem = c->grad ? c->grad->mem : ctx->ce_scratch;
+  cl_mem gmem = c->grad ? c->grad->mem : ctx->scratch;
   cl_mem gsmem = c->gs ? c->gs->mem : ctx->ce_flag;
-  cl_mem lsemem = opt->lse ? opt->lse->mem : ctx->ce_scratch;
+  cl_mem lsemem = opt->lse ? opt->lse->mem : ctx->scratch;
   /* eps, z and cap in the compute type (double for float64 logits). */
   const double dparams[3] = {opt->label_smoothing, opt->z_loss, opt->softcap};
   const cl_float fparams[3] = {(cl_float)dparams[0], (cl_float)dparams[1], (cl_float)dparams[2]};
@@ -360,7 +349,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   ARG(gmem); ARG(goff); ARG(gsx[0]); ARG(gsx[1]); ARG(gsx[2]);
   ARG(gsmem); ARG(gsoff); ARG(gsso); ARG(gssi);
   ARG(lsemem); ARG(loff); ARG(lso); ARG(lsi);
-  ARG(ctx->ce_scratch); ARG(P); ARG(ctx->ce_flag);
+  ARG(ctx->scratch); ARG(P); ARG(ctx->ce_flag);
   ARG(outer); ARG(C); ARG(inner); ARG(ignore);
   for (int i = 0; i < 3; ++i)
     CLSM_CL(ctx, clSetKernelArg(k, a++, acc, (const char *)params + (size_t)i * acc));
@@ -385,21 +374,21 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
       k = red;
       a = 0;
       cl_int k0 = 2, k1 = 4;
-      ARG(ctx->ce_scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);
+      ARG(ctx->scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);
       CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * acc, NULL));
       ENQ(k, red_local, red_local, 0);
     }
     if ((st = clsm__kernel(ctx, c->program, K_CE_FINISH, &k)) != CLSM_SUCCESS) return st;
     a = 0;
-    cl_mem lmem = loss_out ? c->loss->mem : ctx->ce_scratch;
+    cl_mem lmem = loss_out ? c->loss->mem : ctx->scratch;
     cl_ulong lo = loss_out ? (reduced ? c->loss->offset : c->lp.base) : 0;
     cl_long lpso = c->lp.so, lpsi = c->lp.si;
     /* Without a loss output only the total weight is written, by one work-item. */
     cl_int red_i = reduced || !loss_out, mean_i = mean, loss_on = loss_out;
-    cl_mem twmem = opt->total_weight ? opt->total_weight->mem : ctx->ce_scratch;
+    cl_mem twmem = opt->total_weight ? opt->total_weight->mem : ctx->scratch;
     cl_ulong twoff = opt->total_weight ? opt->total_weight->offset : 0;
     cl_int tw_on = opt->total_weight != NULL;
-    ARG(ctx->ce_scratch); ARG(P); ARG(lmem); ARG(lo); ARG(lpso); ARG(lpsi); ARG(inner);
+    ARG(ctx->scratch); ARG(P); ARG(lmem); ARG(lo); ARG(lpso); ARG(lpsi); ARG(inner);
     ARG(red_i); ARG(mean_i); ARG(loss_on); ARG(twmem); ARG(twoff); ARG(tw_on); ARG(ctx->ce_flag);
     ENQ(k, red_i ? 1 : p1, 0, 1);
   }

@@ -24,6 +24,8 @@ typedef enum clsm_kernel_id {
   K_CE_STRIDED,
   K_CE_ROWS_CPU,
   K_CE_ROWS_WG,
+  K_SPLIT_PARTIALS, /* a long row split over work-items: partial (max, sum) */
+  K_SPLIT_WRITE,    /* ... merged, then each work-item writes its chunk */
   K_COUNT_
 } clsm_kernel_id;
 
@@ -62,8 +64,8 @@ struct clsm_context {
   cl_int cl_error;
   char *build_log;
   cl_mem ce_flag;       /* cross-entropy's deferred error: flag, pad, position, value */
-  cl_mem ce_scratch;    /* cross-entropy's per-position partials and totals */
-  size_t ce_scratch_bytes;
+  cl_mem scratch;       /* per-call partials: cross-entropy's, split rows' (grown as needed) */
+  size_t scratch_bytes;
 
   /* Test hooks: CLSM_TEST_FAIL_ALLOC=n fails the n-th host allocation,
    * CLSM_TEST_FAIL_CL=n the n-th OpenCL create call (CL_OUT_OF_RESOURCES). */
@@ -71,6 +73,10 @@ struct clsm_context {
   long fail_cl, cl_count;
   long max_buffer; /* CLSM_TEST_MAX_BUFFER: the library's own buffers above this fail */
 };
+
+/* Grows ctx->scratch to at least `bytes` (the old buffer is freed by OpenCL
+ * once the commands using it finish). Lock held. */
+clsm_status clsm__scratch(clsm_context *ctx, size_t bytes);
 
 /* Reads and clears cross-entropy's deferred error flag (blocking); lock held. */
 clsm_status clsm__ce_check_flag(clsm_context *ctx);

@@ -38,8 +38,68 @@ fail:
   return st;
 }
 
+/* Few long contiguous rows on the CPU family: split each row over several
+ * work-items (two kernels, partial (max, sum) pairs merged in the second),
+ * so that one row uses every core. CLSM_SPLIT=0|1 turns it off or forces it
+ * on every contiguous-row forward op. Returns the chunk length, or 0. */
+static int64_t split_chunk(const clsm_context *ctx, const clsm_rowop *op) {
+  if (op->backward || op->generic || op->v[0].inner != 1 || op->v[0].sc != 1 || op->v[1].sc != 1)
+    return 0;
+  long force = clsm__env_long("CLSM_SPLIT", -1, 0, 1);
+  if (force == 0 || (force < 0 && ctx->family != CLSM_FAMILY_CPU)) return 0;
+  const int64_t items = (int64_t)ctx->compute_units * 8;
+  if (force < 0 && (op->rows >= items || op->rows * op->C < (1 << 18))) return 0;
+  int64_t per_row = (items + op->rows - 1) / op->rows;
+  int64_t chunk = (op->C + per_row - 1) / per_row;
+  chunk = (chunk + 15) / 16 * 16;
+  const int64_t least = force > 0 ? 16 : 4096; /* forced (tests): many small chunks */
+  return chunk < least ? least : chunk;
+}
+
+static clsm_status enqueue_split(clsm_context *ctx, clsm_rowop *op, int program, int64_t chunk,
+                                 cl_uint num_wait, const cl_event *wait, cl_event *event) {
+  clsm_status st;
+  cl_kernel kp = NULL, kw = NULL;
+  const size_t acc = program == P_F64 ? sizeof(double) : sizeof(float);
+  const cl_long rows = op->rows, C = op->C, ch = chunk, chunks = (C + chunk - 1) / chunk;
+  if ((st = clsm__scratch(ctx, (size_t)(rows * chunks) * 2 * acc)) != CLSM_SUCCESS) return st;
+  if ((st = clsm__kernel(ctx, program, K_SPLIT_PARTIALS, &kp)) != CLSM_SUCCESS) return st;
+  if ((st = clsm__kernel(ctx, program, K_SPLIT_WRITE, &kw)) != CLSM_SUCCESS) return st;
+  const cl_ulong xoff = op->v[0].base, yoff = op->v[1].base;
+  const cl_long xso = op->v[0].so, yso = op->v[1].so;
+  cl_uint a = 0;
+  CLSM_ARG(ctx, kp, a++, op->t[0]->mem);
+  CLSM_ARG(ctx, kp, a++, xoff);
+  CLSM_ARG(ctx, kp, a++, xso);
+  CLSM_ARG(ctx, kp, a++, ctx->scratch);
+  CLSM_ARG(ctx, kp, a++, rows);
+  CLSM_ARG(ctx, kp, a++, C);
+  CLSM_ARG(ctx, kp, a++, ch);
+  CLSM_ARG(ctx, kp, a++, chunks);
+  a = 0;
+  CLSM_ARG(ctx, kw, a++, op->t[0]->mem);
+  CLSM_ARG(ctx, kw, a++, xoff);
+  CLSM_ARG(ctx, kw, a++, xso);
+  CLSM_ARG(ctx, kw, a++, op->t[1]->mem);
+  CLSM_ARG(ctx, kw, a++, yoff);
+  CLSM_ARG(ctx, kw, a++, yso);
+  CLSM_ARG(ctx, kw, a++, ctx->scratch);
+  CLSM_ARG(ctx, kw, a++, rows);
+  CLSM_ARG(ctx, kw, a++, C);
+  CLSM_ARG(ctx, kw, a++, ch);
+  CLSM_ARG(ctx, kw, a++, chunks);
+  CLSM_ARG(ctx, kw, a++, op->flags);
+  size_t items = (size_t)(rows * chunks), local = 1;
+  CLSM_CL(ctx, clEnqueueNDRangeKernel(ctx->queue, kp, 1, NULL, &items, &local, num_wait, wait, NULL));
+  CLSM_CL(ctx, clEnqueueNDRangeKernel(ctx->queue, kw, 1, NULL, &items, &local, 0, NULL, event));
+fail:
+  return st;
+}
+
 static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_uint num_wait,
                            const cl_event *wait, cl_event *event) {
+  const int64_t chunk = split_chunk(ctx, op);
+  if (chunk > 0) return enqueue_split(ctx, op, program, chunk, num_wait, wait, event);
   clsm_status st = CLSM_SUCCESS;
   clsm_plan plan;
   cl_kernel k = NULL;

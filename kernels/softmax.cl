@@ -288,3 +288,68 @@ __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) 
     for (long c = l; c < C; c += n) STOREY(yr, c * ysc, clsm_exp_sub(LOADX(xr, c * xsc), m) * inv);
   }
 }
+
+/* Few long contiguous rows: each row is split into `chunks` chunks of `chunk`
+ * elements so that every core has work. clsm_softmax_split_partials: work-item
+ * (r, k) stores its chunk's (max, sum of exp(x - max)) in part[2w], part[2w+1];
+ * clsm_softmax_split_write: work-item (r, k) merges the row's pairs (the
+ * online-softmax merge, in chunk order, so every work-item of a row gets the
+ * same M and S) and writes its chunk. A chunk of -inf only is (-inf, 0), the
+ * merge's identity; NaN and +inf make S NaN as in the one-pass kernels. */
+__kernel void clsm_softmax_split_partials(__global const TX *x, ulong xoff, long xso,
+                                          __global ACC *part, long rows, long C, long chunk,
+                                          long chunks) {
+  long w = get_global_id(0);
+  if (w >= rows * chunks) return;
+  long r = w / chunks, k = w - r * chunks;
+  long c0 = k * chunk, n = min(chunk, C - c0);
+  __global const TX *xr = x + xoff + r * xso + c0;
+  ACCV mv = (ACCV)(-INFINITY);
+  long c = 0;
+  for (; c + 16 <= n; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
+  ACC m = clsm_hmax16(mv);
+  for (; c < n; ++c) m = fmax(m, LOADX(xr, c));
+  const ACC mref = m == -INFINITY ? (ACC)0 : m;
+  const ACCV mm = (ACCV)(mref);
+  ACCV tot = (ACCV)(0);
+  ACC s = 0;
+  for (c = 0; c + 256 <= n; c += 256) {
+    ACCV blk = (ACCV)(0);
+    for (int j = 0; j < 256; j += 16) blk += exp(VLOADX(0, xr + c + j) - mm);
+    tot += blk;
+  }
+  for (; c + 16 <= n; c += 16) tot += exp(VLOADX(0, xr + c) - mm);
+  for (; c < n; ++c) s += exp(LOADX(xr, c) - mref);
+  part[2 * w] = m;
+  part[2 * w + 1] = s + clsm_hsum16(tot);
+}
+
+__kernel void clsm_softmax_split_write(__global const TX *x, ulong xoff, long xso, __global TY *y,
+                                       ulong yoff, long yso, __global const ACC *part, long rows,
+                                       long C, long chunk, long chunks, uint flags) {
+  long w = get_global_id(0);
+  if (w >= rows * chunks) return;
+  long r = w / chunks, k = w - r * chunks;
+  ACC m = -INFINITY, s = 0;
+  for (long j = 0; j < chunks; ++j)
+    clsm_online_merge(&m, &s, part[2 * (r * chunks + j)], part[2 * (r * chunks + j) + 1]);
+  s = clsm_finish_sum(m, s);
+  if ((flags & F_SAFE) && m == -INFINITY && !isnan(s)) {
+    m = 0;
+    s = 0;
+  }
+  long c0 = k * chunk, n = min(chunk, C - c0);
+  __global const TX *xr = x + xoff + r * xso + c0;
+  __global TY *yr = y + yoff + r * yso + c0;
+  const ACCV mm = (ACCV)(m);
+  long c = 0;
+  if (flags & F_LOG) {
+    const ACC ls = clsm_log_sum(s);
+    for (; c + 16 <= n; c += 16) VSTOREY((VLOADX(0, xr + c) - mm) - ls, 0, yr + c);
+    for (; c < n; ++c) STOREY(yr, c, (LOADX(xr, c) - m) - ls);
+  } else {
+    const ACC inv = clsm_inv_sum(s);
+    for (; c + 16 <= n; c += 16) VSTOREY(clsm_exp_sub16(VLOADX(0, xr + c), mm) * inv, 0, yr + c);
+    for (; c < n; ++c) STOREY(yr, c, clsm_exp_sub(LOADX(xr, c), m) * inv);
+  }
+}

@@ -63,11 +63,16 @@ static double median(double *v, int n) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Seconds an event took on the device (profiling), or -1. */
-static double event_seconds(cl_event ev) {
+/* Device seconds from the end of `before` (a marker enqueued just ahead, or
+ * the command itself when NULL) to the end of `ev` (profiling), or -1. An op
+ * may enqueue several kernels and return the last one's event: the marker
+ * makes the span cover all of them. */
+static double event_seconds(cl_event before, cl_event ev) {
   cl_ulong t0 = 0, t1 = 0;
-  if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL) != CL_SUCCESS ||
-      clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) != CL_SUCCESS)
+  cl_int e0 = before ? clGetEventProfilingInfo(before, CL_PROFILING_COMMAND_END, sizeof t0, &t0, NULL)
+                     : clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+  if (e0 != CL_SUCCESS ||
+      clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) != CL_SUCCESS || t1 < t0)
     return -1.0;
   return 1e-9 * (double)(t1 - t0);
 }
@@ -304,7 +309,9 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
 
   /* The op and a copy of the same bytes, interleaved. */
   for (int i = 0; i < reps; ++i) {
-    cl_event e1 = NULL, e2 = NULL;
+    cl_event e0 = NULL, e1 = NULL, e2 = NULL;
+    clEnqueueMarkerWithWaitList(q, 0, NULL, &e0);
+    clWaitForEvents(1, &e0);
     double h0 = now_s();
     RUN_OP(&e1);
     clWaitForEvents(1, &e1);
@@ -313,11 +320,10 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
     clEnqueueCopyBuffer(q, cs, cd, 0, 0, copy_bytes, 0, NULL, &e2);
     clWaitForEvents(1, &e2);
     double hc = now_s() - h0;
-    /* Cross-entropy is a pipeline of kernels; its event covers the last one
-     * only, so it is timed by the host clock (enqueue to completion). */
-    double d1 = ce ? -1.0 : event_seconds(e1), d2 = event_seconds(e2);
+    double d1 = event_seconds(e0, e1), d2 = event_seconds(NULL, e2);
     top[i] = d1 > 0 ? d1 : thost[i];
     tcopy[i] = d2 > 0 ? d2 : hc;
+    clReleaseEvent(e0);
     clReleaseEvent(e1);
     clReleaseEvent(e2);
   }
