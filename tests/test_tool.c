@@ -393,6 +393,30 @@ START_TEST(test_tool_no_platform) {
 }
 END_TEST
 
+/* bench --json writes DESIGN.md's keys (one small shape, quick). */
+START_TEST(test_tool_bench_json) {
+  setenv("CLSM_BENCH_ONLY", "64x80", 1);
+  const char *args[] = {"bench", "--quick", "--json", path_in("b.json"), NULL};
+  ck_assert_msg(run_tool(args) == 0, "%s", errtext);
+  FILE *f = fopen(path_in("b.json"), "r");
+  ck_assert(f != NULL);
+  static char js[65536];
+  size_t n = fread(js, 1, sizeof js - 1, f);
+  js[n] = '\0';
+  fclose(f);
+  static const char *const keys[] = {"\"device\": \"", "\"copy_gbps\": ", "\"rows\": [",
+                                     "\"op\": \"softmax\"", "\"op\": \"log-softmax\"",
+                                     "\"op\": \"cross-entropy-fused\"", "\"dtype\": \"float32\"",
+                                     "\"shape\": [64, 80]", "\"dim\": -1", "\"median_ms\": ",
+                                     "\"gbps\": ", "\"ratio_copy\": ", "\"max_err\": ",
+                                     "\"onednn_gbps\": "};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; ++i)
+    ck_assert_msg(strstr(js, keys[i]) != NULL, "bench JSON lacks %s:\n%s", keys[i], js);
+  ck_assert(js[0] == '{' && strstr(js, "]}") != NULL);
+  unsetenv("CLSM_BENCH_ONLY");
+}
+END_TEST
+
 /* The demo passes on the default device. */
 START_TEST(test_tool_demo) {
   const char *args[] = {"demo", NULL};
@@ -413,6 +437,7 @@ static Suite *tool_suite(void) {
   tcase_add_test(tc, test_tool_bad_device);
   tcase_add_test(tc, test_tool_demo);
   tcase_add_test(tc, test_tool_no_platform);
+  tcase_add_test(tc, test_tool_bench_json);
   suite_add_tcase(s, tc);
   return s;
 }
