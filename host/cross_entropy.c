@@ -15,7 +15,6 @@
 #define CE_G_POS 64u
 #define CE_MEAN 128u
 #define CE_KEEP 256u
-#define KEEP_BYTES (128u * 1024u)
 
 static const unsigned float_types =
     (1u << CLSM_FLOAT32) | (1u << CLSM_FLOAT16) | (1u << CLSM_BFLOAT16) | (1u << CLSM_FLOAT64);
@@ -302,14 +301,17 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   /* 2. W and the non-ignored count. */
   cl_kernel red;
   if ((st = clsm__kernel(ctx, c->program, K_CE_REDUCE, &red)) != CLSM_SUCCESS) return st;
-  if (need_totals) {
-    k = red;
-    a = 0;
-    cl_int k0 = 0, k1 = 2;
-    ARG(ctx->scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);
-    CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * acc, NULL));
-    ENQ(k, red_local, red_local, 0);
-  }
+  /* Sums scratch arrays k0..k1-1 into their totals (one work-group). */
+#define REDUCE(k0_, k1_)                                                   \
+  do {                                                                     \
+    cl_int k0 = (k0_), k1 = (k1_);                                         \
+    k = red;                                                               \
+    a = 0;                                                                 \
+    ARG(ctx->scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);        \
+    CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * acc, NULL));           \
+    ENQ(k, red_local, red_local, 0);                                       \
+  } while (0)
+  if (need_totals) REDUCE(0, 2);
 
   /* 3. Rows. */
   /* CPU: a work-item per position (vectorised for contiguous rows); GPU: a
@@ -370,14 +372,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
 
   /* 4. The loss (and total weight). */
   if (loss_out || opt->total_weight) {
-    if (loss_out && reduced) {
-      k = red;
-      a = 0;
-      cl_int k0 = 2, k1 = 4;
-      ARG(ctx->scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);
-      CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * acc, NULL));
-      ENQ(k, red_local, red_local, 0);
-    }
+    if (loss_out && reduced) REDUCE(2, 4);
     if ((st = clsm__kernel(ctx, c->program, K_CE_FINISH, &k)) != CLSM_SUCCESS) return st;
     a = 0;
     cl_mem lmem = loss_out ? c->loss->mem : ctx->scratch;
@@ -395,6 +390,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   return CLSM_SUCCESS;
 fail:
   return st;
+#undef REDUCE
 #undef ENQ
 }
 

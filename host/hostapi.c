@@ -19,6 +19,22 @@ static clsm_status fail_locked(clsm_context *ctx, clsm_status status, const char
   return status;
 }
 
+/* A device buffer of `bytes` (at least 1), filled from `init` without
+ * waiting when it is not NULL. */
+static clsm_status host_buffer(clsm_context *ctx, size_t bytes, const void *init, cl_mem *out) {
+  cl_int err = CL_SUCCESS;
+  pthread_mutex_lock(&ctx->lock);
+  int injected = clsm__inject_cl(ctx, &err);
+  pthread_mutex_unlock(&ctx->lock);
+  if (!injected) *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes ? bytes : 1, NULL, &err);
+  if (!*out) return cl_failed(ctx, err, "clCreateBuffer", __LINE__);
+  if (init && bytes) {
+    err = clEnqueueWriteBuffer(ctx->queue, *out, CL_FALSE, 0, bytes, init, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return cl_failed(ctx, err, "clEnqueueWriteBuffer", __LINE__);
+  }
+  return CLSM_SUCCESS;
+}
+
 typedef enum { OP_SOFTMAX, OP_LOG_SOFTMAX, OP_SOFTMAX_BWD, OP_LOG_SOFTMAX_BWD } host_kind;
 
 /* Runs one op on device copies of `nin` input arrays; the output goes to
@@ -53,23 +69,7 @@ static clsm_status host_op(clsm_context *ctx, host_kind kind, clsm_dtype dtype, 
 
   clsm_tensor t[3];
   for (int i = 0; i <= nin; ++i) {
-    cl_int err = CL_SUCCESS;
-    pthread_mutex_lock(&ctx->lock);
-    int injected = clsm__inject_cl(ctx, &err);
-    pthread_mutex_unlock(&ctx->lock);
-    if (!injected)
-      bufs[i] = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes ? bytes : 1, NULL, &err);
-    if (!bufs[i]) {
-      st = cl_failed(ctx, err, "clCreateBuffer", __LINE__);
-      goto out;
-    }
-    if (i < nin && bytes) {
-      err = clEnqueueWriteBuffer(ctx->queue, bufs[i], CL_FALSE, 0, bytes, in[i], 0, NULL, NULL);
-      if (err != CL_SUCCESS) {
-        st = cl_failed(ctx, err, "clEnqueueWriteBuffer", __LINE__);
-        goto out;
-      }
-    }
+    if ((st = host_buffer(ctx, bytes, i < nin ? in[i] : NULL, &bufs[i])) != CLSM_SUCCESS) goto out;
     t[i] = clsm_tensor_contiguous(bufs[i], 0, dtype, rank, shape);
   }
   switch (kind) {
@@ -172,22 +172,7 @@ clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int ran
     if (i == BW && !weight) continue;
     if ((i == BG && !grad) || (i == BS && !grad_scale) || (i == BE && !lse) || (i == BTW && !total_weight))
       continue;
-    cl_int err = CL_SUCCESS;
-    pthread_mutex_lock(&ctx->lock);
-    int injected = clsm__inject_cl(ctx, &err);
-    pthread_mutex_unlock(&ctx->lock);
-    if (!injected) b[i] = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, sizes[i] ? sizes[i] : 1, NULL, &err);
-    if (!b[i]) {
-      st = cl_failed(ctx, err, "clCreateBuffer", __LINE__);
-      goto out;
-    }
-    if (init[i] && sizes[i]) {
-      err = clEnqueueWriteBuffer(ctx->queue, b[i], CL_FALSE, 0, sizes[i], init[i], 0, NULL, NULL);
-      if (err != CL_SUCCESS) {
-        st = cl_failed(ctx, err, "clEnqueueWriteBuffer", __LINE__);
-        goto out;
-      }
-    }
+    if ((st = host_buffer(ctx, sizes[i], init[i], &b[i])) != CLSM_SUCCESS) goto out;
   }
   clsm_tensor tx = clsm_tensor_contiguous(b[BX], 0, dtype, rank, shape);
   clsm_tensor tt = clsm_tensor_contiguous(b[BT], 0, target_dtype, trank, tshape);

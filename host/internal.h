@@ -163,6 +163,15 @@ void clsm__programs_release(clsm_context *ctx);
 clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wait,
                          cl_event *event);
 
+/* Row-kernel flags, as kernels/common.cl defines them. */
+#define F_LOG 1u       /* log_softmax */
+#define F_SAFE 2u      /* an all -inf row gives 0 / -inf */
+#define F_RECOMPUTE 4u /* softmax computes exp twice instead of storing and rescaling */
+
+/* Rows (or tiles of inner positions) larger than this are not kept in an
+ * output buffer to be rescaled: they no longer stay in cache. */
+#define KEEP_BYTES (128u * 1024u)
+
 /* Which kernel and launch geometry for a row operation. */
 typedef struct clsm_plan {
   clsm_kernel_id kernel; /* forward id; backward ops add K_BACKWARD */

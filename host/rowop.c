@@ -4,10 +4,6 @@
 
 #include <string.h>
 
-#define F_RECOMPUTE 4u
-/* Softmax rows or tiles larger than this are written once with exp computed
- * twice, rather than stored and rescaled (they no longer stay in cache). */
-#define KEEP_BYTES (128u * 1024u)
 
 static const unsigned float_types =
     (1u << CLSM_FLOAT32) | (1u << CLSM_FLOAT16) | (1u << CLSM_BFLOAT16) | (1u << CLSM_FLOAT64);
@@ -111,7 +107,7 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
   const size_t acc = program == P_F64 ? sizeof(double) : sizeof(float);
   cl_uint flags = op->flags;
   size_t scratch = acc; /* K_ROWS_CPU's local scratch: unused unless sized below */
-  if (!op->backward && !(flags & 1u)) {
+  if (!op->backward && !(flags & F_LOG)) {
     /* Softmax: keep exp(x - m) in y (or, for 16-bit y, in local scratch) and
      * rescale it while the row is in cache; otherwise compute exp twice. */
     size_t es = clsm_dtype_size(out->dtype);

@@ -1,9 +1,6 @@
 /* softmax, log_softmax and their backward: the public entry points. */
 #include "internal.h"
 
-#define F_LOG 1u
-#define F_SAFE 2u
-
 static clsm_status run(clsm_context *ctx, clsm_rowop *op, int dim, unsigned flags, int log,
                        cl_uint num_wait, const cl_event *wait, cl_event *event) {
   if (!ctx) return CLSM_ERR_NULL_ARGUMENT;

@@ -63,9 +63,6 @@ inline long clsm_target(__global const uchar *tg, long idx, int kind) {
 inline ACC clsm_cap(ACC v, ACC cap, uint flags) {
   return (flags & CE_SOFTCAP) ? (ACC)cap * tanh(v / (ACC)cap) : v;
 }
-inline ACCV clsm_cap16(ACCV v, ACC cap, uint flags) {
-  return (flags & CE_SOFTCAP) ? (ACCV)(cap) * tanh(v / (ACCV)(cap)) : v;
-}
 
 __kernel void clsm_ce_prep(__global const uchar *tg, ulong toff, long tso, long tsi, int tkind,
                            __global const TX *w, ulong woff, __global ACC *scr, long P,
