@@ -395,6 +395,18 @@ static void shape_str(const shape_case *sc, char *buf, size_t n) {
     k += snprintf(buf + k, n - (size_t)k, "%s%lld", i ? "x" : "", (long long)sc->shape[i]);
 }
 
+/* Whether `sh` is one of the comma-separated shapes in `list`. */
+static int in_list(const char *list, const char *sh) {
+  size_t n = strlen(sh);
+  for (const char *p = list; *p;) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == n && !strncmp(p, sh, n)) return 1;
+    p += len + (e ? 1 : 0);
+  }
+  return 0;
+}
+
 static void print_header(void) {
   printf("%-20s %-8s %-14s %4s %10s %9s %7s %7s %8s %5s %8s %7s %6s\n", "op", "dtype", "shape",
          "dim", "median_ms", "host_ms", "Gelem/s", "GB/s", "copyGB/s", "ratio", "max_err", "oneDNN",
@@ -484,13 +496,14 @@ int tool_bench(const char *device, int quick, const char *json_path) {
   const clsm_dtype dts[3] = {CLSM_FLOAT32, CLSM_FLOAT16, CLSM_BFLOAT16};
   row_result *rows = calloc((size_t)ncases * B_OPS * 3, sizeof *rows);
   int n = 0, rc = rows ? EXIT_OK : EXIT_DEVICE;
-  /* CLSM_BENCH_ONLY=SHAPE (e.g. 64x512x512) runs only that shape. */
+  /* CLSM_BENCH_ONLY=SHAPE[,SHAPE...] (e.g. 8192x4096,64x512x512) runs only
+   * those shapes. */
   const char *only = getenv("CLSM_BENCH_ONLY");
   for (int c = 0; c < ncases && rows; ++c) {
     if (quick && !cases[c].quick) continue;
     char sh[64];
     shape_str(&cases[c], sh, sizeof sh);
-    if (only && *only && strcmp(only, sh)) continue;
+    if (only && *only && !in_list(only, sh)) continue;
     for (int di = 0; di < 3; ++di) {
       /* 16-bit rows on the shapes that the dtype comparison needs. */
       if (di > 0 && !cases[c].half) continue;

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One prepared GPU check: on a machine with an NVIDIA GPU, its driver and
+# PyTorch, but no OpenCL packages, this builds clsoftmax against NVIDIA's
+# OpenCL driver, runs the test suite on the GPU, the bench, and PyTorch on the
+# same shapes in the same session. Expects .gpu/ (ignored by git) to hold the
+# Debian 12 .deb files of ocl-icd-libopencl1 ocl-icd-opencl-dev
+# opencl-c-headers check libsubunit0 libsubunit-dev pkgconf pkgconf-bin
+# libpkgconf3 clinfo (apt-get download ...). Results go to $OUT (default /tmp).
+# Steps are bounded by timeouts; GPU_STEPS (default "test bench torch")
+# picks which run, GPU_BENCH_ONLY narrows the bench to some shapes.
+set -u
+out=${OUT:-/tmp}
+steps=${GPU_STEPS:-test bench torch}
+for f in .gpu/*.deb; do dpkg -x "$f" / ; done
+ldconfig
+lib=$(ldconfig -p | awk '/libnvidia-opencl\.so/{print $NF; exit}')
+[ -n "$lib" ] || lib=$(find / -xdev -name 'libnvidia-opencl.so*' 2>/dev/null | head -n 1)
+echo "NVIDIA OpenCL driver library: ${lib:-not found}"
+[ -n "$lib" ] || { nvidia-smi || true; exit 1; }
+mkdir -p /etc/OpenCL/vendors && echo "$lib" > /etc/OpenCL/vendors/nvidia.icd
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv
+command -v clinfo >/dev/null && clinfo -l
+t0=$(date +%s)
+cmake -S . -B /tmp/build-gpu -DCMAKE_BUILD_TYPE=Release >"$out/configure.log" 2>&1 &&
+  cmake --build /tmp/build-gpu -j 16 >"$out/build.log" 2>&1 ||
+  { tail -n 40 "$out/configure.log" "$out/build.log"; exit 1; }
+echo "build: $(( $(date +%s) - t0 )) s"
+bin=/tmp/build-gpu/clsoftmax
+export CLSM_DEVICE=gpu
+timeout 30 "$bin" demo | tail -n 12
+case " $steps " in *" test "*)
+  t0=$(date +%s)
+  timeout "${GPU_TEST_TIMEOUT:-170}" ctest --test-dir /tmp/build-gpu -j 12 --timeout 150 \
+    --output-on-failure >"$out/ctest.log" 2>&1
+  echo "ctest exit $? after $(( $(date +%s) - t0 )) s"; grep -E "tests passed|Failed|\*\*\*|Timeout" "$out/ctest.log" | tail -n 25
+esac
+case " $steps " in *" bench "*)
+  CLSM_BENCH_ONLY=${GPU_BENCH_ONLY:-} timeout "${GPU_BENCH_TIMEOUT:-200}" "$bin" bench \
+    --json "$out/bench-gpu.json" > "$out/bench-gpu.txt" 2>&1
+  echo "bench exit $?"; cat "$out/bench-gpu.txt"
+esac
+case " $steps " in *" torch "*)
+  PYTHONUNBUFFERED=1 timeout "${GPU_TORCH_TIMEOUT:-100}" python3 bench/torch_compare.py \
+    --json "$out/torch-gpu.json" > "$out/torch-gpu.txt" 2>&1
+  echo "torch exit $?"; cat "$out/torch-gpu.txt"
+esac
