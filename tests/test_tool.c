@@ -280,6 +280,8 @@ START_TEST(test_tool_usage) {
       {"softmax", "--bogus", xp, yp, NULL},
       {"devices", "extra", NULL},
       {"bench", "--json", NULL},
+      {"bench", "--svg", NULL},
+      {"bench", "--svg=", NULL},
       {"demo", "file.npy", NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
@@ -417,6 +419,90 @@ START_TEST(test_tool_bench_json) {
 }
 END_TEST
 
+static size_t read_text(const char *path, char *buf, size_t cap) {
+  FILE *f = fopen(path, "r");
+  ck_assert_msg(f != NULL, "cannot open %s", path);
+  size_t n = fread(buf, 1, cap - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  ck_assert_msg(n < cap - 1, "%s is larger than the test's buffer", path);
+  return n;
+}
+
+static int count_of(const char *text, const char *what) {
+  int k = 0;
+  for (const char *p = strstr(text, what); p; p = strstr(p + 1, what)) k++;
+  return k;
+}
+
+/* bench --svg draws one <rect> per bar: for each float32 softmax and
+ * log-softmax row of the --json output of the same run, ours and the copy,
+ * and oneDNN's where it has a number. A path that cannot be written: exit 2,
+ * no FILE.tmp left behind. */
+START_TEST(test_tool_bench_svg) {
+  setenv("CLSM_BENCH_ONLY", "64x80", 1);
+  const char *args[] = {"bench", "--quick", "--json", path_in("b.json"), "--svg", path_in("b.svg"), NULL};
+  ck_assert_msg(run_tool(args) == 0, "%s", errtext);
+  static char js[65536], svg[262144];
+  read_text(path_in("b.json"), js, sizeof js);
+  size_t n = read_text(path_in("b.svg"), svg, sizeof svg);
+  ck_assert_msg(!strncmp(svg, "<?xml", 5) || !strncmp(svg, "<svg", 4), "%.80s", svg);
+  const char *end = strstr(svg, "</svg>");
+  ck_assert_msg(end && strspn(end + 6, " \n") == n - (size_t)(end + 6 - svg), "no closing </svg>");
+  ck_assert(!file_exists("b.svg.tmp"));
+  ck_assert(strstr(svg, "<script") == NULL && strstr(svg, "@font-face") == NULL);
+
+  /* Bars the JSON rows call for (one row a line). */
+  int rows = 0, bars = 0;
+  for (const char *line = js; line; line = strchr(line + 1, '\n')) {
+    const char *eol = strchr(line + 1, '\n');
+    size_t len = eol ? (size_t)(eol - line) : strlen(line);
+    char row[1024];
+    if (len >= sizeof row) continue;
+    memcpy(row, line, len);
+    row[len] = '\0';
+    if (!strstr(row, "\"dtype\": \"float32\"") ||
+        !(strstr(row, "\"op\": \"softmax\"") || strstr(row, "\"op\": \"log-softmax\"")))
+      continue;
+    rows++;
+    bars += strstr(row, "\"onednn_gbps\": null") ? 2 : 3;
+  }
+  ck_assert_msg(rows == 2, "expected the two float32 forward rows of 64x80 in:\n%s", js);
+  ck_assert_msg(count_of(svg, "<rect") == bars, "%d <rect> for %d bars:\n%s", count_of(svg, "<rect"),
+                bars, svg);
+  for (const char *p = strstr(svg, "<rect"); p; p = strstr(p + 1, "<rect")) {
+    const char *w = strstr(p, "width=\"");
+    ck_assert(w != NULL);
+    ck_assert_msg(strtod(w + 7, NULL) > 0, "a bar of no width: %.80s", p);
+  }
+  ck_assert_msg(strstr(svg, ">softmax 64x80 dim -1<") && strstr(svg, ">log-softmax 64x80 dim -1<"),
+                "row labels missing:\n%s", svg);
+  ck_assert(strstr(svg, "GB/s") != NULL);
+  /* The device's name in the title, when it has nothing to escape. */
+  const char *dev = strstr(js, "\"device\": \"");
+  ck_assert(dev != NULL);
+  dev += 11;
+  size_t dlen = strcspn(dev, "\"");
+  char name[256];
+  ck_assert(dlen < sizeof name);
+  memcpy(name, dev, dlen);
+  name[dlen] = '\0';
+  if (!strpbrk(name, "&<>'\\")) ck_assert_msg(strstr(svg, name) != NULL, "device %s not in the title", name);
+
+  /* A folder that does not exist, and a name that is a folder. */
+  const char *nodir[] = {"bench", "--quick", "--svg", path_in("missing/c.svg"), NULL};
+  ck_assert_int_eq(run_tool(nodir), 2);
+  ck_assert_msg(strstr(errtext, "cannot write") != NULL, "%s", errtext);
+  ck_assert(!file_exists("missing/c.svg.tmp") && !file_exists("missing"));
+  ck_assert(mkdir(path_in("adir"), 0700) == 0);
+  const char *isdir[] = {"bench", "--quick", "--svg", path_in("adir"), NULL};
+  ck_assert_int_eq(run_tool(isdir), 2);
+  ck_assert_msg(strstr(errtext, "cannot write") != NULL, "%s", errtext);
+  ck_assert(!file_exists("adir.tmp"));
+  unsetenv("CLSM_BENCH_ONLY");
+}
+END_TEST
+
 /* The demo passes on the default device. */
 START_TEST(test_tool_demo) {
   const char *args[] = {"demo", NULL};
@@ -438,6 +524,7 @@ static Suite *tool_suite(void) {
   tcase_add_test(tc, test_tool_demo);
   tcase_add_test(tc, test_tool_no_platform);
   tcase_add_test(tc, test_tool_bench_json);
+  tcase_add_test(tc, test_tool_bench_svg);
   suite_add_tcase(s, tc);
   return s;
 }

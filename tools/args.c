@@ -63,7 +63,8 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
                (IS("--reduction") || IS("--ignore-index") || IS("--label-smoothing") ||
                 IS("--weight") || IS("--z-loss") || IS("--softcap") || IS("--grad") || IS("--dloss"));
       int takes = ce || (IS("--dim") && (accepted & OPT_DIM)) ||
-                  (IS("--device") && (accepted & OPT_DEVICE)) || (IS("--json") && (accepted & OPT_JSON));
+                  (IS("--device") && (accepted & OPT_DEVICE)) || (IS("--json") && (accepted & OPT_JSON)) ||
+                  (IS("--svg") && (accepted & OPT_SVG));
       if (!takes) return tool_usage_error("unknown option '%s'", a);
       if (!val) {
         if (i + 1 >= argc) return tool_usage_error("option '%s' needs a value", a);
@@ -78,6 +79,9 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
       } else if (IS("--json")) {
         if (!*val) return tool_usage_error("--json needs a file name%s", "");
         o->json = val;
+      } else if (IS("--svg")) {
+        if (!*val) return tool_usage_error("--svg needs a file name%s", "");
+        o->svg = val;
       } else if (IS("--reduction")) {
         if (!strcmp(val, "mean")) o->ce.reduction = CLSM_REDUCTION_MEAN;
         else if (!strcmp(val, "sum")) o->ce.reduction = CLSM_REDUCTION_SUM;

@@ -5,6 +5,7 @@
  * double reference, and oneDNN's softmax on the same shapes when it was found
  * at build time. One line is printed per row as it completes. */
 #include "reference.h"
+#include "svg.h"
 #include "tool.h"
 
 #include <math.h>
@@ -462,7 +463,26 @@ static int write_json(const char *path, const char *device, const row_result *ro
   return EXIT_OK;
 }
 
-int tool_bench(const char *device, int quick, const char *json_path) {
+/* The chart of the float32 softmax and log-softmax rows. */
+static int write_svg(const char *path, const char *device, const row_result *rows, int n) {
+  svg_row s[sizeof cases / sizeof cases[0] * 2];
+  int k = 0;
+  for (int i = 0; i < n && k < (int)(sizeof s / sizeof s[0]); ++i) {
+    const row_result *r = &rows[i];
+    if (r->dtype != CLSM_FLOAT32 || (r->op != op_names[B_SOFTMAX] && r->op != op_names[B_LOG_SOFTMAX]))
+      continue;
+    char shape[64];
+    shape_str(r->sc, shape, sizeof shape);
+    snprintf(s[k].label, sizeof s[k].label, "%s %s dim %d", r->op, shape, r->sc->dim);
+    s[k].gbps = r->gbps;
+    s[k].onednn_gbps = r->onednn_gbps;
+    s[k].copy_gbps = r->copy_gbps;
+    k++;
+  }
+  return svg_write_bench(path, device, s, k);
+}
+
+int tool_bench(const char *device, int quick, const char *json_path, const char *svg_path) {
   double t0 = now_s();
   clsm_context *ctx = tool_context(device);
   if (!ctx) return EXIT_DEVICE;
@@ -522,6 +542,10 @@ int tool_bench(const char *device, int quick, const char *json_path) {
     }
   }
   if (json_path) rc = write_json(json_path, clsm_context_device_name(ctx), rows, n);
+  if (svg_path) {
+    int src = write_svg(svg_path, clsm_context_device_name(ctx), rows, n);
+    if (rc == EXIT_OK) rc = src;
+  }
 out:
   free(rows);
   clsm_context_destroy(ctx);

@@ -23,7 +23,7 @@ static const char usage_text[] =
     "                          [--label-smoothing E] [--weight W.npy] [--z-loss Z]\n"
     "                          [--softcap S] [--grad G.npy] [--dloss DL.npy]\n"
     "                          [--device SPEC] LOGITS.npy TARGET.npy LOSS.npy\n"
-    "  clsoftmax bench [--quick] [--json FILE] [--device SPEC]\n"
+    "  clsoftmax bench [--quick] [--json FILE] [--svg FILE] [--device SPEC]\n"
     "  clsoftmax demo  [--device SPEC]\n"
     "  clsoftmax --help | --version\n"
     "\n"
@@ -336,8 +336,8 @@ static int cmd_demo(int argc, char **argv) {
 
 static int cmd_bench(int argc, char **argv) {
   options o;
-  int rc = tool_parse_options(argc, argv, OPT_DEVICE | OPT_QUICK | OPT_JSON, 0, &o);
-  return rc ? rc : tool_bench(o.device, o.quick, o.json);
+  int rc = tool_parse_options(argc, argv, OPT_DEVICE | OPT_QUICK | OPT_JSON | OPT_SVG, 0, &o);
+  return rc ? rc : tool_bench(o.device, o.quick, o.json, o.svg);
 }
 
 int main(int argc, char **argv) {

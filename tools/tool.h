@@ -21,6 +21,6 @@ clsm_context *tool_context(const char *spec);
 int tool_report(clsm_context *ctx, clsm_status st, const char *what);
 
 int tool_demo(const char *device);
-int tool_bench(const char *device, int quick, const char *json_path);
+int tool_bench(const char *device, int quick, const char *json_path, const char *svg_path);
 
 #endif
