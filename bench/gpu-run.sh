@@ -6,8 +6,9 @@
 # Debian 12 .deb files of ocl-icd-libopencl1 ocl-icd-opencl-dev
 # opencl-c-headers check libsubunit0 libsubunit-dev pkgconf pkgconf-bin
 # libpkgconf3 clinfo (apt-get download ...). Results go to $OUT (default /tmp).
-# Steps are bounded by timeouts; GPU_STEPS (default "test bench torch")
-# picks which run, GPU_BENCH_ONLY narrows the bench to some shapes.
+# Steps run in the order bench, torch, test (the timings first, on an idle
+# card), each bounded by a timeout; GPU_STEPS (default "test bench torch")
+# picks which run, GPU_BENCH_ONLY (SHAPE,...) narrows bench and torch.
 set -u
 out=${OUT:-/tmp}
 steps=${GPU_STEPS:-test bench torch}
@@ -28,19 +29,21 @@ echo "build: $(( $(date +%s) - t0 )) s"
 bin=/tmp/build-gpu/clsoftmax
 export CLSM_DEVICE=gpu
 timeout 30 "$bin" demo | tail -n 12
-case " $steps " in *" test "*)
-  t0=$(date +%s)
-  timeout "${GPU_TEST_TIMEOUT:-170}" ctest --test-dir /tmp/build-gpu -j 12 --timeout 150 \
-    --output-on-failure >"$out/ctest.log" 2>&1
-  echo "ctest exit $? after $(( $(date +%s) - t0 )) s"; grep -E "tests passed|Failed|\*\*\*|Timeout" "$out/ctest.log" | tail -n 25
-esac
+only=${GPU_BENCH_ONLY:-}
 case " $steps " in *" bench "*)
-  CLSM_BENCH_ONLY=${GPU_BENCH_ONLY:-} timeout "${GPU_BENCH_TIMEOUT:-200}" "$bin" bench \
-    --json "$out/bench-gpu.json" > "$out/bench-gpu.txt" 2>&1
+  CLSM_BENCH_ONLY=$only timeout "${GPU_BENCH_TIMEOUT:-200}" "$bin" bench \
+    --json "$out/bench-gpu.json" --svg "$out/bench-gpu.svg" > "$out/bench-gpu.txt" 2>&1
   echo "bench exit $?"; cat "$out/bench-gpu.txt"
 esac
 case " $steps " in *" torch "*)
   PYTHONUNBUFFERED=1 timeout "${GPU_TORCH_TIMEOUT:-100}" python3 bench/torch_compare.py \
-    --json "$out/torch-gpu.json" > "$out/torch-gpu.txt" 2>&1
+    ${only:+--only "$only"} --json "$out/torch-gpu.json" > "$out/torch-gpu.txt" 2>&1
   echo "torch exit $?"; cat "$out/torch-gpu.txt"
+esac
+case " $steps " in *" test "*)
+  t0=$(date +%s)
+  timeout "${GPU_TEST_TIMEOUT:-170}" ctest --test-dir /tmp/build-gpu -j 16 --timeout 300 \
+    --output-on-failure >"$out/ctest.log" 2>&1
+  echo "ctest exit $? after $(( $(date +%s) - t0 )) s"
+  grep -E "tests passed|Failed|\*\*\*|Timeout|Passed" "$out/ctest.log" | tail -n 30
 esac

@@ -8,7 +8,7 @@ dtypes, with the same byte accounting: every input read once, the output
 written once (cross-entropy: the logits once; forward + backward: the logits
 and the gradient once). Times are CUDA-event medians of at least 20 runs after
 3 warm-ups; a device-to-device copy of the same bytes is timed in the same
-loop. Usage: python3 torch_compare.py [--quick] [--json FILE]
+loop. Usage: python3 torch_compare.py [--quick] [--only SHAPE,...] [--json FILE]
 """
 import json
 import sys
@@ -58,6 +58,7 @@ def timed(fn, copy, reps):
 def main():
     quick = "--quick" in sys.argv
     jpath = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
+    only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else None
     dev = torch.device("cuda")
     name = torch.cuda.get_device_name(dev)
     print(f"device: {name}, torch {torch.__version__}")
@@ -66,7 +67,7 @@ def main():
     rows = []
     g = torch.Generator(device=dev).manual_seed(1234)
     for shape, dim, q, half in CASES:
-        if quick and not q:
+        if (quick and not q) or (only and "x".join(map(str, shape)) not in only):
             continue
         n = 1
         for s in shape:
@@ -83,7 +84,6 @@ def main():
             ncls = shape[cax]
             tshape = shape[:1] + shape[2:]
             tgt = torch.randint(0, ncls, tshape, generator=g, device=dev)
-            out = torch.empty_like(x)
             es = x.element_size()
             for op in OPS:
                 ce = op.startswith("cross")
@@ -123,7 +123,7 @@ def main():
                       flush=True)
                 rows.append(dict(op=op, dtype=dname, shape=list(shape), dim=dim, median_ms=ms,
                                  host_ms=hms, gbps=gbps, copy_gbps=cgbps))
-            del x, dy, ys, yl, out
+            del x, dy, ys, yl
             torch.cuda.empty_cache()
     if jpath:
         with open(jpath, "w") as f:

@@ -157,9 +157,16 @@ static void query_device(clsm_context *ctx) {
   size_t wg = 256;
   while (wg > 1 && (wg > ctx->max_wg_size || wg * 2 * sizeof(double) > ctx->local_mem_size))
     wg /= 2;
+  /* Forward rows get up to 1024 lanes (enough to keep rows of 32768
+   * elements in registers, see softmax.cl). */
+  size_t cap = 1024;
+  while (cap > 1 && (cap > ctx->max_wg_size || cap * 2 * sizeof(double) > ctx->local_mem_size))
+    cap /= 2;
   long env = clsm__env_long("CLSM_WG_SIZE", 0, 1, 1 << 16);
-  if (env > 0 && (env & (env - 1)) == 0 && (size_t)env <= ctx->max_wg_size) wg = (size_t)env;
+  ctx->wg_forced = env > 0 && (env & (env - 1)) == 0 && (size_t)env <= ctx->max_wg_size;
+  if (ctx->wg_forced) wg = cap = (size_t)env;
   ctx->wg_size = wg;
+  ctx->wg_cap = cap;
   ctx->inner_vectors = (int)clsm__env_long("CLSM_INNER_VECTORS", 8, 1, 8);
 }
 

@@ -286,7 +286,10 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   const int need_totals = mean || opt->total_weight;
   const int loss_out = !backward && c->loss;
   const size_t p1 = P > 0 ? (size_t)P : 1;
+  /* The reduce is one work-group: 64 lanes on a CPU, as many as the device
+   * and its local memory allow on a GPU (its lanes each walk P / n values). */
   size_t red_local = ctx->wg_size < 64 ? ctx->wg_size : 64;
+  if (ctx->family == CLSM_FAMILY_GPU && !ctx->wg_forced) red_local = ctx->wg_cap;
 
   /* 1. Targets: validate, weights and counts. */
   if ((st = clsm__kernel(ctx, c->program, K_CE_PREP, &k)) != CLSM_SUCCESS) return st;
@@ -301,6 +304,12 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   /* 2. W and the non-ignored count. */
   cl_kernel red;
   if ((st = clsm__kernel(ctx, c->program, K_CE_REDUCE, &red)) != CLSM_SUCCESS) return st;
+  {
+    size_t kmax = 0;
+    CLSM_CL(ctx, clGetKernelWorkGroupInfo(red, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax,
+                                          &kmax, NULL));
+    while (red_local > 1 && red_local > kmax) red_local /= 2;
+  }
   /* Sums scratch arrays k0..k1-1 into their totals (one work-group). */
 #define REDUCE(k0_, k1_)                                                   \
   do {                                                                     \

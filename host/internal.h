@@ -54,7 +54,9 @@ struct clsm_context {
   int has_fp64;  /* cl_khr_fp64 */
 
   /* Tunables, from device queries, overridable through the environment. */
-  size_t wg_size;      /* work-group size of K_ROWS_WG (CLSM_WG_SIZE) */
+  size_t wg_size;      /* work-group size of the work-group kernels (CLSM_WG_SIZE) */
+  size_t wg_cap;       /* most lanes a forward K_ROWS_WG row may get */
+  int wg_forced;       /* CLSM_WG_SIZE was given: every work-group kernel uses wg_size */
   int inner_vectors;   /* float16 vectors per work-item in K_INNER_CPU (CLSM_INNER_VECTORS) */
 
   pthread_mutex_t lock; /* guards everything below and every enqueue */

@@ -160,7 +160,11 @@ __kernel void clsm_backward_inner_cpu(CLSM_BARGS) {
     }
 }
 
-/* A work-group per row; la and lm hold each lane's partial sum and max. */
+/* A work-group per row; la and lm hold each lane's partial sum and max.
+ * Rows of at most n * BWD_VPT elements keep y and dy in registers (one read
+ * of each); longer rows read them again in the writing pass. */
+#define BWD_VPT 16
+
 __kernel void clsm_backward_rows_wg(CLSM_BARGS, __local ACC *la, __local ACC *lm) {
   long r = get_group_id(0);
   int l = (int)get_local_id(0), n = (int)get_local_size(0);
@@ -168,11 +172,24 @@ __kernel void clsm_backward_rows_wg(CLSM_BARGS, __local ACC *la, __local ACC *lm
   __global const TX *yr = y + yoff + o * yso + i * ysi;
   __global const TX *dyr = dy + dyoff + o * dyso + i * dysi;
   __global TY *dxr = dx + dxoff + o * dxso + i * dxsi;
+  const int cached = C <= (long)n * BWD_VPT;
+  ACC vs[BWD_VPT], gs[BWD_VPT];
   ACC acc = 0, ymax = -INFINITY;
-  for (long c = l; c < C; c += n) {
-    ACC g = LOADX(dyr, c * dysc), v = LOADX(yr, c * ysc);
-    acc += (flags & F_LOG) ? g : g * v;
-    ymax = fmax(ymax, v);
+  if (cached) {
+#pragma unroll
+    for (int k = 0; k < BWD_VPT; ++k) {
+      long c = l + (long)k * n;
+      gs[k] = c < C ? LOADX(dyr, c * dysc) : (ACC)0;
+      vs[k] = c < C ? LOADX(yr, c * ysc) : (ACC)(-INFINITY);
+      acc += (flags & F_LOG) ? gs[k] : gs[k] * (c < C ? vs[k] : (ACC)0);
+      ymax = fmax(ymax, vs[k]);
+    }
+  } else {
+    for (long c = l; c < C; c += n) {
+      ACC g = LOADX(dyr, c * dysc), v = LOADX(yr, c * ysc);
+      acc += (flags & F_LOG) ? g : g * v;
+      ymax = fmax(ymax, v);
+    }
   }
   la[l] = acc;
   lm[l] = ymax;
@@ -186,6 +203,15 @@ __kernel void clsm_backward_rows_wg(CLSM_BARGS, __local ACC *la, __local ACC *lm
   }
   acc = la[0];
   int zero = (flags & F_LOG) && (flags & F_SAFE) && lm[0] == -INFINITY;
+  if (cached) {
+#pragma unroll
+    for (int k = 0; k < BWD_VPT; ++k) {
+      long c = l + (long)k * n;
+      ACC d = (flags & F_LOG) ? gs[k] - exp(vs[k]) * acc : vs[k] * (gs[k] - acc);
+      if (c < C) STOREY(dxr, c * dxsc, zero ? (ACC)0 : d);
+    }
+    return;
+  }
   for (long c = l; c < C; c += n) {
     ACC g = LOADX(dyr, c * dysc), v = LOADX(yr, c * ysc);
     ACC d = (flags & F_LOG) ? g - exp(v) * acc : v * (g - acc);
