@@ -42,8 +42,17 @@ case " $steps " in *" torch "*)
 esac
 case " $steps " in *" test "*)
   t0=$(date +%s)
-  timeout "${GPU_TEST_TIMEOUT:-170}" ctest --test-dir /tmp/build-gpu -j 16 --timeout 300 \
-    --output-on-failure >"$out/ctest.log" 2>&1
+  # A forked Check test starts the driver afresh in each child (context
+  # creation took 0.25-0.35 s on an H100, and the forking suites did not
+  # finish in 190 s). Suites that set no environment of their own run
+  # unforked (CK_FORK=no) so the driver starts once per suite; the others
+  # stay forked. Not yet timed on a card.
+  nofork='^(softmax|dtypes|backward)_'
+  CK_FORK=no timeout "${GPU_TEST_TIMEOUT:-170}" ctest --test-dir /tmp/build-gpu -j 8 \
+    -R "$nofork" --timeout 300 --output-on-failure >"$out/ctest.log" 2>&1
+  echo "ctest (unforked suites) exit $? after $(( $(date +%s) - t0 )) s"
+  timeout "${GPU_TEST_TIMEOUT:-170}" ctest --test-dir /tmp/build-gpu -j 8 -E "$nofork" \
+    --timeout 300 --output-on-failure >>"$out/ctest.log" 2>&1
   echo "ctest exit $? after $(( $(date +%s) - t0 )) s"
   grep -E "tests passed|Failed|\*\*\*|Timeout|Passed" "$out/ctest.log" | tail -n 30
 esac

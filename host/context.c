@@ -157,8 +157,8 @@ static void query_device(clsm_context *ctx) {
   size_t wg = 256;
   while (wg > 1 && (wg > ctx->max_wg_size || wg * 2 * sizeof(double) > ctx->local_mem_size))
     wg /= 2;
-  /* Forward rows get up to 1024 lanes (enough to keep rows of 32768
-   * elements in registers, see softmax.cl). */
+  /* A reduction done by one work-group (cross-entropy's totals) takes up to
+   * 1024 lanes. */
   size_t cap = 1024;
   while (cap > 1 && (cap > ctx->max_wg_size || cap * 2 * sizeof(double) > ctx->local_mem_size))
     cap /= 2;

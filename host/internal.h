@@ -55,7 +55,7 @@ struct clsm_context {
 
   /* Tunables, from device queries, overridable through the environment. */
   size_t wg_size;      /* work-group size of the work-group kernels (CLSM_WG_SIZE) */
-  size_t wg_cap;       /* most lanes a forward K_ROWS_WG row may get */
+  size_t wg_cap;       /* lanes of a one-work-group reduction (cross-entropy's totals) */
   int wg_forced;       /* CLSM_WG_SIZE was given: every work-group kernel uses wg_size */
   int inner_vectors;   /* float16 vectors per work-item in K_INNER_CPU (CLSM_INNER_VECTORS) */
 

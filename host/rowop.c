@@ -130,13 +130,12 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
     size_t kmax = 0;
     CLSM_CL(ctx, clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax,
                                           &kmax, NULL));
-    if (!ctx->wg_forced) {
-      /* Enough lanes to hold the row in registers (WG_VPT = 32 per lane in
-       * softmax.cl, BWD_VPT = 16 in backward.cl), at least a 32-lane group,
-       * at most wg_cap. */
-      const int64_t per_lane = op->backward ? 16 : 32;
+    if (op->backward && !ctx->wg_forced) {
+      /* Backward: enough lanes to keep y and dy in registers (BWD_VPT = 16
+       * per lane in backward.cl), at least 32, at most wg_size; longer rows
+       * read them twice. */
       plan.local = 32;
-      while (plan.local < ctx->wg_cap && (int64_t)plan.local * per_lane < op->C) plan.local *= 2;
+      while (plan.local < ctx->wg_size && (int64_t)plan.local * 16 < op->C) plan.local *= 2;
     }
     while (plan.local > 1 && plan.local > kmax) plan.local /= 2;
     plan.global = (size_t)op->rows * plan.local;

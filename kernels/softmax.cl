@@ -259,38 +259,9 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
   }
 }
 
-/* A work-group per row, n lanes (a power of two); lane l owns elements
- * l, l + n, l + 2n, ...: neighbouring lanes read neighbouring elements.
- *  - Rows of at most n * WG_VPT elements stay in registers (WG_VPT per lane,
- *    fully unrolled): one read of x, one write of y, one exp per element.
- *    The max is reduced first (lm), then the sum of exp(x - max) (ls); the
- *    same arithmetic as clsm_row_strided.
- *  - Longer rows: each lane loads WG_VPT elements at a time, takes their max
- *    and folds them into its online (max, sum) pair with one rescale per
- *    load, so loads do not wait on the exponentials; the pairs are merged in
- *    local memory and the writing pass reads x again (often from cache). */
-#define WG_VPT 32
-
-inline ACC clsm_wg_max(__local ACC *lm, int l, int n, ACC v) {
-  lm[l] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int h = n / 2; h > 0; h /= 2) {
-    if (l < h) lm[l] = fmax(lm[l], lm[l + h]);
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  return lm[0];
-}
-
-inline ACC clsm_wg_sum(__local ACC *ls, int l, int n, ACC v) {
-  ls[l] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int h = n / 2; h > 0; h /= 2) {
-    if (l < h) ls[l] += ls[l + h];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  return ls[0];
-}
-
+/* A work-group per row; lm and ls hold one (max, sum) pair per lane. The
+ * work-group size is a power of two. The writing pass computes exp again:
+ * the row is read twice from memory, written once. */
 __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) {
   long r = get_group_id(0);
   int l = (int)get_local_id(0), n = (int)get_local_size(0);
@@ -298,68 +269,8 @@ __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) 
   __global const TX *xr = x + xoff + o * xso + i * xsi;
   __global TY *yr = y + yoff + o * yso + i * ysi;
 
-  if (C <= (long)n * WG_VPT) {
-    ACC v[WG_VPT];
-    ACC m = -INFINITY;
-#pragma unroll
-    for (int k = 0; k < WG_VPT; ++k) {
-      long c = l + (long)k * n;
-      v[k] = c < C ? LOADX(xr, c * xsc) : (ACC)(-INFINITY);
-      m = fmax(m, v[k]);
-    }
-    m = clsm_ref_max(clsm_wg_max(lm, l, n, m), flags);
-    ACC s = 0;
-    if (flags & F_LOG) {
-#pragma unroll
-      for (int k = 0; k < WG_VPT; ++k)
-        if (l + (long)k * n < C) s += exp(v[k] - m);
-    } else {
-#pragma unroll
-      for (int k = 0; k < WG_VPT; ++k)
-        if (l + (long)k * n < C) {
-          v[k] = clsm_exp_sub(v[k], m);
-          s += v[k];
-        }
-    }
-    s = clsm_wg_sum(ls, l, n, s);
-    if (flags & F_LOG) {
-      ACC lsum = clsm_log_sum(s);
-#pragma unroll
-      for (int k = 0; k < WG_VPT; ++k) {
-        long c = l + (long)k * n;
-        if (c < C) STOREY(yr, c * ysc, (v[k] - m) - lsum);
-      }
-    } else {
-      ACC inv = clsm_inv_sum(s);
-#pragma unroll
-      for (int k = 0; k < WG_VPT; ++k) {
-        long c = l + (long)k * n;
-        if (c < C) STOREY(yr, c * ysc, v[k] * inv);
-      }
-    }
-    return;
-  }
-
   ACC m = -INFINITY, s = 0;
-  for (long c0 = 0; c0 < C; c0 += (long)n * WG_VPT) {
-    ACC v[WG_VPT];
-    ACC cm = -INFINITY;
-#pragma unroll
-    for (int k = 0; k < WG_VPT; ++k) {
-      long c = c0 + l + (long)k * n;
-      v[k] = c < C ? LOADX(xr, c * xsc) : (ACC)(-INFINITY);
-      cm = fmax(cm, v[k]);
-    }
-    /* As clsm_online_add, a load at a time: an element equal to the max
-     * counts 1 (two -inf do not make NaN); padding counts 0. */
-    if (cm > m) {
-      s *= exp(m - cm);
-      m = cm;
-    }
-#pragma unroll
-    for (int k = 0; k < WG_VPT; ++k)
-      if (c0 + l + (long)k * n < C) s += v[k] == m ? (ACC)1 : exp(v[k] - m);
-  }
+  for (long c = l; c < C; c += n) clsm_online_add(&m, &s, LOADX(xr, c * xsc));
   lm[l] = m;
   ls[l] = s;
   clsm_tree_online(lm, ls, l, n);

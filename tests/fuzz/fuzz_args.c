@@ -23,7 +23,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   argv[argc] = NULL;
   options o;
-  int rc = tool_parse_options(argc, argv, data[0] & 31u, (data[0] >> 5) & 3, &o);
+  /* Bits 0-4 and 7: accepted options; bits 5-6: positional count. */
+  unsigned accept = (data[0] & 31u) | ((data[0] & 0x80u) ? (unsigned)OPT_SVG : 0u);
+  int rc = tool_parse_options(argc, argv, accept, (data[0] >> 5) & 3, &o);
   if (rc != 0 && rc != 2) abort();
   if (rc == 0 && o.npos != ((data[0] >> 5) & 3)) abort();
   free(buf);
