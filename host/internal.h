@@ -169,6 +169,7 @@ clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wa
 #define F_LOG 1u       /* log_softmax */
 #define F_SAFE 2u      /* an all -inf row gives 0 / -inf */
 #define F_RECOMPUTE 4u /* softmax computes exp twice instead of storing and rescaling */
+#define F_BLOCKS 8u    /* rows_cpu softmax: a long row in cache-sized blocks */
 
 /* Rows (or tiles of inner positions) larger than this are not kept in an
  * output buffer to be rescaled: they no longer stay in cache. */

@@ -124,6 +124,12 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
       }
     }
     if (!keep) flags |= F_RECOMPUTE;
+    /* Rows past the keep limit with a float32 / float64 output: in blocks
+     * that stay in cache, one exp per element (CLSM_ROW_BLOCKS=0 turns it
+     * off). */
+    if (!keep && plan.kernel == K_ROWS_CPU && !is_16bit(out->dtype) &&
+        clsm__env_long("CLSM_ROW_BLOCKS", 1, 0, 1))
+      flags |= F_BLOCKS;
   }
 
   if (plan.kernel == K_ROWS_WG) {

@@ -103,6 +103,7 @@ typedef ushort TY;
 #define F_SAFE 2u      /* extension: an all -inf row gives 0 / -inf instead of NaN */
 #define F_RECOMPUTE 4u /* softmax: compute exp twice instead of storing and rescaling y
                           (16-bit outputs; rows too long to stay in cache) */
+#define F_BLOCKS 8u    /* rows_cpu softmax: a long row in cache-sized blocks (clsm_row_blocks) */
 
 /* exp(x - m) for softmax. x - m is rounded: for |x - m| in [64, 128) by up
  * to half an ulp (3.8e-6 in float), and that absolute error of the exponent

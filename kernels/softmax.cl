@@ -133,6 +133,74 @@ __kernel void clsm_softmax_generic(__global const TX *x, ulong xoff, long xsc, _
 #define KEEP_LOAD(c) (sr[c])
 #endif
 
+#ifdef Y_HOLDS_ACC
+/* Softmax of a row too long to stay in cache (F_BLOCKS, float32 / float64
+ * output): blocks of B elements that do stay. Each block's max bm is found,
+ * exp(x - bm) is written to y while the block is still in cache and summed,
+ * and (bm, sum) is folded into the row's online pair (M, S); a last pass
+ * scales each block by exp(bm - M) / S. One exp per element (the recompute
+ * path takes two) for one more pass over y. At most ROW_BLOCKS blocks: B
+ * grows with C past 64 * 4096. A block of -inf has sum 0 and writes 0; an
+ * all -inf row then ends with exp(-inf - -inf) = NaN as the factor (0 with
+ * F_SAFE, whose inverse sum is 0), NaN and +inf elements make S NaN. */
+#define ROW_BLOCKS 64
+inline void clsm_row_blocks(__global const TX *xr, __global TY *yr, long C, uint flags) {
+  const long B = max(4096L, ((C + ROW_BLOCKS - 1) / ROW_BLOCKS + 255) / 256 * 256);
+  ACC bmax[ROW_BLOCKS];
+  ACC M = -INFINITY, S = 0;
+  int nb = 0;
+  for (long b0 = 0; b0 < C; b0 += B, ++nb) {
+    const long b1 = min(C, b0 + B);
+    ACCV mv = (ACCV)(-INFINITY);
+    long c = b0;
+    for (; c + 16 <= b1; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
+    ACC bm = clsm_hmax16(mv);
+    for (; c < b1; ++c) bm = fmax(bm, LOADX(xr, c));
+    bmax[nb] = bm;
+    ACC bs = 0;
+    if (bm == -INFINITY) {
+      for (c = b0; c < b1; ++c) STOREY(yr, c, (ACC)0);
+    } else {
+      const ACCV mm = (ACCV)(bm);
+      ACCV tot = (ACCV)(0);
+      for (c = b0; c + 256 <= b1; c += 256) {
+        ACCV blk = (ACCV)(0);
+        for (int k = 0; k < 256; k += 16) {
+          ACCV e = clsm_exp_sub16(VLOADX(0, xr + c + k), mm);
+          VSTOREY(e, 0, yr + c + k);
+          blk += e;
+        }
+        tot += blk;
+      }
+      ACCV blk = (ACCV)(0);
+      for (; c + 16 <= b1; c += 16) {
+        ACCV e = clsm_exp_sub16(VLOADX(0, xr + c), mm);
+        VSTOREY(e, 0, yr + c);
+        blk += e;
+      }
+      tot += blk;
+      for (; c < b1; ++c) {
+        ACC e = clsm_exp_sub(LOADX(xr, c), bm);
+        STOREY(yr, c, e);
+        bs += e;
+      }
+      bs += clsm_hsum16(tot);
+    }
+    clsm_online_merge(&M, &S, bm, bs);
+  }
+  M = clsm_ref_max(M, flags);
+  const ACC inv = clsm_inv_sum(S);
+  nb = 0;
+  for (long b0 = 0; b0 < C; b0 += B, ++nb) {
+    const long b1 = min(C, b0 + B);
+    const ACC f = clsm_exp_sub(bmax[nb], M) * inv;
+    long c = b0;
+    for (; c + 16 <= b1; c += 16) VSTOREY(VLOADY(0, yr + c) * f, 0, yr + c);
+    for (; c < b1; ++c) STOREY(yr, c, LOADY(yr, c) * f);
+  }
+}
+#endif
+
 __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   long r = get_global_id(0);
   if (r >= outer) return;
@@ -140,6 +208,12 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   __global TY *yr = y + yoff + r * yso;
   __local ACC *sr = scratch + get_local_id(0) * C;
   (void)sr;
+#ifdef Y_HOLDS_ACC
+  if (flags & F_BLOCKS) {
+    clsm_row_blocks(xr, yr, C, flags);
+    return;
+  }
+#endif
 
   ACCV mv = (ACCV)(-INFINITY);
   long c = 0;

@@ -455,6 +455,52 @@ START_TEST(test_long_row) {
 }
 END_TEST
 
+/* Rows past the keep limit (160 KB of float32, 320 KB of float64) take the
+ * blocked path on the CPU family: blocks of 4096 whose maxima differ by 80,
+ * leading -inf blocks, an all -inf row (NaN, or 0 with CLSM_SAFE), a +inf and
+ * a NaN (NaN rows), and a tail that is not a multiple of 16. _i: flags. */
+START_TEST(test_long_rows_blocks) {
+  clsm_context *ctx = test_context();
+  const float inf = INFINITY;
+  enum { R = 6, C = 40001 };
+  const uint32_t flags = _i ? CLSM_SAFE : 0;
+  float *x = malloc(sizeof(float) * R * C), *y = malloc(sizeof(float) * R * C);
+  double *xd = malloc(sizeof(double) * R * C), *yd = malloc(sizeof(double) * R * C);
+  double *ref = malloc(sizeof(double) * R * C);
+  ck_assert(x && y && xd && yd && ref);
+  fill_random(x, (int64_t)R * C, 77);
+  for (int c = 0; c < 5000; ++c) x[c] -= 80.0f; /* row 0: early blocks far below */
+  x[C - 3] = 5.0f;                              /* and the max in the last block */
+  for (int c = 0; c < 8192; ++c) x[C + c] = -inf; /* row 1: two -inf blocks */
+  for (int c = 0; c < C; ++c) x[2 * C + c] = -inf; /* row 2: all -inf */
+  x[3 * C + 30000] = inf;                           /* row 3: +inf */
+  x[4 * C + 100] = NAN;                             /* row 4: NaN */
+  x[5 * C + 7] = 100.0f;                            /* row 5: max in the first block */
+  for (int i = 0; i < R * C; ++i) xd[i] = x[i];
+  const int64_t shape[2] = {R, C};
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 2, shape, 1, flags, x, y));
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT64, 2, shape, 1, flags, xd, yd));
+  ref_softmax(x, ref, 2, shape, 1, 0, flags & CLSM_SAFE);
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      const int i = r * C + c;
+      if (r == 3 || r == 4 || (r == 2 && !flags)) {
+        ck_assert_msg(isnan(y[i]) && isnan(yd[i]), "row %d col %d: %g / %g, not NaN", r, c,
+                      (double)y[i], yd[i]);
+        continue;
+      }
+      ck_assert_msg(ref_close(y[i], ref[i], 0, RTOL), "float32 row %d col %d: %g vs %.12g", r, c,
+                    (double)y[i], ref[i]);
+      ck_assert_msg(fabs(yd[i] - ref[i]) <= 1e-12 * fabs(ref[i]), "float64 row %d col %d: %.17g vs %.17g",
+                    r, c, yd[i], ref[i]);
+    }
+  ck_assert(y[C + 5] == 0.0f && yd[C + 5] == 0.0);
+  if (flags) ck_assert(y[2 * C + 9] == 0.0f && yd[2 * C + 9] == 0.0);
+  free(x), free(y), free(xd), free(yd), free(ref);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
 static Suite *softmax_suite(void) {
   Suite *s = suite_create("softmax");
   TCase *tc = tcase_create("Shapes");
@@ -474,6 +520,7 @@ static Suite *softmax_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_special_values);
   tcase_add_loop_test(tc, test_safe_mode, 0, 2);
+  tcase_add_loop_test(tc, test_long_rows_blocks, 0, 2);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("Layout");

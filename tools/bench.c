@@ -395,6 +395,41 @@ done:
   return rc;
 }
 
+/* The queue's launch floor: median host time from enqueueing an empty
+ * one-work-group kernel to its completion, or -1. Tiny rows are read
+ * against it. */
+static double launch_floor(clsm_context *ctx) {
+  static const char *src = "__kernel void clsm_bench_empty(__global float *x) {}";
+  cl_context cl = clsm_context_cl_context(ctx);
+  cl_device_id dev = clsm_context_device(ctx);
+  cl_command_queue q = clsm_context_queue(ctx);
+  cl_int err = CL_SUCCESS;
+  double result = -1.0, t[201];
+  cl_kernel k = NULL;
+  cl_mem m = NULL;
+  cl_program p = clCreateProgramWithSource(cl, 1, &src, NULL, &err);
+  if (!p || clBuildProgram(p, 1, &dev, "", NULL, NULL) != CL_SUCCESS) goto done;
+  k = clCreateKernel(p, "clsm_bench_empty", &err);
+  m = clCreateBuffer(cl, CL_MEM_READ_WRITE, 64, NULL, &err);
+  if (!k || !m || clSetKernelArg(k, 0, sizeof m, &m) != CL_SUCCESS) goto done;
+  const int n = (int)(sizeof t / sizeof t[0]);
+  for (int i = -20; i < n; ++i) { /* 20 warm-up launches */
+    size_t g = 1;
+    cl_event e = NULL;
+    double t0 = now_s();
+    if (clEnqueueNDRangeKernel(q, k, 1, NULL, &g, &g, 0, NULL, &e) != CL_SUCCESS) goto done;
+    clWaitForEvents(1, &e);
+    if (i >= 0) t[i] = now_s() - t0;
+    clReleaseEvent(e);
+  }
+  result = median(t, n);
+done:
+  if (m) clReleaseMemObject(m);
+  if (k) clReleaseKernel(k);
+  if (p) clReleaseProgram(p);
+  return result;
+}
+
 static void shape_str(const shape_case *sc, char *buf, size_t n) {
   int k = 0;
   for (int i = 0; i < sc->rank; ++i)
@@ -515,6 +550,8 @@ int tool_bench(const char *device, int quick, const char *json_path, const char 
     }
     printf("start-up: context %.1f ms, first call (program build) %.1f ms, next call %.3f ms\n",
            1e3 * t_ctx, 1e3 * t_first, 1e3 * (now_s() - t1));
+    double fl = launch_floor(ctx);
+    if (fl > 0) printf("launch floor: an empty kernel takes %.1f us from enqueue to completion\n", 1e6 * fl);
   }
   print_header();
   const int ncases = (int)(sizeof cases / sizeof cases[0]);
