@@ -167,7 +167,7 @@ static void query_device(clsm_context *ctx) {
   if (ctx->wg_forced) wg = cap = (size_t)env;
   ctx->wg_size = wg;
   ctx->wg_cap = cap;
-  ctx->inner_vectors = (int)clsm__env_long("CLSM_INNER_VECTORS", 8, 1, 8);
+  ctx->inner_vectors = (int)clsm__env_long("CLSM_INNER_VECTORS", 32, 1, 32);
 }
 
 int clsm__inject_cl(clsm_context *ctx, cl_int *err) {

@@ -57,7 +57,7 @@ struct clsm_context {
   size_t wg_size;      /* work-group size of the work-group kernels (CLSM_WG_SIZE) */
   size_t wg_cap;       /* lanes of a one-work-group reduction (cross-entropy's totals) */
   int wg_forced;       /* CLSM_WG_SIZE was given: every work-group kernel uses wg_size */
-  int inner_vectors;   /* float16 vectors per work-item in K_INNER_CPU (CLSM_INNER_VECTORS) */
+  int inner_vectors;   /* most float16 vectors per K_INNER_CPU block (CLSM_INNER_VECTORS) */
 
   pthread_mutex_t lock; /* guards everything below and every enqueue */
   cl_program programs[CLSM_PROGRAM_COUNT];
@@ -170,6 +170,8 @@ clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wa
 #define F_SAFE 2u      /* an all -inf row gives 0 / -inf */
 #define F_RECOMPUTE 4u /* softmax computes exp twice instead of storing and rescaling */
 #define F_BLOCKS 8u    /* rows_cpu softmax: a long row in cache-sized blocks */
+#define F_NV_SHIFT 8   /* inner_cpu: bits 8-15 hold the vectors per block (clsm__inner_nv) */
+#define KEEP_INNER_BYTES (1024u * 1024u) /* inner_cpu keeps exp(x - m) in y up to this tile */
 
 /* Rows (or tiles of inner positions) larger than this are not kept in an
  * output buffer to be rescaled: they no longer stay in cache. */
@@ -186,6 +188,7 @@ typedef struct clsm_plan {
  * (outer, C, inner); `generic` when the views could not be formed.
  * CLSM_KERNEL=rows_cpu|inner_cpu|rows_wg|strided|generic forces a kernel
  * where its layout preconditions hold. */
+int clsm__inner_nv(const clsm_context *ctx, int64_t inner);
 void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int generic,
                      int64_t rows, clsm_plan *plan);
 

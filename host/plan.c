@@ -25,6 +25,15 @@ size_t clsm__cpu_local(const clsm_context *ctx, size_t items) {
   return l;
 }
 
+/* Float16-wide vectors per inner block: the largest power of two up to
+ * CLSM_INNER_VECTORS (32 by default: rows of a block are then 2 KB runs of
+ * float32) that the inner extent fills. */
+int clsm__inner_nv(const clsm_context *ctx, int64_t inner) {
+  int nv = 1;
+  while (nv * 2 <= ctx->inner_vectors && 16 * (int64_t)nv * 2 <= inner) nv *= 2;
+  return nv;
+}
+
 static int kernel_override(clsm_kernel_id *out) {
   static const char *const names[K_BACKWARD] = {"rows_cpu", "inner_cpu", "rows_wg", "strided",
                                                 "generic"};
@@ -64,7 +73,7 @@ void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int gen
   plan->kernel = k;
   switch (k) {
   case K_INNER_CPU: {
-    size_t ib = 16 * (size_t)ctx->inner_vectors;
+    size_t ib = 16 * (size_t)clsm__inner_nv(ctx, v[0].inner);
     size_t items = (size_t)v[0].outer * (((size_t)v[0].inner + ib - 1) / ib);
     plan->local = clsm__cpu_local(ctx, items);
     plan->global = round_up(items, plan->local);

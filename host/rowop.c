@@ -111,8 +111,11 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
     /* Softmax: keep exp(x - m) in y (or, for 16-bit y, in local scratch) and
      * rescale it while the row is in cache; otherwise compute exp twice. */
     size_t es = clsm_dtype_size(out->dtype);
-    size_t ib = plan.kernel == K_INNER_CPU ? 16u * (size_t)ctx->inner_vectors : 1u;
-    int keep = plan.kernel != K_ROWS_WG && (uint64_t)op->C * ib * es <= KEEP_BYTES;
+    size_t ib = plan.kernel == K_INNER_CPU ? 16u * (size_t)clsm__inner_nv(ctx, op->v[0].inner) : 1u;
+    /* Inner blocks keep up to 1 MiB: their rows are strided, so computing
+     * exp twice costs more than a second pass over y there. */
+    uint64_t limit = plan.kernel == K_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES;
+    int keep = plan.kernel != K_ROWS_WG && (uint64_t)op->C * ib * es <= limit;
     if (keep && is_16bit(out->dtype)) {
       keep = plan.kernel == K_ROWS_CPU;
       while (keep && plan.local > 1 && plan.local * (size_t)op->C * acc > ctx->local_mem_size / 2)
@@ -132,6 +135,7 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
       flags |= F_BLOCKS;
   }
 
+  if (plan.kernel == K_INNER_CPU) flags |= (cl_uint)clsm__inner_nv(ctx, op->v[0].inner) << F_NV_SHIFT;
   if (plan.kernel == K_ROWS_WG) {
     size_t kmax = 0;
     CLSM_CL(ctx, clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax,

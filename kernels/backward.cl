@@ -119,40 +119,42 @@ __kernel void clsm_backward_rows_cpu(CLSM_BARGS) {
   }
 }
 
-/* A block of IB consecutive inner positions (yi/dyi/dxi strides 1). */
+/* A block of ib consecutive inner positions (yi/dyi/dxi strides 1). */
 __kernel void clsm_backward_inner_cpu(CLSM_BARGS) {
-  long blocks = (inner + IB - 1) / IB;
+  const int nv = clsm_inner_nv(flags);
+  const long ib = 16L * nv;
+  long blocks = (inner + ib - 1) / ib;
   long w = get_global_id(0);
   if (w >= outer * blocks) return;
-  long o = w / blocks, i0 = (w - o * blocks) * IB;
+  long o = w / blocks, i0 = (w - o * blocks) * ib;
   __global const TX *yb = y + yoff + o * yso + i0 * ysi;
   __global const TX *dyb = dy + dyoff + o * dyso + i0 * dysi;
   __global TY *dxb = dx + dxoff + o * dxso + i0 * dxsi;
-  if (i0 + IB > inner || ysi != 1 || dysi != 1 || dxsi != 1) {
-    long n = min((long)IB, inner - i0);
+  if (i0 + ib > inner || ysi != 1 || dysi != 1 || dxsi != 1) {
+    long n = min(ib, inner - i0);
     for (long i = 0; i < n; ++i)
       clsm_brow_strided(yb + i * ysi, ysc, dyb + i * dysi, dysc, dxb + i * dxsi, dxsc, C, flags);
     return;
   }
-  ACCV acc[NV], mx[NV];
-  for (int k = 0; k < NV; ++k) {
+  ACCV acc[NV_MAX], mx[NV_MAX];
+  for (int k = 0; k < nv; ++k) {
     acc[k] = (ACCV)(0);
     mx[k] = (ACCV)(-INFINITY);
   }
   for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
-    ACCV blk[NV];
-    for (int k = 0; k < NV; ++k) blk[k] = (ACCV)(0);
+    ACCV blk[NV_MAX];
+    for (int k = 0; k < nv; ++k) blk[k] = (ACCV)(0);
     for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c)
-      for (int k = 0; k < NV; ++k) {
+      for (int k = 0; k < nv; ++k) {
         ACCV g = VLOADX(k, dyb + c * dysc), v = VLOADX(k, yb + c * ysc);
         blk[k] += (flags & F_LOG) ? g : g * v;
         mx[k] = fmax(mx[k], v);
       }
-    for (int k = 0; k < NV; ++k) acc[k] += blk[k];
+    for (int k = 0; k < nv; ++k) acc[k] += blk[k];
   }
   const int safe_log = (flags & F_LOG) && (flags & F_SAFE);
   for (long c = 0; c < C; ++c)
-    for (int k = 0; k < NV; ++k) {
+    for (int k = 0; k < nv; ++k) {
       ACCV g = VLOADX(k, dyb + c * dysc), v = VLOADX(k, yb + c * ysc);
       ACCV d = (flags & F_LOG) ? g - exp(v) * acc[k] : v * (g - acc[k]);
       if (safe_log) d = select(d, (ACCV)(0), mx[k] == (ACCV)(-INFINITY));

@@ -31,7 +31,7 @@
  *                            inner == 1): a work-item owns a row and loops
  *                            over 16-wide vectors.
  *   clsm_softmax_inner_cpu   CPU, inner > 1 with xsi == ysi == 1: a work-item
- *                            owns 16*CLSM_INNER_VECTORS consecutive inner
+ *                            owns 16 * nv (up to 16*CLSM_INNER_VECTORS) inner
  *                            positions of one outer index and walks C with
  *                            stride xsc: long contiguous runs at each step.
  *   clsm_softmax_rows_wg     GPU: a work-group per row; each lane keeps an
@@ -277,58 +277,63 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   }
 }
 
-#define NV CLSM_INNER_VECTORS
-#define IB (16 * NV)
+/* Inner blocks are 16 * nv positions wide: nv float16-wide vectors, from
+ * bits 8-15 of flags (the host takes the largest power of two up to
+ * CLSM_INNER_VECTORS that the inner extent fills), arrays sized for the most. */
+#define NV_MAX CLSM_INNER_VECTORS
+inline int clsm_inner_nv(uint flags) { return clamp((int)((flags >> 8) & 0xffu), 1, NV_MAX); }
 
-/* A block of IB consecutive inner positions of one outer index; the host
- * launches outer * ceil(inner / IB) work-items. Partial blocks and strided
+/* A block of ib consecutive inner positions of one outer index; the host
+ * launches outer * ceil(inner / ib) work-items. Partial blocks and strided
  * inner dims fall back to the scalar row walk. */
 __kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
-  long blocks = (inner + IB - 1) / IB;
+  const int nv = clsm_inner_nv(flags);
+  const long ib = 16L * nv;
+  long blocks = (inner + ib - 1) / ib;
   long w = get_global_id(0);
   if (w >= outer * blocks) return;
-  long o = w / blocks, i0 = (w - o * blocks) * IB;
+  long o = w / blocks, i0 = (w - o * blocks) * ib;
   __global const TX *xb = x + xoff + o * xso + i0 * xsi;
   __global TY *yb = y + yoff + o * yso + i0 * ysi;
-  if (i0 + IB > inner || xsi != 1 || ysi != 1) {
-    long n = min((long)IB, inner - i0);
+  if (i0 + ib > inner || xsi != 1 || ysi != 1) {
+    long n = min(ib, inner - i0);
     for (long i = 0; i < n; ++i) clsm_row_strided(xb + i * xsi, xsc, yb + i * ysi, ysc, C, flags);
     return;
   }
-  ACCV m[NV], s[NV];
-  for (int k = 0; k < NV; ++k) {
+  ACCV m[NV_MAX], s[NV_MAX];
+  for (int k = 0; k < nv; ++k) {
     m[k] = (ACCV)(-INFINITY);
     s[k] = (ACCV)(0);
   }
   for (long c = 0; c < C; ++c)
-    for (int k = 0; k < NV; ++k) m[k] = fmax(m[k], VLOADX(k, xb + c * xsc));
+    for (int k = 0; k < nv; ++k) m[k] = fmax(m[k], VLOADX(k, xb + c * xsc));
   if (flags & F_SAFE)
-    for (int k = 0; k < NV; ++k) m[k] = select(m[k], (ACCV)(0), m[k] == (ACCV)(-INFINITY));
+    for (int k = 0; k < nv; ++k) m[k] = select(m[k], (ACCV)(0), m[k] == (ACCV)(-INFINITY));
   int keep = !(flags & (F_LOG | F_RECOMPUTE));
   for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
-    ACCV blk[NV];
-    for (int k = 0; k < NV; ++k) blk[k] = (ACCV)(0);
+    ACCV blk[NV_MAX];
+    for (int k = 0; k < nv; ++k) blk[k] = (ACCV)(0);
     for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c)
-      for (int k = 0; k < NV; ++k) {
+      for (int k = 0; k < nv; ++k) {
         ACCV v = VLOADX(k, xb + c * xsc);
         ACCV e = (flags & F_LOG) ? exp(v - m[k]) : clsm_exp_sub16(v, m[k]);
         if (keep) VSTOREY(e, k, yb + c * ysc);
         blk[k] += e;
       }
-    for (int k = 0; k < NV; ++k) s[k] += blk[k];
+    for (int k = 0; k < nv; ++k) s[k] += blk[k];
   }
   if (flags & F_LOG) {
-    for (int k = 0; k < NV; ++k) s[k] = select(log(s[k]), (ACCV)(0), s[k] == (ACCV)(0));
+    for (int k = 0; k < nv; ++k) s[k] = select(log(s[k]), (ACCV)(0), s[k] == (ACCV)(0));
     for (long c = 0; c < C; ++c)
-      for (int k = 0; k < NV; ++k) VSTOREY((VLOADX(k, xb + c * xsc) - m[k]) - s[k], k, yb + c * ysc);
+      for (int k = 0; k < nv; ++k) VSTOREY((VLOADX(k, xb + c * xsc) - m[k]) - s[k], k, yb + c * ysc);
   } else {
-    for (int k = 0; k < NV; ++k) s[k] = select((ACCV)(1) / s[k], (ACCV)(0), s[k] == (ACCV)(0));
+    for (int k = 0; k < nv; ++k) s[k] = select((ACCV)(1) / s[k], (ACCV)(0), s[k] == (ACCV)(0));
     if (keep)
       for (long c = 0; c < C; ++c)
-        for (int k = 0; k < NV; ++k) VSTOREY(VLOADY(k, yb + c * ysc) * s[k], k, yb + c * ysc);
+        for (int k = 0; k < nv; ++k) VSTOREY(VLOADY(k, yb + c * ysc) * s[k], k, yb + c * ysc);
     else
       for (long c = 0; c < C; ++c)
-        for (int k = 0; k < NV; ++k)
+        for (int k = 0; k < nv; ++k)
           VSTOREY(clsm_exp_sub16(VLOADX(k, xb + c * xsc), m[k]) * s[k], k, yb + c * ysc);
   }
 }
