@@ -127,6 +127,14 @@ static clsm_status find_device(const char *spec, cl_platform_id *pout, cl_device
 }
 
 /* Reads device properties and sets the tunables. */
+/* At most `want` lanes, fewer if the device or its local memory (two doubles
+ * a lane, the widest case) cannot hold them; a power of two for the trees. */
+static size_t fit_lanes(const clsm_context *ctx, size_t want) {
+  while (want > 1 && (want > ctx->max_wg_size || want * 2 * sizeof(double) > ctx->local_mem_size))
+    want /= 2;
+  return want;
+}
+
 static void query_device(clsm_context *ctx) {
   clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof ctx->device_type, &ctx->device_type, NULL);
   clGetDeviceInfo(ctx->device, CL_DEVICE_NAME, sizeof ctx->device_name - 1, ctx->device_name,
@@ -151,23 +159,18 @@ static void query_device(clsm_context *ctx) {
   if (fam && !strcmp(fam, "cpu")) ctx->family = CLSM_FAMILY_CPU;
   if (fam && !strcmp(fam, "gpu")) ctx->family = CLSM_FAMILY_GPU;
 
-  /* The work-group kernel wants 256 lanes; fewer if the device or its local
-   * memory (two doubles a lane, the widest case) cannot hold that. Power of
-   * two for the tree. */
-  size_t wg = 256;
-  while (wg > 1 && (wg > ctx->max_wg_size || wg * 2 * sizeof(double) > ctx->local_mem_size))
-    wg /= 2;
-  /* A reduction done by one work-group (cross-entropy's totals) takes up to
-   * 1024 lanes. */
-  size_t cap = 1024;
-  while (cap > 1 && (cap > ctx->max_wg_size || cap * 2 * sizeof(double) > ctx->local_mem_size))
-    cap /= 2;
+  /* The work-group kernels want 256 lanes, a one-work-group reduction
+   * (cross-entropy's totals) up to 1024. */
+  size_t wg = fit_lanes(ctx, 256), cap = fit_lanes(ctx, 1024);
   long env = clsm__env_long("CLSM_WG_SIZE", 0, 1, 1 << 16);
   ctx->wg_forced = env > 0 && (env & (env - 1)) == 0 && (size_t)env <= ctx->max_wg_size;
   if (ctx->wg_forced) wg = cap = (size_t)env;
   ctx->wg_size = wg;
   ctx->wg_cap = cap;
   ctx->inner_vectors = (int)clsm__env_long("CLSM_INNER_VECTORS", 32, 1, 32);
+  ctx->split = (int)clsm__env_long("CLSM_SPLIT", -1, 0, 1);
+  ctx->row_blocks = (int)clsm__env_long("CLSM_ROW_BLOCKS", 1, 0, 1);
+  ctx->forced_kernel = clsm__kernel_from_env();
 }
 
 int clsm__inject_cl(clsm_context *ctx, cl_int *err) {

@@ -58,6 +58,9 @@ struct clsm_context {
   size_t wg_cap;       /* lanes of a one-work-group reduction (cross-entropy's totals) */
   int wg_forced;       /* CLSM_WG_SIZE was given: every work-group kernel uses wg_size */
   int inner_vectors;   /* most float16 vectors per K_INNER_CPU block (CLSM_INNER_VECTORS) */
+  int split;           /* few long rows split: -1 when the plan decides, 0 never, 1 always (CLSM_SPLIT) */
+  int row_blocks;      /* long CPU softmax rows in cache-sized blocks (CLSM_ROW_BLOCKS) */
+  int forced_kernel;   /* a clsm_kernel_id from CLSM_KERNEL, or -1 */
 
   pthread_mutex_t lock; /* guards everything below and every enqueue */
   cl_program programs[CLSM_PROGRAM_COUNT];
@@ -170,7 +173,7 @@ clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wa
 #define F_SAFE 2u      /* an all -inf row gives 0 / -inf */
 #define F_RECOMPUTE 4u /* softmax computes exp twice instead of storing and rescaling */
 #define F_BLOCKS 8u    /* rows_cpu softmax: a long row in cache-sized blocks */
-#define F_NV_SHIFT 8   /* inner_cpu: bits 8-15 hold the vectors per block (clsm__inner_nv) */
+#define F_NV_SHIFT 8   /* inner_cpu: bits 8-15 hold the vectors per block (clsm_plan.nv) */
 #define KEEP_INNER_BYTES (1024u * 1024u) /* inner_cpu keeps exp(x - m) in y up to this tile */
 
 /* Rows (or tiles of inner positions) larger than this are not kept in an
@@ -182,13 +185,14 @@ typedef struct clsm_plan {
   clsm_kernel_id kernel; /* forward id; backward ops add K_BACKWARD */
   size_t global, local;  /* 1-D launch; local 0 lets the runtime choose */
   size_t local_elems;    /* per local-memory argument (K_ROWS_WG), in ACC elements */
+  int nv;                /* K_INNER_CPU: float16 vectors per block (16 * nv positions) */
 } clsm_plan;
 
 /* Picks the kernel and geometry for row work over `n` views of the same
  * (outer, C, inner); `generic` when the views could not be formed.
  * CLSM_KERNEL=rows_cpu|inner_cpu|rows_wg|strided|generic forces a kernel
  * where its layout preconditions hold. */
-int clsm__inner_nv(const clsm_context *ctx, int64_t inner);
+int clsm__kernel_from_env(void);
 void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int generic,
                      int64_t rows, clsm_plan *plan);
 

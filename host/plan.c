@@ -28,23 +28,21 @@ size_t clsm__cpu_local(const clsm_context *ctx, size_t items) {
 /* Float16-wide vectors per inner block: the largest power of two up to
  * CLSM_INNER_VECTORS (32 by default: rows of a block are then 2 KB runs of
  * float32) that the inner extent fills. */
-int clsm__inner_nv(const clsm_context *ctx, int64_t inner) {
+static int inner_nv(const clsm_context *ctx, int64_t inner) {
   int nv = 1;
   while (nv * 2 <= ctx->inner_vectors && 16 * (int64_t)nv * 2 <= inner) nv *= 2;
   return nv;
 }
 
-static int kernel_override(clsm_kernel_id *out) {
+/* CLSM_KERNEL=rows_cpu|inner_cpu|rows_wg|strided|generic as a kernel id, or
+ * -1; read once, when a context is created. */
+int clsm__kernel_from_env(void) {
   static const char *const names[K_BACKWARD] = {"rows_cpu", "inner_cpu", "rows_wg", "strided",
                                                 "generic"};
   const char *s = getenv("CLSM_KERNEL");
-  if (!s || !*s) return 0;
-  for (int k = 0; k < K_BACKWARD; ++k)
-    if (!strcmp(s, names[k])) {
-      *out = (clsm_kernel_id)k;
-      return 1;
-    }
-  return 0;
+  for (int k = 0; s && k < K_BACKWARD; ++k)
+    if (!strcmp(s, names[k])) return k;
+  return -1;
 }
 
 void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int generic,
@@ -63,8 +61,8 @@ void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int gen
   else
     k = v[0].inner == 1 ? K_ROWS_WG : K_STRIDED;
 
-  clsm_kernel_id forced;
-  if (!generic && kernel_override(&forced) &&
+  const clsm_kernel_id forced = (clsm_kernel_id)ctx->forced_kernel;
+  if (!generic && ctx->forced_kernel >= 0 &&
       (forced == K_STRIDED || forced == K_ROWS_WG || forced == K_INNER_CPU ||
        (forced == K_ROWS_CPU && contiguous_rows)))
     k = forced;
@@ -73,7 +71,8 @@ void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int gen
   plan->kernel = k;
   switch (k) {
   case K_INNER_CPU: {
-    size_t ib = 16 * (size_t)clsm__inner_nv(ctx, v[0].inner);
+    plan->nv = inner_nv(ctx, v[0].inner);
+    size_t ib = 16 * (size_t)plan->nv;
     size_t items = (size_t)v[0].outer * (((size_t)v[0].inner + ib - 1) / ib);
     plan->local = clsm__cpu_local(ctx, items);
     plan->global = round_up(items, plan->local);

@@ -41,7 +41,7 @@ fail:
 static int64_t split_chunk(const clsm_context *ctx, const clsm_rowop *op) {
   if (op->backward || op->generic || op->v[0].inner != 1 || op->v[0].sc != 1 || op->v[1].sc != 1)
     return 0;
-  long force = clsm__env_long("CLSM_SPLIT", -1, 0, 1);
+  const int force = ctx->split;
   if (force == 0 || (force < 0 && ctx->family != CLSM_FAMILY_CPU)) return 0;
   const int64_t items = (int64_t)ctx->compute_units * 8;
   if (force < 0 && (op->rows >= items || op->rows * op->C < (1 << 18))) return 0;
@@ -111,7 +111,7 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
     /* Softmax: keep exp(x - m) in y (or, for 16-bit y, in local scratch) and
      * rescale it while the row is in cache; otherwise compute exp twice. */
     size_t es = clsm_dtype_size(out->dtype);
-    size_t ib = plan.kernel == K_INNER_CPU ? 16u * (size_t)clsm__inner_nv(ctx, op->v[0].inner) : 1u;
+    size_t ib = plan.kernel == K_INNER_CPU ? 16u * (size_t)plan.nv : 1u;
     /* Inner blocks keep up to 1 MiB: their rows are strided, so computing
      * exp twice costs more than a second pass over y there. */
     uint64_t limit = plan.kernel == K_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES;
@@ -130,12 +130,11 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
     /* Rows past the keep limit with a float32 / float64 output: in blocks
      * that stay in cache, one exp per element (CLSM_ROW_BLOCKS=0 turns it
      * off). */
-    if (!keep && plan.kernel == K_ROWS_CPU && !is_16bit(out->dtype) &&
-        clsm__env_long("CLSM_ROW_BLOCKS", 1, 0, 1))
+    if (!keep && plan.kernel == K_ROWS_CPU && !is_16bit(out->dtype) && ctx->row_blocks)
       flags |= F_BLOCKS;
   }
 
-  if (plan.kernel == K_INNER_CPU) flags |= (cl_uint)clsm__inner_nv(ctx, op->v[0].inner) << F_NV_SHIFT;
+  if (plan.kernel == K_INNER_CPU) flags |= (cl_uint)plan.nv << F_NV_SHIFT;
   if (plan.kernel == K_ROWS_WG) {
     size_t kmax = 0;
     CLSM_CL(ctx, clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax,

@@ -123,10 +123,8 @@ __kernel void clsm_backward_rows_cpu(CLSM_BARGS) {
 __kernel void clsm_backward_inner_cpu(CLSM_BARGS) {
   const int nv = clsm_inner_nv(flags);
   const long ib = 16L * nv;
-  long blocks = (inner + ib - 1) / ib;
-  long w = get_global_id(0);
-  if (w >= outer * blocks) return;
-  long o = w / blocks, i0 = (w - o * blocks) * ib;
+  long o, i0;
+  if (!clsm_inner_block(outer, inner, ib, &o, &i0)) return;
   __global const TX *yb = y + yoff + o * yso + i0 * ysi;
   __global const TX *dyb = dy + dyoff + o * dyso + i0 * dysi;
   __global TY *dxb = dx + dxoff + o * dxso + i0 * dxsi;

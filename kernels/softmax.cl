@@ -283,16 +283,25 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
 #define NV_MAX CLSM_INNER_VECTORS
 inline int clsm_inner_nv(uint flags) { return clamp((int)((flags >> 8) & 0xffu), 1, NV_MAX); }
 
+/* Work-item w's block of inner positions: outer index *o, first position
+ * *i0, width ib; 0 when w is past the last block. */
+inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) {
+  long blocks = (inner + ib - 1) / ib;
+  long w = get_global_id(0);
+  if (w >= outer * blocks) return 0;
+  *o = w / blocks;
+  *i0 = (w - *o * blocks) * ib;
+  return 1;
+}
+
 /* A block of ib consecutive inner positions of one outer index; the host
  * launches outer * ceil(inner / ib) work-items. Partial blocks and strided
  * inner dims fall back to the scalar row walk. */
 __kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
   const int nv = clsm_inner_nv(flags);
   const long ib = 16L * nv;
-  long blocks = (inner + ib - 1) / ib;
-  long w = get_global_id(0);
-  if (w >= outer * blocks) return;
-  long o = w / blocks, i0 = (w - o * blocks) * ib;
+  long o, i0;
+  if (!clsm_inner_block(outer, inner, ib, &o, &i0)) return;
   __global const TX *xb = x + xoff + o * xso + i0 * xsi;
   __global TY *yb = y + yoff + o * yso + i0 * ysi;
   if (i0 + ib > inner || xsi != 1 || ysi != 1) {

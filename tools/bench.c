@@ -132,6 +132,16 @@ done:
 }
 #endif
 
+/* xorshift64*, 53-bit results: fast enough that the input of a large row
+ * costs little. */
+static uint64_t next_rand(uint64_t *s) {
+  *s ^= *s >> 12;
+  *s ^= *s << 25;
+  *s ^= *s >> 27;
+  return (*s * 2685821657736338717ull) >> 11;
+}
+static double unit_rand(uint64_t *s) { return (double)next_rand(s) * 0x1.0p-53; }
+
 /* Storage <-> float for the bench's host arrays. */
 static float load(clsm_dtype dt, const void *p, int64_t i) {
   switch (dt) {
@@ -225,18 +235,14 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
     fprintf(stderr, "clsoftmax bench: out of host memory\n");
     goto done;
   }
-  /* xorshift64*: fast enough that the input of a large row costs little. */
   uint64_t rs = 0x9E3779B97F4A7C15ull;
-#define BENCH_RAND()                                                                      \
-  (rs ^= rs >> 12, rs ^= rs << 25, rs ^= rs >> 27, (rs * 2685821657736338717ull) >> 11)
-#define BENCH_UNIT() ((double)BENCH_RAND() * 0x1.0p-53)
-  for (int64_t i = 0; i < n; ++i) store(dt, a, i, (float)(BENCH_UNIT() * 16.0 - 8.0));
+  for (int64_t i = 0; i < n; ++i) store(dt, a, i, (float)(unit_rand(&rs) * 16.0 - 8.0));
   if (backward)
-    for (int64_t i = 0; i < n; ++i) store(dt, b, i, (float)(BENCH_UNIT() * 2.0 - 1.0));
+    for (int64_t i = 0; i < n; ++i) store(dt, b, i, (float)(unit_rand(&rs) * 2.0 - 1.0));
   if (ce) {
     tg = malloc(sizeof(int64_t) * (size_t)npos);
     if (!tg) goto done;
-    for (int64_t p = 0; p < npos; ++p) tg[p] = (int64_t)(BENCH_RAND() % (uint64_t)ncls);
+    for (int64_t p = 0; p < npos; ++p) tg[p] = (int64_t)(next_rand(&rs) % (uint64_t)ncls);
   }
   if (backward) { /* a = y, the forward output of those logits */
     int64_t outer = 1, inner = 1;
