@@ -15,6 +15,7 @@
 #define CE_G_POS 64u
 #define CE_MEAN 128u
 #define CE_KEEP 256u
+#define CE_NV_SHIFT 16 /* inner_cpu: bits 16-23 hold the vectors per block */
 
 static const unsigned float_types =
     (1u << CLSM_FLOAT32) | (1u << CLSM_FLOAT16) | (1u << CLSM_BFLOAT16) | (1u << CLSM_FLOAT64);
@@ -323,12 +324,17 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   if (need_totals) REDUCE(0, 2);
 
   /* 3. Rows. */
-  /* CPU: a work-item per position (vectorised for contiguous rows); GPU: a
+  /* CPU: a work-item per position (vectorised for contiguous rows) or per
+   * block of positions (class axis not last, positions contiguous); GPU: a
    * work-group per position. */
   const int contiguous = c->xv.inner == 1 && c->xv.sc == 1 && (!c->grad || c->gv.sc == 1);
+  const int blocks = inner > 1 && c->xv.si == 1 && (!c->grad || c->gv.si == 1) && C < INT32_MAX;
   clsm_kernel_id rk = ctx->family == CLSM_FAMILY_GPU ? K_CE_ROWS_WG
                       : contiguous                  ? K_CE_ROWS_CPU
+                      : blocks                      ? K_CE_INNER_CPU
                                                     : K_CE_STRIDED;
+  const int nv = rk == K_CE_INNER_CPU ? clsm__inner_nv(ctx, inner) : 1;
+  const size_t ib = rk == K_CE_INNER_CPU ? 16 * (size_t)nv : 1;
   if ((st = clsm__kernel(ctx, c->program, rk, &k)) != CLSM_SUCCESS) return st;
   if (c->grad) flags |= CE_GRAD;
   if (loss_out) flags |= CE_LOSS;
@@ -336,10 +342,12 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   if (opt->softcap > 0) flags |= CE_SOFTCAP;
   if (mean) flags |= CE_MEAN;
   if (c->gs) flags |= reduced ? CE_G_SCALAR : CE_G_POS;
-  if (c->grad && !c->prob && !(flags & CE_SOFTCAP) && rk == K_CE_ROWS_CPU &&
+  if (c->grad && !c->prob && !(flags & CE_SOFTCAP) && (rk == K_CE_ROWS_CPU || rk == K_CE_INNER_CPU) &&
       (c->grad->dtype == CLSM_FLOAT32 || c->grad->dtype == CLSM_FLOAT64) &&
-      (uint64_t)C * clsm_dtype_size(c->grad->dtype) <= KEEP_BYTES)
+      (uint64_t)C * ib * clsm_dtype_size(c->grad->dtype) <=
+          (rk == K_CE_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES))
     flags |= CE_KEEP;
+  if (rk == K_CE_INNER_CPU) flags |= (cl_uint)nv << CE_NV_SHIFT;
   cl_ulong xoff = c->xv.base, goff = c->grad ? c->gv.base : 0, gsoff = c->gs ? c->gs->offset : 0;
   cl_long xs[3] = {c->xv.so, c->xv.sc, c->xv.si};
   cl_long gsx[3] = {c->gv.so, c->gv.sc, c->gv.si};
@@ -375,8 +383,10 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
     for (int i = 0; i < 4; ++i) CLSM_CL(ctx, clSetKernelArg(k, a++, wg * acc, NULL));
     ENQ(k, p1 * wg, wg, rows_last);
   } else {
-    size_t local = ctx->family == CLSM_FAMILY_CPU ? clsm__cpu_local(ctx, p1) : 64;
-    ENQ(k, (p1 + local - 1) / local * local, local, rows_last);
+    size_t items = rk == K_CE_INNER_CPU ? (size_t)outer * (((size_t)inner + ib - 1) / ib) : p1;
+    if (items == 0) items = 1;
+    size_t local = ctx->family == CLSM_FAMILY_CPU ? clsm__cpu_local(ctx, items) : 64;
+    ENQ(k, (items + local - 1) / local * local, local, rows_last);
   }
 
   /* 4. The loss (and total weight). */

@@ -24,6 +24,7 @@ typedef enum clsm_kernel_id {
   K_CE_STRIDED,
   K_CE_ROWS_CPU,
   K_CE_ROWS_WG,
+  K_CE_INNER_CPU,   /* CPU family, class axis not last: a block of positions */
   K_SPLIT_PARTIALS, /* a long row split over work-items: partial (max, sum) */
   K_SPLIT_WRITE,    /* ... merged, then each work-item writes its chunk */
   K_COUNT_
@@ -193,6 +194,8 @@ typedef struct clsm_plan {
  * CLSM_KERNEL=rows_cpu|inner_cpu|rows_wg|strided|generic forces a kernel
  * where its layout preconditions hold. */
 int clsm__kernel_from_env(void);
+/* Float16-wide vectors per inner block for an inner extent (CLSM_INNER_VECTORS at most). */
+int clsm__inner_nv(const clsm_context *ctx, int64_t inner);
 void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int generic,
                      int64_t rows, clsm_plan *plan);
 

@@ -28,7 +28,7 @@ size_t clsm__cpu_local(const clsm_context *ctx, size_t items) {
 /* Float16-wide vectors per inner block: the largest power of two up to
  * CLSM_INNER_VECTORS (32 by default: rows of a block are then 2 KB runs of
  * float32) that the inner extent fills. */
-static int inner_nv(const clsm_context *ctx, int64_t inner) {
+int clsm__inner_nv(const clsm_context *ctx, int64_t inner) {
   int nv = 1;
   while (nv * 2 <= ctx->inner_vectors && 16 * (int64_t)nv * 2 <= inner) nv *= 2;
   return nv;
@@ -71,7 +71,7 @@ void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int gen
   plan->kernel = k;
   switch (k) {
   case K_INNER_CPU: {
-    plan->nv = inner_nv(ctx, v[0].inner);
+    plan->nv = clsm__inner_nv(ctx, v[0].inner);
     size_t ib = 16 * (size_t)plan->nv;
     size_t items = (size_t)v[0].outer * (((size_t)v[0].inner + ib - 1) / ib);
     plan->local = clsm__cpu_local(ctx, items);

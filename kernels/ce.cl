@@ -257,12 +257,10 @@ inline ACC clsm_ce_ignored_row(__global const TX *xr, long xsc, __global TY *grr
   return m + log(s);
 }
 
-/* A work-item per position, any strides. */
-__kernel void clsm_ce_strided(CE_ARGS) {
-  long p = get_global_id(0);
-  if (p >= P || flag[0]) return;
-  w += woff;
-  long o = p / inner, i = p - o * inner;
+/* Position (o, i), any strides, scalar: the strided kernel's work-item and
+ * the fallback of the block kernels. */
+inline void clsm_ce_one(CE_ARGS, long o, long i) {
+  long p = o * inner + i;
   ce_pos q = clsm_ce_pos(tg, toff, tso, tsi, tkind, gs, gsoff, gsso, gssi, scr, P, o, i, ignore,
                          flags);
   __global const TX *xr = x + xoff + o * xso + i * xsi;
@@ -276,6 +274,20 @@ __kernel void clsm_ce_strided(CE_ARGS) {
     clsm_ce_row(xr, xsc, qr, tsc, prob, w, grr, gsc, q, C, eps, z, cap, flags, &l, &zl, &lv);
   }
   clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, l, zl, lv, q.ignored, flags);
+}
+
+#define CE_PASS                                                                              \
+  x, xoff, xso, xsc, xsi, tg, toff, tso, tsc, tsi, tkind, w, woff, gr, goff, gso, gsc, gsi, gs, \
+      gsoff, gsso, gssi, lse_out, loff, lso, lsi, scr, P, flag, outer, C, inner, ignore, eps, z, \
+      cap, flags
+
+/* A work-item per position, any strides. */
+__kernel void clsm_ce_strided(CE_ARGS) {
+  long p = get_global_id(0);
+  if (p >= P || flag[0]) return;
+  w += woff;
+  long o = p / inner;
+  clsm_ce_one(CE_PASS, o, p - o * inner);
 }
 
 /* Contiguous rows (xsc == gsc == 1, inner == 1), index targets, no softcap:
@@ -391,6 +403,124 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
     STOREY(grr, q.t, d);
   }
   clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, l, zl, lv, 0, flags);
+}
+
+/* Class indices as vector lanes, and their compare masks (what a compare of
+ * two ACCV gives). */
+#ifdef ACC_IS_DOUBLE
+typedef long IDX;
+typedef long16 IDXV;
+#else
+typedef int IDX;
+typedef int16 IDXV;
+#endif
+
+/* CPU family, class axis not last (inner > 1, xsi == gsi == 1; the host
+ * checks C < 2^31): a work-item owns a block of 16 * nv consecutive
+ * positions of one outer index (nv from bits 16-23 of flags) and walks C with
+ * stride xsc, as clsm_softmax_inner_cpu does, so each step reads a contiguous
+ * run. Index targets without a softcap are computed 16 positions to a vector:
+ * max; sum of exp (stored in the gradient with CE_KEEP) and the smoothing
+ * sum; the gradient. An ignored position is a lane with target -1: no loss,
+ * a zero gradient. Probability targets, the softcap and partial blocks take
+ * the scalar row per position. */
+#define CE_NV_SHIFT 16
+
+__kernel void clsm_ce_inner_cpu(CE_ARGS) {
+  if (flag[0]) return;
+  const int nv = clamp((int)((flags >> CE_NV_SHIFT) & 0xffu), 1, NV_MAX);
+  const long ib = 16L * nv;
+  long o, i0;
+  if (!clsm_inner_block(outer, inner, ib, &o, &i0)) return;
+  w += woff;
+  if (i0 + ib > inner || tkind == TK_PROB || (flags & CE_SOFTCAP)) {
+    for (long i = i0; i < min(i0 + ib, inner); ++i) clsm_ce_one(CE_PASS, o, i);
+    return;
+  }
+  __global const TX *xb = x + xoff + o * xso + i0;
+  __global TY *gb = gr + goff + o * gso + i0;
+  const int smooth = eps > 0, weighted = (flags & CE_WEIGHT) != 0, keep = (flags & CE_KEEP) != 0;
+  ACCV m[NV_MAX], s[NV_MAX], swx[NV_MAX];
+  for (int k = 0; k < nv; ++k) m[k] = (ACCV)(-INFINITY);
+  for (long c = 0; c < C; ++c)
+    for (int k = 0; k < nv; ++k) m[k] = fmax(m[k], VLOADX(k, xb + c * xsc));
+  /* Per position: target (-1 when ignored), its logit and weight, read
+   * before the sum pass may overwrite x in place. */
+  IDX t[NV_MAX * 16];
+  ACC xt[NV_MAX * 16], wt[NV_MAX * 16];
+  for (int j = 0; j < nv * 16; ++j) {
+    long tj = clsm_target(tg, (long)toff + o * tso + (i0 + j) * tsi, tkind);
+    int ign = tj == ignore;
+    long tc = ign ? 0 : tj;
+    t[j] = ign ? (IDX)(-1) : (IDX)tj;
+    xt[j] = LOADX(xb, tc * xsc + j);
+    wt[j] = weighted ? LOADX(w, tc) : (ACC)1;
+  }
+  ACC sw = 0;
+  for (int k = 0; k < nv; ++k) s[k] = swx[k] = (ACCV)(0);
+  for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
+    ACCV bs[NV_MAX], bwx[NV_MAX];
+    ACC bw = 0;
+    for (int k = 0; k < nv; ++k) bs[k] = bwx[k] = (ACCV)(0);
+    for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c) {
+      const ACC wc = weighted ? LOADX(w, c) : (ACC)1;
+      bw += wc;
+      for (int k = 0; k < nv; ++k) {
+        ACCV v = VLOADX(k, xb + c * xsc);
+        ACCV e = exp(v - m[k]);
+        if (keep) VSTOREY(e, k, gb + c * gsc);
+        bs[k] += e;
+        if (smooth) bwx[k] += wc * v;
+      }
+    }
+    sw += bw;
+    for (int k = 0; k < nv; ++k) {
+      s[k] += bs[k];
+      swx[k] += bwx[k];
+    }
+  }
+  const ACC keps = eps / (ACC)C;
+  const ACC W = (flags & CE_MEAN) ? scr[4 * P + 0] : (ACC)1;
+  const ACC Z = (flags & CE_MEAN) ? scr[4 * P + 1] : (ACC)1;
+  /* Loss and lse per position; then s[k] becomes 1/s, m[k] stays, and the
+   * gradient's coefficients go to a (the p_c - [c = t] term), b (smoothing)
+   * and q (b sw + z-loss): d_c = p_c (a + q) - b w_c, and a (p_t - 1) + q p_t
+   * - b w_t at the target. */
+  ACC a[NV_MAX * 16], b[NV_MAX * 16], qz[NV_MAX * 16];
+  for (int k = 0; k < nv; ++k) {
+    ACC mk[16], sk[16], xk[16];
+    vstore16(m[k], 0, mk);
+    vstore16(s[k], 0, sk);
+    vstore16(swx[k], 0, xk);
+    for (int l = 0; l < 16; ++l) {
+      const int j = k * 16 + l;
+      const long i = i0 + j;
+      const int ign = t[j] < 0;
+      const ACC lse = mk[l] + log(sk[l]);
+      const ACC loss = ((ACC)1 - eps) * wt[j] * (lse - xt[j]) +
+                       (smooth ? keps * (lse * sw - xk[l]) : (ACC)0);
+      clsm_ce_store(scr, P, o * inner + i, lse_out, loff, lso, lsi, o, i, loss, z * lse * lse, lse,
+                    ign, flags);
+      const ACC g = (flags & CE_GRAD) ? clsm_ce_g(gs, gsoff, gsso, gssi, o, i, flags) : (ACC)0;
+      const ACC coef = g / W;
+      a[j] = ign ? (ACC)0 : coef * ((ACC)1 - eps) * wt[j];
+      b[j] = ign || !smooth ? (ACC)0 : coef * keps;
+      qz[j] = ign ? (ACC)0 : b[j] * sw + (ACC)2 * z * lse * g / Z;
+    }
+    s[k] = (ACCV)(1) / s[k];
+  }
+  if (!(flags & CE_GRAD)) return;
+  for (long c = 0; c < C; ++c) {
+    const ACC wc = weighted ? LOADX(w, c) : (ACC)1;
+    for (int k = 0; k < nv; ++k) {
+      ACCV ak = vload16(k, a), bk = vload16(k, b), qk = vload16(k, qz);
+      ACCV pc = (keep ? VLOADY(k, gb + c * gsc) : exp(VLOADX(k, xb + c * xsc) - m[k])) * s[k];
+      ACCV d = select(pc * (ak + qk), ak * (pc - (ACCV)(1)) + qk * pc, vload16(k, t) == (IDXV)((IDX)c));
+      d -= bk * wc;
+      d = select(d, (ACCV)(0), vload16(k, t) < (IDXV)(0));
+      VSTOREY(d, k, gb + c * gsc);
+    }
+  }
 }
 
 /* GPU family: a work-group per position (row) for contiguous or strided

@@ -19,6 +19,10 @@ typedef struct ce_shape {
 static const ce_shape shapes[] = {
     {1, {7}},           {2, {5, 11}},          {2, {64, 80}}, {3, {3, 6, 4}},
     {5, {2, 5, 3, 2, 2}}, {2, {4, 300}},       {2, {2, 5000}}, {2, {0, 5}},
+    /* Class axis not last, positions contiguous: blocks of 1, 2 and 4
+     * 16-wide vectors with scalar tails, and a block too large to keep. */
+    {3, {2, 7, 37}},      {4, {3, 300, 5, 16}}, {3, {1, 9, 64}}, {3, {3, 11, 20}},
+    {3, {2, 2100, 160}},
 };
 #define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
@@ -423,10 +427,13 @@ START_TEST(test_ce_out_of_range) {
 END_TEST
 
 /* The in-place gradient equals the out-of-place one bit for bit, for the
- * vector path (C = 300) and the strided one (C on a non-last layout). */
+ * row path (C = 300), the strided one (C on a non-last layout, 5 positions)
+ * and the block one (48 positions, which keeps exp in the gradient). */
 START_TEST(test_ce_in_place) {
   clsm_context *ctx = test_context();
-  const ce_shape s = _i ? (ce_shape){3, {3, 7, 5}} : (ce_shape){2, {6, 300}};
+  const ce_shape s = _i == 2 ? (ce_shape){3, {2, 30, 48}}
+                     : _i   ? (ce_shape){3, {3, 7, 5}}
+                            : (ce_shape){2, {6, 300}};
   problem pb;
   problem_make(&pb, &s, 0, 0, 91);
   size_t bytes = (size_t)pb.n * 4;
@@ -597,7 +604,7 @@ static Suite *ce_suite(void) {
   tcase_add_test(tc, test_ce_all_ignored);
   tcase_add_test(tc, test_ce_extreme_logits);
   tcase_add_test(tc, test_ce_out_of_range);
-  tcase_add_loop_test(tc, test_ce_in_place, 0, 2);
+  tcase_add_loop_test(tc, test_ce_in_place, 0, 3);
   tcase_add_loop_test(tc, test_ce_backward, 0, 2);
   tcase_add_test(tc, test_ce_no_logits_sized_buffer);
   tcase_add_test(tc, test_ce_errors);

@@ -321,10 +321,12 @@ static int has_fp64(clsm_context *ctx, const dtype_tol *t) {
 /* Cross-entropy with 16-bit and float64 logits (loss and fused gradient in
  * the logits' dtype, and the float32 loss for 16-bit logits), label smoothing,
  * weights and ignored positions, against the double reference on the values
- * the dtype holds. */
+ * the dtype holds; on (6, 300) and on (2, 40, 48), whose class axis is not
+ * last (the CPU family's block kernel). */
 START_TEST(test_dtype_ce) {
   const dtype_tol *t = &dtypes[_i % 3];
-  int f32_out = _i >= 3;
+  int f32_out = (_i / 3) % 2;
+  int blocks = _i >= 6;
   if (f32_out && t->dtype == CLSM_FLOAT64) return; /* float64 has no float32 output */
   clsm_context *ctx = test_context();
   if (!has_fp64(ctx, t)) {
@@ -333,28 +335,33 @@ START_TEST(test_dtype_ce) {
   }
   static const dtype_tol f32 = {CLSM_FLOAT32, 1e-5, 2e-38};
   const dtype_tol *ot = f32_out ? &f32 : t;
-  enum { N = 6, C = 300 };
-  const int64_t shape[2] = {N, C};
-  float xf[N * C];
-  double x[N * C], w[C], ref_grad[N * C], rl[N], total, W, g = 1.0;
-  int64_t tg[N] = {0, 299, 17, -100, 150, 3};
-  fill_random(xf, N * C, 71);
-  for (int i = 0; i < N * C; ++i) x[i] = xf[i];
+  enum { NMAX = 3840, CMAX = 300, PMAX = 96 };
+  const int N = blocks ? 2 : 6, C = blocks ? 40 : 300, inner = blocks ? 48 : 1;
+  const int n = N * C * inner, P = N * inner;
+  const int64_t shape[3] = {N, C, inner}, tshape[2] = {N, inner};
+  static float xf[NMAX];
+  static double x[NMAX], w[CMAX], ref_grad[NMAX], rl[PMAX], grad[NMAX];
+  static unsigned char xs[NMAX * 8], ws[CMAX * 8], gs_[NMAX * 8], ls[8];
+  double total, W, g = 1.0;
+  int64_t tg[PMAX];
+  for (int p = 0; p < P; ++p) tg[p] = p % 7 == 3 ? -100 : p == 1 ? C - 1 : (p * 37) % C;
+  fill_random(xf, n, 71);
+  for (int i = 0; i < n; ++i) x[i] = xf[i];
   for (int c = 0; c < C; ++c) w[c] = 0.5 + (c % 7) * 0.25;
-  round_to(t->dtype, x, N * C);
+  round_to(t->dtype, x, n);
   round_to(t->dtype, w, C);
   size_t es = clsm_dtype_size(t->dtype), eo = clsm_dtype_size(ot->dtype);
-  unsigned char xs[N * C * 8], ws[C * 8], gs_[N * C * 8], ls[8];
-  to_storage(t->dtype, x, xs, N * C);
+  to_storage(t->dtype, x, xs, n);
   to_storage(t->dtype, w, ws, C);
-  cl_mem xb = test_buffer(ctx, N * C * es, xs), wb = test_buffer(ctx, C * es, ws);
-  cl_mem tb = test_buffer(ctx, sizeof tg, tg), gb = test_buffer(ctx, N * C * eo, NULL);
+  cl_mem xb = test_buffer(ctx, (size_t)n * es, xs), wb = test_buffer(ctx, (size_t)C * es, ws);
+  cl_mem tb = test_buffer(ctx, (size_t)P * 8, tg), gb = test_buffer(ctx, (size_t)n * eo, NULL);
   cl_mem lb = test_buffer(ctx, eo, NULL);
-  clsm_tensor xt = clsm_tensor_contiguous(xb, 0, t->dtype, 2, shape);
+  const int rank = blocks ? 3 : 2;
+  clsm_tensor xt = clsm_tensor_contiguous(xb, 0, t->dtype, rank, shape);
   const int64_t cshape[1] = {C};
   clsm_tensor wt = clsm_tensor_contiguous(wb, 0, t->dtype, 1, cshape);
-  clsm_tensor tt = clsm_tensor_contiguous(tb, 0, CLSM_INT64, 1, shape);
-  clsm_tensor gt = clsm_tensor_contiguous(gb, 0, ot->dtype, 2, shape);
+  clsm_tensor tt = clsm_tensor_contiguous(tb, 0, CLSM_INT64, rank - 1, tshape);
+  clsm_tensor gt = clsm_tensor_contiguous(gb, 0, ot->dtype, rank, shape);
   clsm_tensor lt = clsm_tensor_contiguous(lb, 0, ot->dtype, 0, NULL);
   clsm_ce_options opt = CLSM_CE_OPTIONS_INIT;
   opt.label_smoothing = 0.1;
@@ -362,21 +369,22 @@ START_TEST(test_dtype_ce) {
   opt.grad = &gt;
   CK_STATUS(ctx, clsm_cross_entropy(ctx, &xt, &tt, &lt, &opt, 0, NULL, NULL));
   CK_STATUS(ctx, clsm_finish(ctx));
-  test_read(ctx, gb, 0, N * C * eo, gs_);
+  test_read(ctx, gb, 0, (size_t)n * eo, gs_);
   test_read(ctx, lb, 0, eo, ls);
-  double loss, grad[N * C];
+  double loss;
   from_storage(ot->dtype, ls, &loss, 1);
-  from_storage(ot->dtype, gs_, grad, N * C);
+  from_storage(ot->dtype, gs_, grad, n);
   ref_ce_opts ro = {0, -100, 0.1, 0.0, 0.0, w};
-  ref_cross_entropy(x, N, C, 1, tg, NULL, &ro, rl, &total, &W, NULL, NULL, &g, ref_grad);
+  ref_cross_entropy(x, N, C, inner, tg, NULL, &ro, rl, &total, &W, NULL, NULL, &g, ref_grad);
   double rtol = ot->rtol < 1e-5 ? 1e-5 : ot->rtol; /* float32 loss bound: 1e-5 */
   if (t->dtype == CLSM_FLOAT64) rtol = 1e-12;
-  ck_assert_msg(fabs(loss - total) <= rtol * fabs(total), "%s loss %.12g vs %.12g",
-                clsm_dtype_name(t->dtype), loss, total);
+  ck_assert_msg(fabs(loss - total) <= rtol * fabs(total), "%s loss %.12g vs %.12g (rank %d)",
+                clsm_dtype_name(t->dtype), loss, total, rank);
   double gtol = t->dtype == CLSM_FLOAT64 ? 1e-12 : f32_out ? 1e-6 : ot->rtol;
-  for (int i = 0; i < N * C; ++i)
+  for (int i = 0; i < n; ++i)
     ck_assert_msg(fabs(grad[i] - ref_grad[i]) <= gtol * fmax(fabs(ref_grad[i]), 1e-3) + ot->atol,
-                  "%s grad %d: %.10g vs %.12g", clsm_dtype_name(t->dtype), i, grad[i], ref_grad[i]);
+                  "%s grad %d: %.10g vs %.12g (rank %d)", clsm_dtype_name(t->dtype), i, grad[i],
+                  ref_grad[i], rank);
   clReleaseMemObject(xb), clReleaseMemObject(wb), clReleaseMemObject(tb), clReleaseMemObject(gb);
   clReleaseMemObject(lb);
   clsm_context_destroy(ctx);
@@ -390,7 +398,7 @@ static Suite *dtypes_suite(void) {
   tcase_add_loop_test(tc, test_dtype_ops, 0, 3 * NOPS * NSHAPES);
   tcase_add_loop_test(tc, test_mixed_output, 0, 8);
   tcase_add_test(tc, test_f16_extremes);
-  tcase_add_loop_test(tc, test_dtype_ce, 0, 6);
+  tcase_add_loop_test(tc, test_dtype_ce, 0, 12);
   suite_add_tcase(s, tc);
   tc = tcase_create("Conversions");
   tcase_set_timeout(tc, 60);
