@@ -291,6 +291,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
    * and its local memory allow on a GPU (its lanes each walk P / n values). */
   size_t red_local = ctx->wg_size < 64 ? ctx->wg_size : 64;
   if (ctx->family == CLSM_FAMILY_GPU && !ctx->wg_forced) red_local = ctx->wg_cap;
+  const cl_int chunked = ctx->family == CLSM_FAMILY_CPU;
 
   /* 1. Targets: validate, weights and counts. */
   if ((st = clsm__kernel(ctx, c->program, K_CE_PREP, &k)) != CLSM_SUCCESS) return st;
@@ -319,6 +320,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
     a = 0;                                                                 \
     ARG(ctx->scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);        \
     CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * acc, NULL));           \
+    ARG(chunked);                                                          \
     ENQ(k, red_local, red_local, 0);                                       \
   } while (0)
   if (need_totals) REDUCE(0, 2);

@@ -93,22 +93,41 @@ __kernel void clsm_ce_prep(__global const uchar *tg, ulong toff, long tso, long 
 }
 
 /* Sums scratch arrays k0..k1-1 (P values each) into totals scr[4P + k].
- * One work-group, a power-of-two size; `part` holds a (sum, compensation)
- * pair per lane. */
+ * One work-group, a power-of-two size; each lane sums its share with Kahan
+ * compensation, then a tree in `part` adds the lanes. Lanes take every n-th
+ * value (coalesced on a GPU), or with `chunked` (CPU family) a contiguous
+ * chunk in 16 compensated vector lanes: the lanes of a CPU work-group run one
+ * after another on one core, and independent chains keep it busy. */
 __kernel void clsm_ce_reduce(__global ACC *scr, long P, int k0, int k1,
-                             __global const int *flag, __local ACC *part) {
+                             __global const int *flag, __local ACC *part, int chunked) {
   int l = (int)get_local_id(0), n = (int)get_local_size(0);
   if (flag[0]) return;
   for (int k = k0; k < k1; ++k) {
     __global const ACC *a = scr + (long)k * P;
     ACC s = 0, comp = 0;
-    for (long p = l; p < P; p += n) {
+    long p = l, step = n, end = P;
+    if (chunked) {
+      const long per = ((P + n - 1) / n + 15) / 16 * 16;
+      p = min(P, l * per);
+      end = min(P, p + per);
+      step = 1;
+      ACCV vs = (ACCV)(0), vc = (ACCV)(0);
+      for (; p + 16 <= end; p += 16) {
+        ACCV y = vload16(0, a + p) - vc;
+        ACCV t = vs + y;
+        vc = (t - vs) - y;
+        vs = t;
+      }
+      s = clsm_hsum16(vs);
+      comp = clsm_hsum16(vc);
+    }
+    for (; p < end; p += step) {
       ACC y = a[p] - comp;
       ACC t = s + y;
       comp = (t - s) - y;
       s = t;
     }
-    part[l] = s;
+    part[l] = s - comp;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int h = n / 2; h > 0; h /= 2) {
       if (l < h) part[l] += part[l + h];
@@ -370,10 +389,12 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
     }
   }
   s += clsm_hsum16(ts);
-  swx += clsm_hsum16(twx);
-  sw += clsm_hsum16(tw);
+  if (smooth) {
+    swx += clsm_hsum16(twx);
+    sw += clsm_hsum16(tw);
+  }
   const ACC keps = (ACC)eps / (ACC)C;
-  const ACC lsv = m + log(s);
+  const ACC lsv = m + log((ACCV)(s)).s0; /* see clsm_log_sum_cpu */
   lv = lsv;
   ACC wt = weighted ? LOADX(w, q.t) : (ACC)1;
   l = ((ACC)1 - (ACC)eps) * wt * (lsv - xt) + (smooth ? keps * (lsv * sw - swx) : (ACC)0);
@@ -488,15 +509,14 @@ __kernel void clsm_ce_inner_cpu(CE_ARGS) {
    * - b w_t at the target. */
   ACC a[NV_MAX * 16], b[NV_MAX * 16], qz[NV_MAX * 16];
   for (int k = 0; k < nv; ++k) {
-    ACC mk[16], sk[16], xk[16];
-    vstore16(m[k], 0, mk);
-    vstore16(s[k], 0, sk);
+    ACC lk[16], xk[16];
+    vstore16(m[k] + log(s[k]), 0, lk);
     vstore16(swx[k], 0, xk);
     for (int l = 0; l < 16; ++l) {
       const int j = k * 16 + l;
       const long i = i0 + j;
       const int ign = t[j] < 0;
-      const ACC lse = mk[l] + log(sk[l]);
+      const ACC lse = lk[l];
       const ACC loss = ((ACC)1 - eps) * wt[j] * (lse - xt[j]) +
                        (smooth ? keps * (lse * sw - xk[l]) : (ACC)0);
       clsm_ce_store(scr, P, o * inner + i, lse_out, loff, lso, lsi, o, i, loss, z * lse * lse, lse,

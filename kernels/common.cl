@@ -170,20 +170,30 @@ inline void clsm_tree_online(__local ACC *lm, __local ACC *ls, int l, int n) {
  * online sum counts +inf as 1, so make that explicit. */
 inline ACC clsm_finish_sum(ACC m, ACC s) { return (isinf(m) && m > 0) ? (ACC)NAN : s; }
 
+/* Halving: 8, 4, 2, 1 lanes, each step one vector operation. */
 inline ACC clsm_hmax16(ACCV v) {
-  ACCV t = v;
-  ACC r = t.s0;
-  r = fmax(r, t.s1); r = fmax(r, t.s2); r = fmax(r, t.s3);
-  r = fmax(r, t.s4); r = fmax(r, t.s5); r = fmax(r, t.s6); r = fmax(r, t.s7);
-  r = fmax(r, t.s8); r = fmax(r, t.s9); r = fmax(r, t.sa); r = fmax(r, t.sb);
-  r = fmax(r, t.sc); r = fmax(r, t.sd); r = fmax(r, t.se); r = fmax(r, t.sf);
-  return r;
+#ifdef ACC_IS_DOUBLE
+  double8 h8 = fmax(v.lo, v.hi);
+  double4 h4 = fmax(h8.lo, h8.hi);
+  double2 h2 = fmax(h4.lo, h4.hi);
+#else
+  float8 h8 = fmax(v.lo, v.hi);
+  float4 h4 = fmax(h8.lo, h8.hi);
+  float2 h2 = fmax(h4.lo, h4.hi);
+#endif
+  return fmax(h2.lo, h2.hi);
 }
 
 /* Pairwise: the 16 lanes are folded as a tree, not one long chain. */
 inline ACC clsm_hsum16(ACCV v) {
-  ACCV t = v;
-  ACC a = (t.s0 + t.s1) + (t.s2 + t.s3), b = (t.s4 + t.s5) + (t.s6 + t.s7);
-  ACC c = (t.s8 + t.s9) + (t.sa + t.sb), d = (t.sc + t.sd) + (t.se + t.sf);
-  return (a + b) + (c + d);
+#ifdef ACC_IS_DOUBLE
+  double8 h8 = v.lo + v.hi;
+  double4 h4 = h8.lo + h8.hi;
+  double2 h2 = h4.lo + h4.hi;
+#else
+  float8 h8 = v.lo + v.hi;
+  float4 h4 = h8.lo + h8.hi;
+  float2 h2 = h4.lo + h4.hi;
+#endif
+  return h2.lo + h2.hi;
 }
