@@ -41,6 +41,18 @@ inline ushort16 clsm_float16_to_bf16(float16 f) {
   uint16 q = (u >> 16) | 0x40u;
   return convert_ushort16(select(r, q, (u & 0x7fffffffu) > 0x7f800000u));
 }
+/* Sixteen bfloat16 at p + 16 i. PoCL turns vstore16 of ushort into sixteen
+ * scalar stores (about 4 G elements/s here against 18 for the same bits as
+ * eight uints), so a 4-byte aligned destination (every one but odd element
+ * offsets) is written as uints. */
+inline void clsm_vstore_bf16(float16 v, size_t i, __global ushort *p) {
+  __global ushort *q = p + i * 16;
+  ushort16 b = clsm_float16_to_bf16(v);
+  if (((size_t)q & 3u) == 0)
+    vstore8(as_uint8(b), 0, (__global uint *)q);
+  else
+    vstore16(b, 0, q);
+}
 
 #if defined(CLSM_X_F32)
 typedef float TX;
@@ -87,7 +99,7 @@ typedef ushort TY;
 #define LOADY(p, i) clsm_bf16_to_float((p)[i])
 #define VLOADY(i, p) clsm_bf16_to_float16(vload16((i), (p)))
 #define STOREY(p, i, v) ((p)[i] = clsm_float_to_bf16(v))
-#define VSTOREY(v, i, p) vstore16(clsm_float16_to_bf16(v), (i), (p))
+#define VSTOREY(v, i, p) clsm_vstore_bf16((v), (i), (p))
 #else
 #error "no output dtype selected"
 #endif
