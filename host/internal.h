@@ -27,6 +27,8 @@ typedef enum clsm_kernel_id {
   K_CE_INNER_CPU,   /* CPU family, class axis not last: a block of positions */
   K_SPLIT_PARTIALS, /* a long row split over work-items: partial (max, sum) */
   K_SPLIT_WRITE,    /* ... merged, then each work-item writes its chunk */
+  K_BSPLIT_PARTIALS, /* the same for the backward ops: partial sums and max of y */
+  K_BSPLIT_WRITE,
   K_COUNT_
 } clsm_kernel_id;
 

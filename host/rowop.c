@@ -35,12 +35,14 @@ fail:
 }
 
 /* Few long contiguous rows on the CPU family: split each row over several
- * work-items (two kernels, partial (max, sum) pairs merged in the second),
- * so that one row uses every core. CLSM_SPLIT=0|1 turns it off or forces it
- * on every contiguous-row forward op. Returns the chunk length, or 0. */
+ * work-items (two kernels: partial (max, sum) pairs, or for the backward ops
+ * partial sums and maxima of y, combined in the second), so that one row
+ * uses every core. CLSM_SPLIT=0|1 turns it off or forces it on every
+ * contiguous-row op. Returns the chunk length, or 0. */
 static int64_t split_chunk(const clsm_context *ctx, const clsm_rowop *op) {
-  if (op->backward || op->generic || op->v[0].inner != 1 || op->v[0].sc != 1 || op->v[1].sc != 1)
-    return 0;
+  if (op->generic || op->v[0].inner != 1) return 0;
+  for (int i = 0; i < op->n; ++i)
+    if (op->v[i].sc != 1) return 0;
   const int force = ctx->split;
   if (force == 0 || (force < 0 && ctx->family != CLSM_FAMILY_CPU)) return 0;
   const int64_t items = (int64_t)ctx->compute_units * 8;
@@ -52,33 +54,37 @@ static int64_t split_chunk(const clsm_context *ctx, const clsm_rowop *op) {
   return chunk < least ? least : chunk;
 }
 
+/* Tensor i's buffer, offset and row stride as kernel arguments. */
+#define SPLIT_VIEW_ARGS(kern, i)                                  \
+  do {                                                            \
+    const cl_ulong off_ = op->v[i].base;                          \
+    const cl_long so_ = op->v[i].so;                              \
+    CLSM_ARG(ctx, kern, a++, op->t[i]->mem);                      \
+    CLSM_ARG(ctx, kern, a++, off_);                               \
+    CLSM_ARG(ctx, kern, a++, so_);                                \
+  } while (0)
+
 static clsm_status enqueue_split(clsm_context *ctx, clsm_rowop *op, int program, int64_t chunk,
                                  cl_uint num_wait, const cl_event *wait, cl_event *event) {
   clsm_status st;
   cl_kernel kp = NULL, kw = NULL;
   const size_t acc = program == P_F64 ? sizeof(double) : sizeof(float);
   const cl_long rows = op->rows, C = op->C, ch = chunk, chunks = (C + chunk - 1) / chunk;
+  const int ins = op->n - 1; /* x; or y and dy */
   if ((st = clsm__scratch(ctx, (size_t)(rows * chunks) * 2 * acc)) != CLSM_SUCCESS) return st;
-  if ((st = clsm__kernel(ctx, program, K_SPLIT_PARTIALS, &kp)) != CLSM_SUCCESS) return st;
-  if ((st = clsm__kernel(ctx, program, K_SPLIT_WRITE, &kw)) != CLSM_SUCCESS) return st;
-  const cl_ulong xoff = op->v[0].base, yoff = op->v[1].base;
-  const cl_long xso = op->v[0].so, yso = op->v[1].so;
+  const clsm_kernel_id kpid = op->backward ? K_BSPLIT_PARTIALS : K_SPLIT_PARTIALS;
+  if ((st = clsm__kernel(ctx, program, kpid, &kp)) != CLSM_SUCCESS) return st;
+  if ((st = clsm__kernel(ctx, program, (clsm_kernel_id)(kpid + 1), &kw)) != CLSM_SUCCESS) return st;
   cl_uint a = 0;
-  CLSM_ARG(ctx, kp, a++, op->t[0]->mem);
-  CLSM_ARG(ctx, kp, a++, xoff);
-  CLSM_ARG(ctx, kp, a++, xso);
+  for (int i = 0; i < ins; ++i) SPLIT_VIEW_ARGS(kp, i);
   CLSM_ARG(ctx, kp, a++, ctx->scratch);
   CLSM_ARG(ctx, kp, a++, rows);
   CLSM_ARG(ctx, kp, a++, C);
   CLSM_ARG(ctx, kp, a++, ch);
   CLSM_ARG(ctx, kp, a++, chunks);
+  if (op->backward) CLSM_ARG(ctx, kp, a++, op->flags);
   a = 0;
-  CLSM_ARG(ctx, kw, a++, op->t[0]->mem);
-  CLSM_ARG(ctx, kw, a++, xoff);
-  CLSM_ARG(ctx, kw, a++, xso);
-  CLSM_ARG(ctx, kw, a++, op->t[1]->mem);
-  CLSM_ARG(ctx, kw, a++, yoff);
-  CLSM_ARG(ctx, kw, a++, yso);
+  for (int i = 0; i < op->n; ++i) SPLIT_VIEW_ARGS(kw, i);
   CLSM_ARG(ctx, kw, a++, ctx->scratch);
   CLSM_ARG(ctx, kw, a++, rows);
   CLSM_ARG(ctx, kw, a++, C);
@@ -91,6 +97,7 @@ static clsm_status enqueue_split(clsm_context *ctx, clsm_rowop *op, int program,
 fail:
   return st;
 }
+#undef SPLIT_VIEW_ARGS
 
 static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_uint num_wait,
                            const cl_event *wait, cl_event *event) {

@@ -218,3 +218,78 @@ __kernel void clsm_backward_rows_wg(CLSM_BARGS, __local ACC *la, __local ACC *lm
     STOREY(dxr, c * dxsc, zero ? (ACC)0 : d);
   }
 }
+
+/* Few long contiguous rows (CPU family), as clsm_softmax_split_*: each row
+ * is split into `chunks` chunks of `chunk` elements so that every core has
+ * work. clsm_backward_split_partials: work-item (r, k) stores its chunk's
+ * sum (dy y, or dy for log_softmax) and max of y in part[2w], part[2w+1];
+ * clsm_backward_split_write: work-item (r, k) adds the row's sums in chunk
+ * order (every work-item of a row gets the same total) and writes its chunk
+ * of dx. */
+__kernel void clsm_backward_split_partials(__global const TX *y, ulong yoff, long yso,
+                                           __global const TX *dy, ulong dyoff, long dyso,
+                                           __global ACC *part, long rows, long C, long chunk,
+                                           long chunks, uint flags) {
+  long w = get_global_id(0);
+  if (w >= rows * chunks) return;
+  long r = w / chunks, k = w - r * chunks;
+  long c0 = k * chunk, n = min(chunk, C - c0);
+  __global const TX *yr = y + yoff + r * yso + c0;
+  __global const TX *dyr = dy + dyoff + r * dyso + c0;
+  ACCV tot = (ACCV)(0), mv = (ACCV)(-INFINITY);
+  ACC acc = 0, ymax = -INFINITY;
+  long c = 0;
+  for (; c + 256 <= n; c += 256) {
+    ACCV blk = (ACCV)(0);
+    for (int j = 0; j < 256; j += 16) {
+      ACCV g = VLOADX(0, dyr + c + j), v = VLOADX(0, yr + c + j);
+      blk += (flags & F_LOG) ? g : g * v;
+      mv = fmax(mv, v);
+    }
+    tot += blk;
+  }
+  for (; c + 16 <= n; c += 16) {
+    ACCV g = VLOADX(0, dyr + c), v = VLOADX(0, yr + c);
+    tot += (flags & F_LOG) ? g : g * v;
+    mv = fmax(mv, v);
+  }
+  for (; c < n; ++c) {
+    ACC g = LOADX(dyr, c), v = LOADX(yr, c);
+    acc += (flags & F_LOG) ? g : g * v;
+    ymax = fmax(ymax, v);
+  }
+  part[2 * w] = acc + clsm_hsum16(tot);
+  part[2 * w + 1] = fmax(ymax, clsm_hmax16(mv));
+}
+
+__kernel void clsm_backward_split_write(__global const TX *y, ulong yoff, long yso,
+                                        __global const TX *dy, ulong dyoff, long dyso,
+                                        __global TY *dx, ulong dxoff, long dxso,
+                                        __global const ACC *part, long rows, long C, long chunk,
+                                        long chunks, uint flags) {
+  long w = get_global_id(0);
+  if (w >= rows * chunks) return;
+  long r = w / chunks, k = w - r * chunks;
+  ACC acc = 0, ymax = -INFINITY;
+  for (long j = 0; j < chunks; ++j) {
+    acc += part[2 * (r * chunks + j)];
+    ymax = fmax(ymax, part[2 * (r * chunks + j) + 1]);
+  }
+  const int zero = (flags & F_LOG) && (flags & F_SAFE) && ymax == -INFINITY;
+  long c0 = k * chunk, n = min(chunk, C - c0);
+  __global const TX *yr = y + yoff + r * yso + c0;
+  __global const TX *dyr = dy + dyoff + r * dyso + c0;
+  __global TY *dxr = dx + dxoff + r * dxso + c0;
+  const ACCV a = (ACCV)(acc);
+  long c = 0;
+  for (; c + 16 <= n; c += 16) {
+    ACCV g = VLOADX(0, dyr + c), v = VLOADX(0, yr + c);
+    ACCV d = (flags & F_LOG) ? g - exp(v) * a : v * (g - a);
+    VSTOREY(zero ? (ACCV)(0) : d, 0, dxr + c);
+  }
+  for (; c < n; ++c) {
+    ACC g = LOADX(dyr, c), v = LOADX(yr, c);
+    ACC d = (flags & F_LOG) ? g - exp(v) * acc : v * (g - acc);
+    STOREY(dxr, c, zero ? (ACC)0 : d);
+  }
+}

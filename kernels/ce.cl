@@ -26,8 +26,11 @@
  *                     stores its weight w_n and count c_n.
  *   clsm_ce_reduce    one work-group: sums scratch arrays into totals.
  *   clsm_ce_rows_*    per position: the loss parts l_n, z_n into scratch, lse,
- *                     and the gradient (which may overwrite x: each row is
- *                     read before it is written).
+ *   clsm_ce_inner_cpu and the gradient (which may overwrite x: each row is
+ *   clsm_ce_strided   read before it is written). rows_cpu: a work-item per
+ *                     contiguous row; inner_cpu: a work-item per block of
+ *                     positions when the class axis is not last; rows_wg: a
+ *                     work-group per row (GPU); strided: anything else.
  *   clsm_ce_finish    the loss output: reduced (mean / sum) or per position.
  * Scratch (ACC): [0,P) w_n, [P,2P) c_n, [2P,3P) l_n, [3P,4P) z_n, then the
  * four totals at 4P. Totals are summed with Kahan compensation per lane and a
