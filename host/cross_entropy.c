@@ -344,11 +344,27 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   if (opt->softcap > 0) flags |= CE_SOFTCAP;
   if (mean) flags |= CE_MEAN;
   if (c->gs) flags |= reduced ? CE_G_SCALAR : CE_G_POS;
-  if (c->grad && !c->prob && !(flags & CE_SOFTCAP) && (rk == K_CE_ROWS_CPU || rk == K_CE_INNER_CPU) &&
-      (c->grad->dtype == CLSM_FLOAT32 || c->grad->dtype == CLSM_FLOAT64) &&
-      (uint64_t)C * ib * clsm_dtype_size(c->grad->dtype) <=
-          (rk == K_CE_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES))
-    flags |= CE_KEEP;
+  /* CPU work-items: a position, or a block of them. */
+  size_t items = rk == K_CE_INNER_CPU ? (size_t)outer * (((size_t)inner + ib - 1) / ib) : p1;
+  if (items == 0) items = 1;
+  size_t local = ctx->family == CLSM_FAMILY_CPU ? clsm__cpu_local(ctx, items) : 64;
+  /* Keep exp(x - m) for the gradient pass instead of computing it twice: in
+   * the gradient itself when it holds the compute type, in rows_cpu's local
+   * scratch (C values per work-item) for 16-bit gradients. */
+  size_t scratch_bytes = acc; /* rows_cpu's scratch: unused unless sized below */
+  if (c->grad && !c->prob && !(flags & CE_SOFTCAP) && (rk == K_CE_ROWS_CPU || rk == K_CE_INNER_CPU)) {
+    const int grad16 = c->grad->dtype == CLSM_FLOAT16 || c->grad->dtype == CLSM_BFLOAT16;
+    if (!grad16 && (uint64_t)C * ib * clsm_dtype_size(c->grad->dtype) <=
+                       (rk == K_CE_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES)) {
+      flags |= CE_KEEP;
+    } else if (grad16 && rk == K_CE_ROWS_CPU && (uint64_t)C * acc <= KEEP_BYTES) {
+      while (local > 1 && local * (size_t)C * acc > ctx->local_mem_size / 2) local /= 2;
+      if (local * (size_t)C * acc <= ctx->local_mem_size / 2) {
+        flags |= CE_KEEP;
+        scratch_bytes = local * (size_t)C * acc;
+      }
+    }
+  }
   if (rk == K_CE_INNER_CPU) flags |= (cl_uint)nv << CE_NV_SHIFT;
   cl_ulong xoff = c->xv.base, goff = c->grad ? c->gv.base : 0, gsoff = c->gs ? c->gs->offset : 0;
   cl_long xs[3] = {c->xv.so, c->xv.sc, c->xv.si};
@@ -375,6 +391,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   for (int i = 0; i < 3; ++i)
     CLSM_CL(ctx, clSetKernelArg(k, a++, acc, (const char *)params + (size_t)i * acc));
   ARG(flags);
+  if (rk == K_CE_ROWS_CPU) CLSM_CL(ctx, clSetKernelArg(k, a++, scratch_bytes, NULL));
   const int rows_last = !loss_out && !opt->total_weight;
   if (rk == K_CE_ROWS_WG) {
     size_t wg = ctx->wg_size, kmax = 0;
@@ -385,9 +402,6 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
     for (int i = 0; i < 4; ++i) CLSM_CL(ctx, clSetKernelArg(k, a++, wg * acc, NULL));
     ENQ(k, p1 * wg, wg, rows_last);
   } else {
-    size_t items = rk == K_CE_INNER_CPU ? (size_t)outer * (((size_t)inner + ib - 1) / ib) : p1;
-    if (items == 0) items = 1;
-    size_t local = ctx->family == CLSM_FAMILY_CPU ? clsm__cpu_local(ctx, items) : 64;
     ENQ(k, (items + local - 1) / local * local, local, rows_last);
   }
 

@@ -315,9 +315,11 @@ __kernel void clsm_ce_strided(CE_ARGS) {
 /* Contiguous rows (xsc == gsc == 1, inner == 1), index targets, no softcap:
  * the large-vocabulary hot path, 16-wide. With CE_KEEP (gradient holds ACC,
  * no softcap) exp(x - m) is stored in the gradient buffer by the sum pass and
- * rescaled by the last pass: one exp per element. Other cases fall back to
- * the scalar row. */
-__kernel void clsm_ce_rows_cpu(CE_ARGS) {
+ * rescaled by the last pass: one exp per element; a 16-bit gradient keeps it
+ * in `scratch` instead (C values per work-item of local memory, which the
+ * host sizes, as clsm_softmax_rows_cpu does), so it is rounded once. Other
+ * cases fall back to the scalar row. */
+__kernel void clsm_ce_rows_cpu(CE_ARGS, __local ACC *scratch) {
   long p = get_global_id(0);
   if (p >= P || flag[0]) return;
   w += woff;
@@ -326,6 +328,10 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
                          flags);
   __global const TX *xr = x + xoff + o * xso;
   __global TY *grr = gr + goff + o * gso;
+  __global TY *yr = grr;                               /* for KEEP_* */
+  __local ACC *sr = scratch + get_local_id(0) * C; /* for KEEP_* without Y_HOLDS_ACC */
+  (void)yr;
+  (void)sr;
   ACC l = 0, zl = 0, lv = 0;
   if (tkind == TK_PROB || (flags & CE_SOFTCAP) || q.ignored) {
     __global const TX *qr = (__global const TX *)tg + toff + o * tso;
@@ -354,7 +360,7 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
     for (int k = 0; k < 256; k += 16) {
       ACCV v = VLOADX(0, xr + c + k);
       ACCV e = exp(v - mm);
-      if (keep) VSTOREY(e, 0, grr + c + k);
+      if (keep) KEEP_VSTORE(e, c + k);
       bs += e;
       if (smooth) {
         ACCV wc = weighted ? VLOADX(0, w + c + k) : (ACCV)(1);
@@ -370,7 +376,7 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
   for (; c + 16 <= C; c += 16) {
     ACCV v = VLOADX(0, xr + c);
     ACCV e = exp(v - mm);
-    if (keep) VSTOREY(e, 0, grr + c);
+    if (keep) KEEP_VSTORE(e, c);
     bs += e;
     if (smooth) {
       ACCV wc = weighted ? VLOADX(0, w + c) : (ACCV)(1);
@@ -383,7 +389,7 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
   tw += bw;
   for (; c < C; ++c) {
     ACC v = LOADX(xr, c), e = exp(v - m);
-    if (keep) STOREY(grr, c, e);
+    if (keep) KEEP_STORE(e, c);
     s += e;
     if (smooth) {
       ACC wc = weighted ? LOADX(w, c) : (ACC)1;
@@ -408,13 +414,13 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS) {
     const ACC b = smooth ? coef * keps : (ACC)0;   /* smoothing term */
     const ACC pz = a + b * sw + zc;                /* p_c's total coefficient */
     for (c = 0; c + 16 <= C; c += 16) {
-      ACCV pc = keep ? VLOADY(0, grr + c) * inv : exp(VLOADX(0, xr + c) - mm) * inv;
+      ACCV pc = keep ? KEEP_VLOAD(c) * inv : exp(VLOADX(0, xr + c) - mm) * inv;
       ACCV d = pc * pz;
       if (smooth) d -= b * (weighted ? VLOADX(0, w + c) : (ACCV)(1));
       VSTOREY(d, 0, grr + c);
     }
     for (; c < C; ++c) {
-      ACC pc = keep ? LOADY(grr, c) * inv : exp(LOADX(xr, c) - m) * inv;
+      ACC pc = keep ? KEEP_LOAD(c) * inv : exp(LOADX(xr, c) - m) * inv;
       ACC d = pc * pz;
       if (smooth) d -= b * (weighted ? LOADX(w, c) : (ACC)1);
       STOREY(grr, c, d);

@@ -322,7 +322,7 @@ static int has_fp64(clsm_context *ctx, const dtype_tol *t) {
  * the logits' dtype, and the float32 loss for 16-bit logits), label smoothing,
  * weights and ignored positions, against the double reference on the values
  * the dtype holds; on (6, 300) and on (2, 40, 48), whose class axis is not
- * last (the CPU family's block kernel). */
+ * last (the CPU family's block kernel); in place over the logits as well. */
 START_TEST(test_dtype_ce) {
   const dtype_tol *t = &dtypes[_i % 3];
   int f32_out = (_i / 3) % 2;
@@ -385,6 +385,16 @@ START_TEST(test_dtype_ce) {
     ck_assert_msg(fabs(grad[i] - ref_grad[i]) <= gtol * fmax(fabs(ref_grad[i]), 1e-3) + ot->atol,
                   "%s grad %d: %.10g vs %.12g (rank %d)", clsm_dtype_name(t->dtype), i, grad[i],
                   ref_grad[i], rank);
+  if (!f32_out) {
+    /* In place over the logits: the same bits as the separate gradient. */
+    static unsigned char ip[NMAX * 8];
+    opt.grad = &xt;
+    CK_STATUS(ctx, clsm_cross_entropy(ctx, &xt, &tt, &lt, &opt, 0, NULL, NULL));
+    CK_STATUS(ctx, clsm_finish(ctx));
+    test_read(ctx, xb, 0, (size_t)n * es, ip);
+    ck_assert_msg(memcmp(ip, gs_, (size_t)n * es) == 0, "%s in place differs (rank %d)",
+                  clsm_dtype_name(t->dtype), rank);
+  }
   clReleaseMemObject(xb), clReleaseMemObject(wb), clReleaseMemObject(tb), clReleaseMemObject(gb);
   clReleaseMemObject(lb);
   clsm_context_destroy(ctx);
