@@ -426,6 +426,48 @@ START_TEST(test_ce_out_of_range) {
 }
 END_TEST
 
+/* Forward calls with only a loss and a total weight: an out-of-range target
+ * fails the call, names its position and value, and leaves the loss
+ * (reduced or per position) and the total weight untouched; on contiguous
+ * rows and with the class axis not last (in a full 16-position vector of the
+ * block kernel and in its scalar tail). */
+START_TEST(test_ce_out_of_range_forward) {
+  clsm_context *ctx = test_context();
+  const int inner_layout = _i / 2, none = _i % 2;
+  const ce_shape s = inner_layout ? (ce_shape){3, {2, 7, 20}} : (ce_shape){2, {6, 7}};
+  const int64_t P = inner_layout ? 40 : 6, C = 7;
+  const int64_t bad_at[2] = {inner_layout ? 5 : 3, inner_layout ? 37 : 5};
+  float x[2 * 7 * 20], loss[40], tw;
+  fill_random(x, P * C, 17);
+  for (int b = 0; b < 2; ++b) {
+    int64_t t[40];
+    for (int64_t p = 0; p < P; ++p) t[p] = (p * 3) % C;
+    t[1] = -100;
+    t[bad_at[b]] = b ? -3 : C;
+    for (int64_t p = 0; p < P; ++p) loss[p] = 123.0f;
+    tw = 77.0f;
+    clsm_ce_options opt = CLSM_CE_OPTIONS_INIT;
+    opt.reduction = none ? CLSM_REDUCTION_NONE : CLSM_REDUCTION_MEAN;
+    ck_assert_int_eq(clsm_cross_entropy_host(ctx, CLSM_FLOAT32, s.rank, s.shape, x, CLSM_INT64, t,
+                                             &opt, NULL, loss, NULL, NULL, NULL, &tw),
+                     CLSM_ERR_TARGET_OUT_OF_RANGE);
+    char detail[256], want[64];
+    clsm_context_error(ctx, detail, sizeof detail);
+    snprintf(want, sizeof want, "position %lld is %lld", (long long)bad_at[b],
+             (long long)t[bad_at[b]]);
+    ck_assert_msg(strstr(detail, want) != NULL, "detail: %s (want %s)", detail, want);
+    for (int64_t p = 0; p < (none ? P : 1); ++p) ck_assert_float_eq(loss[p], 123.0f);
+    ck_assert_float_eq(tw, 77.0f);
+    /* The context works again, and the loss is finite. */
+    t[bad_at[b]] = 2;
+    CK_STATUS(ctx, clsm_cross_entropy_host(ctx, CLSM_FLOAT32, s.rank, s.shape, x, CLSM_INT64, t,
+                                           &opt, NULL, loss, NULL, NULL, NULL, &tw));
+    ck_assert(isfinite(loss[0]) && isfinite(loss[P - 1]) && tw == (float)(P - 1));
+  }
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
 /* The in-place gradient equals the out-of-place one bit for bit, for the
  * row path (C = 300), the strided one (C on a non-last layout, 5 positions)
  * and the block one (48 positions, which keeps exp in the gradient). */
@@ -604,6 +646,7 @@ static Suite *ce_suite(void) {
   tcase_add_test(tc, test_ce_all_ignored);
   tcase_add_test(tc, test_ce_extreme_logits);
   tcase_add_test(tc, test_ce_out_of_range);
+  tcase_add_loop_test(tc, test_ce_out_of_range_forward, 0, 4);
   tcase_add_loop_test(tc, test_ce_in_place, 0, 3);
   tcase_add_loop_test(tc, test_ce_backward, 0, 2);
   tcase_add_test(tc, test_ce_no_logits_sized_buffer);
