@@ -430,6 +430,9 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS, __local ACC *scratch) {
      * value just written). */
     ACC pt = exp(xt - m) * inv;
     ACC d = a * (pt - (ACC)1) + (b * sw + zc) * pt - b * (smooth ? wt : (ACC)0);
+    /* bfloat16 vectors were stored as uints (clsm_vstore_bf16): keep the
+     * compiler from moving this ushort store ahead of them. */
+    mem_fence(CLK_GLOBAL_MEM_FENCE);
     STOREY(grr, q.t, d);
   }
   clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, l, zl, lv, 0, flags);

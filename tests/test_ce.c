@@ -22,7 +22,7 @@ static const ce_shape shapes[] = {
     /* Class axis not last, positions contiguous: blocks of 1, 2 and 4
      * 16-wide vectors with scalar tails, and a block too large to keep. */
     {3, {2, 7, 37}},      {4, {3, 300, 5, 16}}, {3, {1, 9, 64}}, {3, {3, 11, 20}},
-    {3, {2, 2100, 160}},
+    {3, {2, 2100, 160}}, {3, {2, 5, 520}}, /* and 512 wide (the most) with a tail */
 };
 #define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
