@@ -19,10 +19,11 @@ typedef struct ce_shape {
 static const ce_shape shapes[] = {
     {1, {7}},           {2, {5, 11}},          {2, {64, 80}}, {3, {3, 6, 4}},
     {5, {2, 5, 3, 2, 2}}, {2, {4, 300}},       {2, {2, 5000}}, {2, {0, 5}},
-    /* Class axis not last, positions contiguous: blocks of 1, 2 and 4
-     * 16-wide vectors with scalar tails, and a block too large to keep. */
-    {3, {2, 7, 37}},      {4, {3, 300, 5, 16}}, {3, {1, 9, 64}}, {3, {3, 11, 20}},
-    {3, {2, 2100, 160}}, {3, {2, 5, 520}}, /* and 512 wide (the most) with a tail */
+    /* Class axis not last, positions contiguous: blocks of 1, 2, 4 and 32
+     * 16-wide vectors, with scalar tails (test_ce_inner_no_keep: a block too
+     * large to keep exp in the gradient). */
+    {3, {2, 7, 37}},      {4, {2, 40, 5, 16}}, {3, {1, 9, 64}}, {3, {3, 11, 20}},
+    {3, {2, 5, 520}},
 };
 #define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
@@ -468,6 +469,19 @@ START_TEST(test_ce_out_of_range_forward) {
 }
 END_TEST
 
+/* Class axis not last with blocks of 600 x 512 positions (1.2 MB, past the
+ * 1 MiB the block kernel keeps exp(x - m) for): the gradient computes exp
+ * again. One shape for all option tests would be slow under sanitizers. */
+START_TEST(test_ce_inner_no_keep) {
+  clsm_context *ctx = test_context();
+  const ce_shape s = {3, {1, 600, 512}};
+  const variant v[2] = {{1, 0.1, 1}, {0, 0.0, 0}};
+  check_case(ctx, &s, 2, 0, v[0], 4100);
+  check_case(ctx, &s, 0, 1, v[1], 4101);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
 /* The in-place gradient equals the out-of-place one bit for bit, for the
  * row path (C = 300), the strided one (C on a non-last layout, 5 positions)
  * and the block one (48 positions, which keeps exp in the gradient). */
@@ -647,6 +661,7 @@ static Suite *ce_suite(void) {
   tcase_add_test(tc, test_ce_extreme_logits);
   tcase_add_test(tc, test_ce_out_of_range);
   tcase_add_loop_test(tc, test_ce_out_of_range_forward, 0, 4);
+  tcase_add_test(tc, test_ce_inner_no_keep);
   tcase_add_loop_test(tc, test_ce_in_place, 0, 3);
   tcase_add_loop_test(tc, test_ce_backward, 0, 2);
   tcase_add_test(tc, test_ce_no_logits_sized_buffer);
