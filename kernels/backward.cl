@@ -72,17 +72,14 @@ __kernel void clsm_backward_generic(__global const TX *y, ulong yoff, long ysc,
   clsm_brow_strided(y + yoff + yo, ysc, dy + dyoff + dyo, dysc, dx + dxoff + dxo, dxsc, C, flags);
 }
 
-/* Contiguous rows (ysc == dysc == dxsc == 1, inner == 1), 16-wide. */
-__kernel void clsm_backward_rows_cpu(CLSM_BARGS) {
-  long r = get_global_id(0);
-  if (r >= outer) return;
-  __global const TX *yr = y + yoff + r * yso;
-  __global const TX *dyr = dy + dyoff + r * dyso;
-  __global TY *dxr = dx + dxoff + r * dxso;
+/* The row reduction of n contiguous elements, 16-wide: *acc = sum of dy y
+ * (dy for log_softmax), folded every 256 elements, and *ymax = max of y. */
+inline void clsm_brow_reduce(__global const TX *yr, __global const TX *dyr, long n, uint flags,
+                             ACC *acc, ACC *ymax) {
   ACCV tot = (ACCV)(0), mv = (ACCV)(-INFINITY);
-  ACC acc = 0, ymax = -INFINITY;
+  ACC a = 0, m = -INFINITY;
   long c = 0;
-  for (; c + 256 <= C; c += 256) {
+  for (; c + 256 <= n; c += 256) {
     ACCV blk = (ACCV)(0);
     for (int k = 0; k < 256; k += 16) {
       ACCV g = VLOADX(0, dyr + c + k), v = VLOADX(0, yr + c + k);
@@ -92,31 +89,49 @@ __kernel void clsm_backward_rows_cpu(CLSM_BARGS) {
     tot += blk;
   }
   ACCV blk = (ACCV)(0);
-  for (; c + 16 <= C; c += 16) {
+  for (; c + 16 <= n; c += 16) {
     ACCV g = VLOADX(0, dyr + c), v = VLOADX(0, yr + c);
     blk += (flags & F_LOG) ? g : g * v;
     mv = fmax(mv, v);
   }
   tot += blk;
-  for (; c < C; ++c) {
+  for (; c < n; ++c) {
     ACC g = LOADX(dyr, c), v = LOADX(yr, c);
-    acc += (flags & F_LOG) ? g : g * v;
-    ymax = fmax(ymax, v);
+    a += (flags & F_LOG) ? g : g * v;
+    m = fmax(m, v);
   }
-  acc += clsm_hsum16(tot);
-  ymax = fmax(ymax, clsm_hmax16(mv));
+  *acc = a + clsm_hsum16(tot);
+  *ymax = fmax(m, clsm_hmax16(mv));
+}
+
+/* The writing pass over n contiguous elements, given the row's sum and max
+ * of y (a safe log_softmax row of y all -inf gets 0). */
+inline void clsm_brow_write(__global const TX *yr, __global const TX *dyr, __global TY *dxr, long n,
+                            ACC acc, ACC ymax, uint flags) {
   const int zero = (flags & F_LOG) && (flags & F_SAFE) && ymax == -INFINITY;
   const ACCV a = (ACCV)(acc);
-  for (c = 0; c + 16 <= C; c += 16) {
+  long c = 0;
+  for (; c + 16 <= n; c += 16) {
     ACCV g = VLOADX(0, dyr + c), v = VLOADX(0, yr + c);
     ACCV d = (flags & F_LOG) ? g - exp(v) * a : v * (g - a);
     VSTOREY(zero ? (ACCV)(0) : d, 0, dxr + c);
   }
-  for (; c < C; ++c) {
+  for (; c < n; ++c) {
     ACC g = LOADX(dyr, c), v = LOADX(yr, c);
     ACC d = (flags & F_LOG) ? g - exp(v) * acc : v * (g - acc);
     STOREY(dxr, c, zero ? (ACC)0 : d);
   }
+}
+
+/* Contiguous rows (ysc == dysc == dxsc == 1, inner == 1), 16-wide. */
+__kernel void clsm_backward_rows_cpu(CLSM_BARGS) {
+  long r = get_global_id(0);
+  if (r >= outer) return;
+  __global const TX *yr = y + yoff + r * yso;
+  __global const TX *dyr = dy + dyoff + r * dyso;
+  ACC acc, ymax;
+  clsm_brow_reduce(yr, dyr, C, flags, &acc, &ymax);
+  clsm_brow_write(yr, dyr, dx + dxoff + r * dxso, C, acc, ymax, flags);
 }
 
 /* A block of ib consecutive inner positions (yi/dyi/dxi strides 1). */
@@ -233,33 +248,12 @@ __kernel void clsm_backward_split_partials(__global const TX *y, ulong yoff, lon
   long w = get_global_id(0);
   if (w >= rows * chunks) return;
   long r = w / chunks, k = w - r * chunks;
-  long c0 = k * chunk, n = min(chunk, C - c0);
-  __global const TX *yr = y + yoff + r * yso + c0;
-  __global const TX *dyr = dy + dyoff + r * dyso + c0;
-  ACCV tot = (ACCV)(0), mv = (ACCV)(-INFINITY);
-  ACC acc = 0, ymax = -INFINITY;
-  long c = 0;
-  for (; c + 256 <= n; c += 256) {
-    ACCV blk = (ACCV)(0);
-    for (int j = 0; j < 256; j += 16) {
-      ACCV g = VLOADX(0, dyr + c + j), v = VLOADX(0, yr + c + j);
-      blk += (flags & F_LOG) ? g : g * v;
-      mv = fmax(mv, v);
-    }
-    tot += blk;
-  }
-  for (; c + 16 <= n; c += 16) {
-    ACCV g = VLOADX(0, dyr + c), v = VLOADX(0, yr + c);
-    tot += (flags & F_LOG) ? g : g * v;
-    mv = fmax(mv, v);
-  }
-  for (; c < n; ++c) {
-    ACC g = LOADX(dyr, c), v = LOADX(yr, c);
-    acc += (flags & F_LOG) ? g : g * v;
-    ymax = fmax(ymax, v);
-  }
-  part[2 * w] = acc + clsm_hsum16(tot);
-  part[2 * w + 1] = fmax(ymax, clsm_hmax16(mv));
+  long c0 = k * chunk;
+  ACC acc, ymax;
+  clsm_brow_reduce(y + yoff + r * yso + c0, dy + dyoff + r * dyso + c0, min(chunk, C - c0), flags,
+                   &acc, &ymax);
+  part[2 * w] = acc;
+  part[2 * w + 1] = ymax;
 }
 
 __kernel void clsm_backward_split_write(__global const TX *y, ulong yoff, long yso,
@@ -275,21 +269,7 @@ __kernel void clsm_backward_split_write(__global const TX *y, ulong yoff, long y
     acc += part[2 * (r * chunks + j)];
     ymax = fmax(ymax, part[2 * (r * chunks + j) + 1]);
   }
-  const int zero = (flags & F_LOG) && (flags & F_SAFE) && ymax == -INFINITY;
-  long c0 = k * chunk, n = min(chunk, C - c0);
-  __global const TX *yr = y + yoff + r * yso + c0;
-  __global const TX *dyr = dy + dyoff + r * dyso + c0;
-  __global TY *dxr = dx + dxoff + r * dxso + c0;
-  const ACCV a = (ACCV)(acc);
-  long c = 0;
-  for (; c + 16 <= n; c += 16) {
-    ACCV g = VLOADX(0, dyr + c), v = VLOADX(0, yr + c);
-    ACCV d = (flags & F_LOG) ? g - exp(v) * a : v * (g - a);
-    VSTOREY(zero ? (ACCV)(0) : d, 0, dxr + c);
-  }
-  for (; c < n; ++c) {
-    ACC g = LOADX(dyr, c), v = LOADX(yr, c);
-    ACC d = (flags & F_LOG) ? g - exp(v) * acc : v * (g - acc);
-    STOREY(dxr, c, zero ? (ACC)0 : d);
-  }
+  long c0 = k * chunk;
+  clsm_brow_write(y + yoff + r * yso + c0, dy + dyoff + r * dyso + c0, dx + dxoff + r * dxso + c0,
+                  min(chunk, C - c0), acc, ymax, flags);
 }
