@@ -126,7 +126,6 @@ static clsm_status find_device(const char *spec, cl_platform_id *pout, cl_device
   return CLSM_ERR_DEVICE_NOT_FOUND;
 }
 
-/* Reads device properties and sets the tunables. */
 /* At most `want` lanes, fewer if the device or its local memory (two doubles
  * a lane, the widest case) cannot hold them; a power of two for the trees. */
 static size_t fit_lanes(const clsm_context *ctx, size_t want) {
@@ -135,6 +134,7 @@ static size_t fit_lanes(const clsm_context *ctx, size_t want) {
   return want;
 }
 
+/* Reads device properties and sets the tunables. */
 static void query_device(clsm_context *ctx) {
   clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof ctx->device_type, &ctx->device_type, NULL);
   clGetDeviceInfo(ctx->device, CL_DEVICE_NAME, sizeof ctx->device_name - 1, ctx->device_name,

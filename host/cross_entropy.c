@@ -358,10 +358,10 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
                        (rk == K_CE_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES)) {
       flags |= CE_KEEP;
     } else if (grad16 && rk == K_CE_ROWS_CPU && (uint64_t)C * acc <= KEEP_BYTES) {
-      while (local > 1 && local * (size_t)C * acc > ctx->local_mem_size / 2) local /= 2;
-      if (local * (size_t)C * acc <= ctx->local_mem_size / 2) {
+      const size_t bytes = clsm__row_scratch(ctx, &local, C, acc);
+      if (bytes) {
         flags |= CE_KEEP;
-        scratch_bytes = local * (size_t)C * acc;
+        scratch_bytes = bytes;
       }
     }
   }

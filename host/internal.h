@@ -196,6 +196,7 @@ typedef struct clsm_plan {
  * CLSM_KERNEL=rows_cpu|inner_cpu|rows_wg|strided|generic forces a kernel
  * where its layout preconditions hold. */
 int clsm__kernel_from_env(void);
+size_t clsm__row_scratch(const clsm_context *ctx, size_t *local, int64_t C, size_t acc);
 /* Float16-wide vectors per inner block for an inner extent (CLSM_INNER_VECTORS at most). */
 int clsm__inner_nv(const clsm_context *ctx, int64_t inner);
 void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int generic,

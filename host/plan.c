@@ -25,6 +25,16 @@ size_t clsm__cpu_local(const clsm_context *ctx, size_t items) {
   return l;
 }
 
+/* Local scratch of C compute-type values per work-item (rows_cpu keeping
+ * exp(x - m) for a 16-bit output): halves *local until the work-group's
+ * scratch fits in half the device's local memory; returns its bytes, or 0
+ * when not even one row fits (*local is then 1). */
+size_t clsm__row_scratch(const clsm_context *ctx, size_t *local, int64_t C, size_t acc) {
+  const size_t row = (size_t)C * acc, room = ctx->local_mem_size / 2;
+  while (*local > 1 && *local * row > room) *local /= 2;
+  return *local * row <= room ? *local * row : 0;
+}
+
 /* Float16-wide vectors per inner block: the largest power of two up to
  * CLSM_INNER_VECTORS (32 by default: rows of a block are then 2 KB runs of
  * float32) that the inner extent fills. */

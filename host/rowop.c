@@ -124,12 +124,10 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
     uint64_t limit = plan.kernel == K_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES;
     int keep = plan.kernel != K_ROWS_WG && (uint64_t)op->C * ib * es <= limit;
     if (keep && is_16bit(out->dtype)) {
-      keep = plan.kernel == K_ROWS_CPU;
-      while (keep && plan.local > 1 && plan.local * (size_t)op->C * acc > ctx->local_mem_size / 2)
-        plan.local /= 2;
-      keep = keep && plan.local * (size_t)op->C * acc <= ctx->local_mem_size / 2;
+      size_t bytes = plan.kernel == K_ROWS_CPU ? clsm__row_scratch(ctx, &plan.local, op->C, acc) : 0;
+      keep = bytes > 0;
       if (keep) {
-        scratch = plan.local * (size_t)op->C * acc;
+        scratch = bytes;
         plan.global = (size_t)op->rows + (plan.local - (size_t)op->rows % plan.local) % plan.local;
       }
     }

@@ -403,7 +403,7 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS, __local ACC *scratch) {
     sw += clsm_hsum16(tw);
   }
   const ACC keps = (ACC)eps / (ACC)C;
-  const ACC lsv = m + log((ACCV)(s)).s0; /* see clsm_log_sum_cpu */
+  const ACC lsv = m + clsm_log_cpu(s);
   lv = lsv;
   ACC wt = weighted ? LOADX(w, q.t) : (ACC)1;
   l = ((ACC)1 - (ACC)eps) * wt * (lsv - xt) + (smooth ? keps * (lsv * sw - swx) : (ACC)0);

@@ -182,6 +182,13 @@ inline void clsm_tree_online(__local ACC *lm, __local ACC *ls, int l, int n) {
  * online sum counts +inf as 1, so make that explicit. */
 inline ACC clsm_finish_sum(ACC m, ACC s) { return (isinf(m) && m > 0) ? (ACC)NAN : s; }
 
+/* log of one value through one lane of the vector built-in, for the
+ * CPU-family kernels: on PoCL's CPU device a scalar log costs several times
+ * a whole vector one (a log per row took a quarter of a 65536x128 row
+ * kernel's time). GPU kernels keep the scalar log, which is one lane's work
+ * there. */
+inline ACC clsm_log_cpu(ACC v) { return log((ACCV)(v)).s0; }
+
 /* Halving: 8, 4, 2, 1 lanes, each step one vector operation. */
 inline ACC clsm_hmax16(ACCV v) {
 #ifdef ACC_IS_DOUBLE

@@ -59,11 +59,8 @@ inline ACC clsm_ref_max(ACC m, uint flags) {
 inline ACC clsm_inv_sum(ACC s) { return s == 0 ? (ACC)0 : (ACC)1 / s; }
 /* log(s), or 0 for the safe all -inf row, so that x - m - log s = -inf. */
 inline ACC clsm_log_sum(ACC s) { return s == 0 ? (ACC)0 : log(s); }
-/* The same through one lane of the vector built-in, for the CPU-family
- * kernels: on PoCL's CPU device a scalar log costs several times a whole
- * vector one (a log per row took a quarter of a 65536x128 row kernel's
- * time). GPU kernels keep the scalar log, which is one lane's work there. */
-inline ACC clsm_log_sum_cpu(ACC s) { return s == 0 ? (ACC)0 : log((ACCV)(s)).s0; }
+/* The same for the CPU-family kernels (see clsm_log_cpu). */
+inline ACC clsm_log_sum_cpu(ACC s) { return s == 0 ? (ACC)0 : clsm_log_cpu(s); }
 
 /* One row, any strides: scalar passes (max, sum, write). */
 inline void clsm_row_strided(__global const TX *xr, long xsc, __global TY *yr, long ysc, long C,
