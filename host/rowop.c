@@ -75,14 +75,20 @@ static clsm_status enqueue_split(clsm_context *ctx, clsm_rowop *op, int program,
   const clsm_kernel_id kpid = op->backward ? K_BSPLIT_PARTIALS : K_SPLIT_PARTIALS;
   if ((st = clsm__kernel(ctx, program, kpid, &kp)) != CLSM_SUCCESS) return st;
   if ((st = clsm__kernel(ctx, program, (clsm_kernel_id)(kpid + 1), &kw)) != CLSM_SUCCESS) return st;
+  /* Softmax into float32 / float64: the first kernel keeps exp(x - chunk
+   * max) in y, the second rescales it (one exp per element instead of two). */
+  cl_uint flags = op->flags;
+  const clsm_dtype out = op->t[op->n - 1]->dtype;
+  if (!op->backward && !(flags & F_LOG) && !is_16bit(out) && ctx->row_blocks) flags |= F_BLOCKS;
   cl_uint a = 0;
   for (int i = 0; i < ins; ++i) SPLIT_VIEW_ARGS(kp, i);
+  if (!op->backward) SPLIT_VIEW_ARGS(kp, op->n - 1);
   CLSM_ARG(ctx, kp, a++, ctx->scratch);
   CLSM_ARG(ctx, kp, a++, rows);
   CLSM_ARG(ctx, kp, a++, C);
   CLSM_ARG(ctx, kp, a++, ch);
   CLSM_ARG(ctx, kp, a++, chunks);
-  if (op->backward) CLSM_ARG(ctx, kp, a++, op->flags);
+  CLSM_ARG(ctx, kp, a++, flags);
   a = 0;
   for (int i = 0; i < op->n; ++i) SPLIT_VIEW_ARGS(kw, i);
   CLSM_ARG(ctx, kw, a++, ctx->scratch);
@@ -90,7 +96,7 @@ static clsm_status enqueue_split(clsm_context *ctx, clsm_rowop *op, int program,
   CLSM_ARG(ctx, kw, a++, C);
   CLSM_ARG(ctx, kw, a++, ch);
   CLSM_ARG(ctx, kw, a++, chunks);
-  CLSM_ARG(ctx, kw, a++, op->flags);
+  CLSM_ARG(ctx, kw, a++, flags);
   size_t items = (size_t)(rows * chunks), local = 1;
   CLSM_CL(ctx, clEnqueueNDRangeKernel(ctx->queue, kp, 1, NULL, &items, &local, num_wait, wait, NULL));
   CLSM_CL(ctx, clEnqueueNDRangeKernel(ctx->queue, kw, 1, NULL, &items, &local, 0, NULL, event));

@@ -385,15 +385,27 @@ __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) 
  * clsm_softmax_split_write: work-item (r, k) merges the row's pairs (the
  * online-softmax merge, in chunk order, so every work-item of a row gets the
  * same M and S) and writes its chunk. A chunk of -inf only is (-inf, 0), the
- * merge's identity; NaN and +inf make S NaN as in the one-pass kernels. */
+ * merge's identity; NaN and +inf make S NaN as in the one-pass kernels.
+ * Softmax with F_BLOCKS (a float32 / float64 output) does as clsm_row_blocks:
+ * the first kernel writes exp(x - chunk max) to y while the chunk is in
+ * cache, the second scales it by exp(chunk max - M) / S; one exp per element
+ * instead of two. A chunk of -inf writes 0 and gets the factor
+ * exp(-inf - M): 0, or NaN when the whole row is -inf (0 with F_SAFE). */
 __kernel void clsm_softmax_split_partials(__global const TX *x, ulong xoff, long xso,
+                                          __global TY *y, ulong yoff, long yso,
                                           __global ACC *part, long rows, long C, long chunk,
-                                          long chunks) {
+                                          long chunks, uint flags) {
   long w = get_global_id(0);
   if (w >= rows * chunks) return;
   long r = w / chunks, k = w - r * chunks;
   long c0 = k * chunk, n = min(chunk, C - c0);
   __global const TX *xr = x + xoff + r * xso + c0;
+  __global TY *yr = y + yoff + r * yso + c0;
+#ifdef Y_HOLDS_ACC
+  const int keep = (flags & F_BLOCKS) != 0;
+#else
+  const int keep = 0;
+#endif
   ACCV mv = (ACCV)(-INFINITY);
   long c = 0;
   for (; c + 16 <= n; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
@@ -405,11 +417,25 @@ __kernel void clsm_softmax_split_partials(__global const TX *x, ulong xoff, long
   ACC s = 0;
   for (c = 0; c + 256 <= n; c += 256) {
     ACCV blk = (ACCV)(0);
-    for (int j = 0; j < 256; j += 16) blk += exp(VLOADX(0, xr + c + j) - mm);
+    for (int j = 0; j < 256; j += 16) {
+      ACCV v = VLOADX(0, xr + c + j);
+      ACCV e = keep ? clsm_exp_sub16(v, mm) : exp(v - mm);
+      if (keep) VSTOREY(e, 0, yr + c + j);
+      blk += e;
+    }
     tot += blk;
   }
-  for (; c + 16 <= n; c += 16) tot += exp(VLOADX(0, xr + c) - mm);
-  for (; c < n; ++c) s += exp(LOADX(xr, c) - mref);
+  for (; c + 16 <= n; c += 16) {
+    ACCV v = VLOADX(0, xr + c);
+    ACCV e = keep ? clsm_exp_sub16(v, mm) : exp(v - mm);
+    if (keep) VSTOREY(e, 0, yr + c);
+    tot += e;
+  }
+  for (; c < n; ++c) {
+    ACC e = clsm_exp_sub(LOADX(xr, c), mref);
+    if (keep) STOREY(yr, c, e);
+    s += e;
+  }
   part[2 * w] = m;
   part[2 * w + 1] = s + clsm_hsum16(tot);
 }
@@ -437,6 +463,10 @@ __kernel void clsm_softmax_split_write(__global const TX *x, ulong xoff, long xs
     const ACC ls = clsm_log_sum(s);
     for (; c + 16 <= n; c += 16) VSTOREY((VLOADX(0, xr + c) - mm) - ls, 0, yr + c);
     for (; c < n; ++c) STOREY(yr, c, (LOADX(xr, c) - m) - ls);
+  } else if (flags & F_BLOCKS) {
+    const ACC f = clsm_exp_sub(part[2 * w], m) * clsm_inv_sum(s);
+    for (; c + 16 <= n; c += 16) VSTOREY(VLOADY(0, yr + c) * f, 0, yr + c);
+    for (; c < n; ++c) STOREY(yr, c, LOADY(yr, c) * f);
   } else {
     const ACC inv = clsm_inv_sum(s);
     for (; c + 16 <= n; c += 16) VSTOREY(clsm_exp_sub16(VLOADX(0, xr + c), mm) * inv, 0, yr + c);

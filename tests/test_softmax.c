@@ -503,6 +503,87 @@ START_TEST(test_long_rows_blocks) {
 }
 END_TEST
 
+/* The row's log: row k holds k zeros and -inf elsewhere, so its sum is
+ * exactly k and log_softmax of a zero is -log(k) as the kernel's log gives
+ * it; checked to 3 ulp (OpenCL's bound for log) against log(k) in double,
+ * for k = 1..C. */
+START_TEST(test_log_of_sums) {
+  clsm_context *ctx = test_context();
+  enum { R = 1000, C = 1000 };
+  float *x = malloc(sizeof(float) * R * C), *y = malloc(sizeof(float) * R * C);
+  ck_assert(x && y);
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) x[r * C + c] = c <= r ? 0.0f : -INFINITY;
+  const int64_t shape[2] = {R, C};
+  CK_STATUS(ctx, clsm_log_softmax_host(ctx, CLSM_FLOAT32, 2, shape, 1, 0, x, y));
+  for (int r = 0; r < R; ++r) {
+    const double want = -log((double)(r + 1));
+    const double ulp = r ? ldexp(1.0, ilogb(want) - 23) : 0.0;
+    ck_assert_msg(fabs((double)y[r * C] - want) <= 3 * ulp, "sum %d: %.9g, log %.9g", r + 1,
+                  (double)y[r * C], want);
+    ck_assert(y[r * C + r] == y[r * C] && (r + 1 == C || y[r * C + r + 1] == -INFINITY));
+  }
+  free(x), free(y);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* Few long rows: on the CPU family each row is split over work-items
+ * (chunks of at least 4096 and at most a quarter of the row), and softmax
+ * keeps exp(x - chunk max) in y for the second kernel to scale. Row 0: its
+ * first half -inf (whole chunks of -inf) and a finite max of -100, so a
+ * chunk's factor exp(-inf - M) must be 0 where exp(0 - M) would overflow.
+ * Row 1: chunk maxima 20 apart (near 0.74 in the first half, 20.74 in the
+ * second), and elements up to 60 / 80 below them, where x - m is rounded
+ * by up to 1.9e-6 / 3.8e-6 relative to exp's result; the ratio
+ * y_i / y_max against exp(x_i - x_max) in double (the sum cancels) checks
+ * each element to 1e-6. float32 and float64. */
+START_TEST(test_split_rows_chunks) {
+  clsm_context *ctx = test_context();
+  enum { R = 2, C = 1 << 18 };
+  const float inf = INFINITY;
+  float *x = malloc(sizeof(float) * R * C), *y = malloc(sizeof(float) * R * C);
+  double *xd = malloc(sizeof(double) * R * C), *yd = malloc(sizeof(double) * R * C);
+  double *ref = malloc(sizeof(double) * R * C);
+  ck_assert(x && y && xd && yd && ref);
+  fill_random(x, (int64_t)R * C, 91); /* values in [-4, 4), a few in [-60, 60) */
+  for (int c = 0; c < C; ++c) {
+    const float u = (x[c] + 60.0f) / 120.0f; /* in [0, 1) */
+    x[c] = c < C / 2 ? -inf : -100.0f - 80.0f * u;
+    const float v = (x[C + c] + 60.0f) / 120.0f;
+    x[C + c] = c < C / 2 ? 0.7371f - 60.0f * v : 20.7371f - 80.0f * v;
+  }
+  x[C - 5] = -100.0f; /* row 0's max */
+  const int amax[R] = {C - 5, 2 * C - 1};
+  x[2 * C - 1] = 20.7371f; /* row 1's max */
+  for (int i = 0; i < R * C; ++i) xd[i] = x[i];
+  const int64_t shape[2] = {R, C};
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 2, shape, 1, 0, x, y));
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT64, 2, shape, 1, 0, xd, yd));
+  ref_softmax(x, ref, 2, shape, 1, 0, 0);
+  for (int r = 0; r < R; ++r) {
+    const int j = amax[r];
+    for (int c = 0; c < C; ++c) {
+      const int i = r * C + c;
+      if (x[i] == -inf) {
+        ck_assert_msg(y[i] == 0.0f && yd[i] == 0.0, "row %d col %d: %g / %g, not 0", r, c,
+                      (double)y[i], yd[i]);
+        continue;
+      }
+      ck_assert_msg(ref_close(y[i], ref[i], 0, RTOL), "float32 row %d col %d: %g vs %.12g", r, c,
+                    (double)y[i], ref[i]);
+      ck_assert_msg(fabs(yd[i] - ref[i]) <= 1e-12 * ref[i], "float64 row %d col %d: %.17g vs %.17g",
+                    r, c, yd[i], ref[i]);
+      const double want = exp((double)x[i] - (double)x[j]), got = (double)y[i] / (double)y[j];
+      ck_assert_msg(fabs(got - want) <= 1e-6 * want, "row %d col %d (x - max = %g): ratio %.9g, %.9g",
+                    r, c, (double)x[i] - (double)x[j], got, want);
+    }
+  }
+  free(x), free(y), free(xd), free(yd), free(ref);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
 static Suite *softmax_suite(void) {
   Suite *s = suite_create("softmax");
   TCase *tc = tcase_create("Shapes");
@@ -523,6 +604,8 @@ static Suite *softmax_suite(void) {
   tcase_add_test(tc, test_special_values);
   tcase_add_loop_test(tc, test_safe_mode, 0, 2);
   tcase_add_loop_test(tc, test_long_rows_blocks, 0, 2);
+  tcase_add_test(tc, test_split_rows_chunks);
+  tcase_add_test(tc, test_log_of_sums);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("Layout");
