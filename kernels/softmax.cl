@@ -391,6 +391,15 @@ __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) 
  * cache, the second scales it by exp(chunk max - M) / S; one exp per element
  * instead of two. A chunk of -inf writes 0 and gets the factor
  * exp(-inf - M): 0, or NaN when the whole row is -inf (0 with F_SAFE). */
+/* Whether y holds exp(x - chunk max) between the split kernels. */
+inline int clsm_split_keep(uint flags) {
+#ifdef Y_HOLDS_ACC
+  return (flags & F_BLOCKS) != 0;
+#else
+  return 0;
+#endif
+}
+
 __kernel void clsm_softmax_split_partials(__global const TX *x, ulong xoff, long xso,
                                           __global TY *y, ulong yoff, long yso,
                                           __global ACC *part, long rows, long C, long chunk,
@@ -401,11 +410,7 @@ __kernel void clsm_softmax_split_partials(__global const TX *x, ulong xoff, long
   long c0 = k * chunk, n = min(chunk, C - c0);
   __global const TX *xr = x + xoff + r * xso + c0;
   __global TY *yr = y + yoff + r * yso + c0;
-#ifdef Y_HOLDS_ACC
-  const int keep = (flags & F_BLOCKS) != 0;
-#else
-  const int keep = 0;
-#endif
+  const int keep = clsm_split_keep(flags);
   ACCV mv = (ACCV)(-INFINITY);
   long c = 0;
   for (; c + 16 <= n; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
@@ -463,7 +468,7 @@ __kernel void clsm_softmax_split_write(__global const TX *x, ulong xoff, long xs
     const ACC ls = clsm_log_sum(s);
     for (; c + 16 <= n; c += 16) VSTOREY((VLOADX(0, xr + c) - mm) - ls, 0, yr + c);
     for (; c < n; ++c) STOREY(yr, c, (LOADX(xr, c) - m) - ls);
-  } else if (flags & F_BLOCKS) {
+  } else if (clsm_split_keep(flags)) {
     const ACC f = clsm_exp_sub(part[2 * w], m) * clsm_inv_sum(s);
     for (; c + 16 <= n; c += 16) VSTOREY(VLOADY(0, yr + c) * f, 0, yr + c);
     for (; c < n; ++c) STOREY(yr, c, LOADY(yr, c) * f);
