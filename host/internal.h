@@ -62,7 +62,8 @@ struct clsm_context {
   int wg_forced;       /* CLSM_WG_SIZE was given: every work-group kernel uses wg_size */
   int inner_vectors;   /* most float16 vectors per K_INNER_CPU block (CLSM_INNER_VECTORS) */
   int split;           /* few long rows split: -1 when the plan decides, 0 never, 1 always (CLSM_SPLIT) */
-  int row_blocks;      /* long CPU softmax rows in cache-sized blocks (CLSM_ROW_BLOCKS) */
+  int row_blocks;      /* softmax keeps exp in y for long CPU rows, in cache-sized blocks or
+                          split chunks (CLSM_ROW_BLOCKS=0 turns both off) */
   int forced_kernel;   /* a clsm_kernel_id from CLSM_KERNEL, or -1 */
 
   pthread_mutex_t lock; /* guards everything below and every enqueue */
@@ -175,7 +176,8 @@ clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wa
 #define F_LOG 1u       /* log_softmax */
 #define F_SAFE 2u      /* an all -inf row gives 0 / -inf */
 #define F_RECOMPUTE 4u /* softmax computes exp twice instead of storing and rescaling */
-#define F_BLOCKS 8u    /* rows_cpu softmax: a long row in cache-sized blocks */
+#define F_BLOCKS 8u    /* softmax, float32 / float64 y: a long row in cache-sized blocks, or
+                          split rows keeping exp in y between their two kernels */
 #define F_NV_SHIFT 8   /* inner_cpu: bits 8-15 hold the vectors per block (clsm_plan.nv) */
 #define KEEP_INNER_BYTES (1024u * 1024u) /* inner_cpu keeps exp(x - m) in y up to this tile */
 

@@ -76,7 +76,8 @@ static clsm_status enqueue_split(clsm_context *ctx, clsm_rowop *op, int program,
   if ((st = clsm__kernel(ctx, program, kpid, &kp)) != CLSM_SUCCESS) return st;
   if ((st = clsm__kernel(ctx, program, (clsm_kernel_id)(kpid + 1), &kw)) != CLSM_SUCCESS) return st;
   /* Softmax into float32 / float64: the first kernel keeps exp(x - chunk
-   * max) in y, the second rescales it (one exp per element instead of two). */
+   * max) in y, the second rescales it (one exp per element instead of two;
+   * CLSM_ROW_BLOCKS=0 turns it off, as it does the blocked rows). */
   cl_uint flags = op->flags;
   const clsm_dtype out = op->t[op->n - 1]->dtype;
   if (!op->backward && !(flags & F_LOG) && !is_16bit(out) && ctx->row_blocks) flags |= F_BLOCKS;

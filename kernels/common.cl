@@ -115,7 +115,9 @@ typedef ushort TY;
 #define F_SAFE 2u      /* extension: an all -inf row gives 0 / -inf instead of NaN */
 #define F_RECOMPUTE 4u /* softmax: compute exp twice instead of storing and rescaling y
                           (16-bit outputs; rows too long to stay in cache) */
-#define F_BLOCKS 8u    /* rows_cpu softmax: a long row in cache-sized blocks (clsm_row_blocks) */
+#define F_BLOCKS 8u    /* softmax, float32 / float64 y: a long row in cache-sized blocks
+                          (clsm_row_blocks), or split rows keeping exp in y between their
+                          two kernels */
 
 /* exp(x - m) for softmax. x - m is rounded: for |x - m| in [64, 128) by up
  * to half an ulp (3.8e-6 in float), and that absolute error of the exponent
@@ -187,7 +189,8 @@ inline ACC clsm_finish_sum(ACC m, ACC s) { return (isinf(m) && m > 0) ? (ACC)NAN
  * log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)), R a degree-4 polynomial in
  * s^2 (|error| < 2^-34 on that range), and k ln 2 added in two parts.
  * Checked against the double log over every positive normal float: at most
- * 0.84 ulp, with or without fused multiply-adds. */
+ * 0.84 ulp, with or without fused multiply-adds, given a correctly rounded
+ * division (a device that divides to OpenCL's 2.5 ulp adds about 0.2). */
 inline float clsm_logf_normal(float v) {
   const float ln2_hi = 6.9313812256e-01f, ln2_lo = 9.0580006145e-06f;
   const float lg1 = 0.66666662693f, lg2 = 0.40000972152f, lg3 = 0.28498786688f,
@@ -195,7 +198,7 @@ inline float clsm_logf_normal(float v) {
   uint ix = as_uint(v);
   int k = (int)(ix >> 23) - 127;
   ix &= 0x007fffffu;
-  /* Mantissas of sqrt(2) and above are halved (and k raised by one). */
+  /* Mantissas from about sqrt(2) up are halved (and k raised by one). */
   uint i = (ix + 0x4afb20u) & 0x800000u;
   float f = as_float(ix | (i ^ 0x3f800000u)) - 1.0f;
   k += (int)(i >> 23);

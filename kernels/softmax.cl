@@ -391,10 +391,11 @@ __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) 
  * cache, the second scales it by exp(chunk max - M) / S; one exp per element
  * instead of two. A chunk of -inf writes 0 and gets the factor
  * exp(-inf - M): 0, or NaN when the whole row is -inf (0 with F_SAFE). */
-/* Whether y holds exp(x - chunk max) between the split kernels. */
+/* Whether y holds exp(x - chunk max) between the split kernels (softmax
+ * only: log_softmax's writing kernel reads x). */
 inline int clsm_split_keep(uint flags) {
 #ifdef Y_HOLDS_ACC
-  return (flags & F_BLOCKS) != 0;
+  return (flags & (F_BLOCKS | F_LOG)) == F_BLOCKS;
 #else
   return 0;
 #endif
@@ -465,7 +466,7 @@ __kernel void clsm_softmax_split_write(__global const TX *x, ulong xoff, long xs
   const ACCV mm = (ACCV)(m);
   long c = 0;
   if (flags & F_LOG) {
-    const ACC ls = clsm_log_sum(s);
+    const ACC ls = clsm_log_sum_cpu(s);
     for (; c + 16 <= n; c += 16) VSTOREY((VLOADX(0, xr + c) - mm) - ls, 0, yr + c);
     for (; c < n; ++c) STOREY(yr, c, (LOADX(xr, c) - m) - ls);
   } else if (clsm_split_keep(flags)) {
