@@ -49,6 +49,14 @@ int main(void) {
     fprintf(stderr, "adopt: %s\n", why);
     return 1;
   }
+  /* Compile the float32 kernels now rather than on the first call below. */
+  clsm_status pst = clsm_context_prepare(ctx, CLSM_FLOAT32, CLSM_FLOAT32);
+  if (pst != CLSM_SUCCESS) {
+    clsm_context_error(ctx, why, sizeof why);
+    fprintf(stderr, "prepare: %s: %s\n", clsm_status_string(pst), why);
+    clsm_context_destroy(ctx);
+    return 1;
+  }
   const int64_t shape[2] = {N, C};
   clsm_tensor x = clsm_tensor_contiguous(xb, 0, CLSM_FLOAT32, 2, shape);
   clsm_tensor p = clsm_tensor_contiguous(pb, 0, CLSM_FLOAT32, 2, shape);

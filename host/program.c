@@ -151,6 +151,28 @@ fail:
   return st;
 }
 
+clsm_status clsm_context_prepare(clsm_context *ctx, clsm_dtype in, clsm_dtype out) {
+  if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
+  clsm_status st = CLSM_SUCCESS;
+  pthread_mutex_lock(&ctx->lock);
+  ctx->error[0] = '\0';
+  const int program = clsm__program_for(in, out);
+  if (program < 0)
+    st = clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
+                    "no operation takes %s in and %s out: the output is the input's dtype, or "
+                    "float32 for 16-bit inputs",
+                    clsm_dtype_name(in), clsm_dtype_name(out));
+  else if ((in == CLSM_FLOAT64 || out == CLSM_FLOAT64) && !ctx->has_fp64)
+    st = clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
+                    "float64 needs cl_khr_fp64, which \"%s\" does not have", ctx->device_name);
+  for (int id = 0; st == CLSM_SUCCESS && id < K_COUNT_; ++id) {
+    cl_kernel k = NULL;
+    st = clsm__kernel(ctx, program, (clsm_kernel_id)id, &k);
+  }
+  pthread_mutex_unlock(&ctx->lock);
+  return st;
+}
+
 void clsm__programs_release(clsm_context *ctx) {
   for (int p = 0; p < CLSM_PROGRAM_COUNT; ++p) {
     for (int k = 0; k < K_COUNT_; ++k) {

@@ -169,6 +169,19 @@ CLSM_API size_t clsm_dtype_size(clsm_dtype dtype);
 /* "float32", "float16", ...; "unknown" otherwise. */
 CLSM_API const char *clsm_dtype_name(clsm_dtype dtype);
 
+/* Builds the kernel program for one pair of storage dtypes, `in` (x, y and
+ * dy of the softmax ops; the logits of cross-entropy) and `out` (their
+ * output: the same dtype, or float32 for float16 / bfloat16 inputs), and
+ * creates all of its kernels, so that later operations on those dtypes
+ * compile nothing. Operations build what they need on first use without
+ * it; an application calls this once at start-up to keep that build (tens
+ * of milliseconds with PoCL's kernel cache warm, a second or more cold) off
+ * its hot path. Calling it again for a prepared pair does nothing.
+ * Errors: CLSM_ERR_NULL_ARGUMENT, CLSM_ERR_UNSUPPORTED_DTYPE (a pair no
+ * operation takes, or float64 on a device without cl_khr_fp64),
+ * CLSM_ERR_BUILD, CLSM_ERR_OPENCL, CLSM_ERR_OUT_OF_HOST_MEMORY. Blocking. */
+CLSM_API clsm_status clsm_context_prepare(clsm_context *ctx, clsm_dtype in, clsm_dtype out);
+
 /* A view into a cl_mem. `offset` and `strides` count elements, not bytes.
  * Strides must be >= 0 and may be anything else (transposed, sliced,
  * broadcast inputs): the kernels walk them, never through a hidden copy.

@@ -367,6 +367,16 @@ START_TEST(test_out_of_host_memory) {
 }
 END_TEST
 
+/* The context still works: a small softmax against the double reference. */
+static void check_softmax_works(clsm_context *ctx) {
+  float x[2 * 3] = {1, 2, 3, -1, 0, 5}, y[6];
+  const int64_t shape[2] = {2, 3};
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 2, shape, 1, 0, x, y));
+  double ref[6];
+  ref_softmax(x, ref, 2, shape, 1, 0, 0);
+  for (int i = 0; i < 6; ++i) ck_assert(ref_close(y[i], ref[i], 0, 4e-6));
+}
+
 /* CLSM_TEST_FAIL_CL=n fails the n-th OpenCL create call: the context's own
  * (1, 2), the host layer's buffer (3), the program (4), the kernel (5). Each
  * step returns a clean status, writes nothing, and the context still works. */
@@ -394,10 +404,71 @@ START_TEST(test_opencl_failure) {
   clsm_context_error(ctx, detail, sizeof detail);
   ck_assert_msg(strstr(detail, "clCreate") != NULL, "detail: %s", detail);
   /* The next call goes through. */
-  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 1, shape, 0, 0, x, y));
-  double ref[3];
-  ref_softmax(x, ref, 1, shape, 0, 0, 0);
-  for (int i = 0; i < 3; ++i) ck_assert(ref_close(y[i], ref[i], 0, 4e-6));
+  check_softmax_works(ctx);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* clsm_context_prepare: every dtype pair an operation takes builds (float64
+ * where the device has it), any other pair is CLSM_ERR_UNSUPPORTED_DTYPE
+ * naming both dtypes, and the operations work after it. */
+START_TEST(test_prepare) {
+  ck_assert_int_eq(clsm_context_prepare(NULL, CLSM_FLOAT32, CLSM_FLOAT32), CLSM_ERR_NULL_ARGUMENT);
+  clsm_context *ctx = test_context();
+  cl_device_fp_config fp64 = 0;
+  clGetDeviceInfo(clsm_context_device(ctx), CL_DEVICE_DOUBLE_FP_CONFIG, sizeof fp64, &fp64, NULL);
+  static const clsm_dtype good[][2] = {
+      {CLSM_FLOAT32, CLSM_FLOAT32},  {CLSM_FLOAT16, CLSM_FLOAT16}, {CLSM_BFLOAT16, CLSM_BFLOAT16},
+      {CLSM_FLOAT16, CLSM_FLOAT32},  {CLSM_BFLOAT16, CLSM_FLOAT32},
+      {CLSM_FLOAT32, CLSM_FLOAT32}}; /* twice: the second call finds it built */
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; ++i)
+    CK_STATUS(ctx, clsm_context_prepare(ctx, good[i][0], good[i][1]));
+  ck_assert_int_eq(clsm_context_prepare(ctx, CLSM_FLOAT64, CLSM_FLOAT64),
+                   fp64 ? CLSM_SUCCESS : CLSM_ERR_UNSUPPORTED_DTYPE);
+  static const clsm_dtype bad[][2] = {{CLSM_FLOAT32, CLSM_FLOAT16}, {CLSM_FLOAT16, CLSM_BFLOAT16},
+                                      {CLSM_FLOAT64, CLSM_FLOAT32}, {CLSM_INT64, CLSM_INT64},
+                                      {CLSM_FLOAT32, (clsm_dtype)99}};
+  char detail[512];
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+    ck_assert_int_eq(clsm_context_prepare(ctx, bad[i][0], bad[i][1]), CLSM_ERR_UNSUPPORTED_DTYPE);
+    clsm_context_error(ctx, detail, sizeof detail);
+    ck_assert_msg(strstr(detail, clsm_dtype_name(bad[i][0])) &&
+                      strstr(detail, clsm_dtype_name(bad[i][1])),
+                  "detail: %s", detail);
+  }
+  check_softmax_works(ctx);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* clsm_context_prepare creates the program and its kernels: failing the
+ * program's creation (CLSM_TEST_FAIL_CL=3, after the context's own two) or
+ * its first kernel's (4) is CLSM_ERR_OPENCL, a later call builds what is
+ * missing and the context works; a missing kernel folder is CLSM_ERR_BUILD
+ * naming it. */
+START_TEST(test_prepare_failures) {
+  for (int n = 3; n <= 4; ++n) {
+    char v[16];
+    snprintf(v, sizeof v, "%d", n);
+    setenv("CLSM_TEST_FAIL_CL", v, 1);
+    clsm_context *ctx = test_context();
+    ck_assert_int_eq(clsm_context_prepare(ctx, CLSM_FLOAT32, CLSM_FLOAT32), CLSM_ERR_OPENCL);
+    ck_assert_int_eq(clsm_context_cl_error(ctx), CL_OUT_OF_RESOURCES);
+    char detail[256];
+    clsm_context_error(ctx, detail, sizeof detail);
+    ck_assert_msg(strstr(detail, n == 3 ? "clCreateProgram" : "clCreateKernel") != NULL,
+                  "detail: %s", detail);
+    CK_STATUS(ctx, clsm_context_prepare(ctx, CLSM_FLOAT32, CLSM_FLOAT32));
+    check_softmax_works(ctx);
+    clsm_context_destroy(ctx);
+  }
+  unsetenv("CLSM_TEST_FAIL_CL");
+  setenv("CLSM_KERNEL_DIR", "/nonexistent-clsm-kernels", 1);
+  clsm_context *ctx = test_context();
+  ck_assert_int_eq(clsm_context_prepare(ctx, CLSM_FLOAT16, CLSM_FLOAT32), CLSM_ERR_BUILD);
+  char detail[512];
+  clsm_context_error(ctx, detail, sizeof detail);
+  ck_assert(strstr(detail, "/nonexistent-clsm-kernels") != NULL);
   clsm_context_destroy(ctx);
 }
 END_TEST
@@ -469,6 +540,8 @@ static Suite *errors_suite(void) {
   tcase_add_test(tc, test_out_of_host_memory);
   tcase_add_loop_test(tc, test_opencl_failure, 0, 5);
   tcase_add_test(tc, test_detail_truncation);
+  tcase_add_test(tc, test_prepare);
+  tcase_add_test(tc, test_prepare_failures);
   suite_add_tcase(s, tc);
   tc = tcase_create("Tables");
   tcase_add_test(tc, test_status_tables);

@@ -412,7 +412,8 @@ START_TEST(test_tool_bench_json) {
                                      "\"shape\": [64, 80]", "\"dim\": -1", "\"median_ms\": ",
                                      "\"gbps\": ", "\"ratio_copy\": ", "\"max_err\": ",
                                      "\"onednn_gbps\": ", "\"first_call_ms\": ",
-                                     "\"startup\": {\"context_ms\": ", "\"launch_floor_us\": "};
+                                     "\"startup\": {\"context_ms\": ", "\"launch_floor_us\": ",
+                                     "\"prepare_ms\": ", "\"prepared_first_call_ms\": "};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; ++i)
     ck_assert_msg(strstr(js, keys[i]) != NULL, "bench JSON lacks %s:\n%s", keys[i], js);
   ck_assert(js[0] == '{' && strstr(js, "]}") != NULL);
