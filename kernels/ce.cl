@@ -345,12 +345,9 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS, __local ACC *scratch) {
     return;
   }
   const int smooth = eps > 0, weighted = (flags & CE_WEIGHT) != 0;
-  ACCV mv = (ACCV)(-INFINITY);
-  long c = 0;
-  for (; c + 16 <= C; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
-  ACC m = clsm_hmax16(mv);
-  for (; c < C; ++c) m = fmax(m, LOADX(xr, c));
+  const ACC m = clsm_row_max(xr, C);
   const ACCV mm = (ACCV)(m);
+  long c;
   const int keep = (flags & CE_KEEP) != 0;
   const ACC xt = LOADX(xr, q.t); /* before the sum pass may overwrite x in place */
   ACCV ts = (ACCV)(0), twx = (ACCV)(0), tw = (ACCV)(0);
@@ -461,7 +458,7 @@ typedef int16 IDXV;
 
 __kernel void clsm_ce_inner_cpu(CE_ARGS) {
   if (flag[0]) return;
-  const int nv = clamp((int)((flags >> CE_NV_SHIFT) & 0xffu), 1, NV_MAX);
+  const int nv = clsm_nv_at(flags, CE_NV_SHIFT);
   const long ib = 16L * nv;
   long o, i0;
   if (!clsm_inner_block(outer, inner, ib, &o, &i0)) return;

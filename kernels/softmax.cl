@@ -135,6 +135,58 @@ __kernel void clsm_softmax_generic(__global const TX *x, ulong xoff, long xsc, _
 #define KEEP_LOAD(c) (sr[c])
 #endif
 
+/* Max of n contiguous elements, 16-wide. */
+inline ACC clsm_row_max(__global const TX *xr, long n) {
+  ACCV mv = (ACCV)(-INFINITY);
+  long c = 0;
+  for (; c + 16 <= n; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
+  ACC m = clsm_hmax16(mv);
+  for (; c < n; ++c) m = fmax(m, LOADX(xr, c));
+  return m;
+}
+
+/* Sum of exp(x - mref) over n contiguous elements (16 lanes, folded every
+ * 256), with each exp also written to y when `keep`: a block of a long row
+ * or a chunk of a split row, mref its max (0 for a block of -inf, whose
+ * elements then give 0, and a NaN among them NaN). */
+inline ACC clsm_exp_sum(__global const TX *xr, __global TY *yr, long n, ACC mref, int keep) {
+  const ACCV mm = (ACCV)(mref);
+  ACCV tot = (ACCV)(0);
+  ACC s = 0;
+  long c = 0;
+  for (; c + 256 <= n; c += 256) {
+    ACCV blk = (ACCV)(0);
+    for (int k = 0; k < 256; k += 16) {
+      ACCV v = VLOADX(0, xr + c + k);
+      ACCV e = keep ? clsm_exp_sub16(v, mm) : exp(v - mm);
+      if (keep) VSTOREY(e, 0, yr + c + k);
+      blk += e;
+    }
+    tot += blk;
+  }
+  ACCV blk = (ACCV)(0);
+  for (; c + 16 <= n; c += 16) {
+    ACCV v = VLOADX(0, xr + c);
+    ACCV e = keep ? clsm_exp_sub16(v, mm) : exp(v - mm);
+    if (keep) VSTOREY(e, 0, yr + c);
+    blk += e;
+  }
+  tot += blk;
+  for (; c < n; ++c) {
+    ACC e = clsm_exp_sub(LOADX(xr, c), mref);
+    if (keep) STOREY(yr, c, e);
+    s += e;
+  }
+  return s + clsm_hsum16(tot);
+}
+
+/* y *= f over n contiguous elements (the kept exps of a block or chunk). */
+inline void clsm_scale_y(__global TY *yr, long n, ACC f) {
+  long c = 0;
+  for (; c + 16 <= n; c += 16) VSTOREY(VLOADY(0, yr + c) * f, 0, yr + c);
+  for (; c < n; ++c) STOREY(yr, c, LOADY(yr, c) * f);
+}
+
 #ifdef Y_HOLDS_ACC
 /* Softmax of a row too long to stay in cache (F_BLOCKS, float32 / float64
  * output): blocks of B elements that do stay. Each block's max bm is found,
@@ -142,8 +194,8 @@ __kernel void clsm_softmax_generic(__global const TX *x, ulong xoff, long xsc, _
  * and (bm, sum) is folded into the row's online pair (M, S); a last pass
  * scales each block by exp(bm - M) / S. One exp per element (the recompute
  * path takes two) for one more pass over y. At most ROW_BLOCKS blocks: B
- * grows with C past 64 * 4096. A block of -inf has sum 0 and writes 0; an
- * all -inf row then ends with exp(-inf - -inf) = NaN as the factor (0 with
+ * grows with C past 64 * 4096. A block of -inf has sum 0 and writes 0 (a
+ * NaN among its -inf makes the sum NaN); an all -inf row then ends with exp(-inf - -inf) = NaN as the factor (0 with
  * F_SAFE, whose inverse sum is 0), NaN and +inf elements make S NaN. */
 #define ROW_BLOCKS 64
 inline void clsm_row_blocks(__global const TX *xr, __global TY *yr, long C, uint flags) {
@@ -152,54 +204,17 @@ inline void clsm_row_blocks(__global const TX *xr, __global TY *yr, long C, uint
   ACC M = -INFINITY, S = 0;
   int nb = 0;
   for (long b0 = 0; b0 < C; b0 += B, ++nb) {
-    const long b1 = min(C, b0 + B);
-    ACCV mv = (ACCV)(-INFINITY);
-    long c = b0;
-    for (; c + 16 <= b1; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
-    ACC bm = clsm_hmax16(mv);
-    for (; c < b1; ++c) bm = fmax(bm, LOADX(xr, c));
+    const long n = min(C, b0 + B) - b0;
+    const ACC bm = clsm_row_max(xr + b0, n);
     bmax[nb] = bm;
-    ACC bs = 0;
-    if (bm == -INFINITY) {
-      for (c = b0; c < b1; ++c) STOREY(yr, c, (ACC)0);
-    } else {
-      const ACCV mm = (ACCV)(bm);
-      ACCV tot = (ACCV)(0);
-      for (c = b0; c + 256 <= b1; c += 256) {
-        ACCV blk = (ACCV)(0);
-        for (int k = 0; k < 256; k += 16) {
-          ACCV e = clsm_exp_sub16(VLOADX(0, xr + c + k), mm);
-          VSTOREY(e, 0, yr + c + k);
-          blk += e;
-        }
-        tot += blk;
-      }
-      ACCV blk = (ACCV)(0);
-      for (; c + 16 <= b1; c += 16) {
-        ACCV e = clsm_exp_sub16(VLOADX(0, xr + c), mm);
-        VSTOREY(e, 0, yr + c);
-        blk += e;
-      }
-      tot += blk;
-      for (; c < b1; ++c) {
-        ACC e = clsm_exp_sub(LOADX(xr, c), bm);
-        STOREY(yr, c, e);
-        bs += e;
-      }
-      bs += clsm_hsum16(tot);
-    }
+    const ACC bs = clsm_exp_sum(xr + b0, yr + b0, n, bm == -INFINITY ? (ACC)0 : bm, 1);
     clsm_online_merge(&M, &S, bm, bs);
   }
   M = clsm_ref_max(M, flags);
   const ACC inv = clsm_inv_sum(S);
   nb = 0;
-  for (long b0 = 0; b0 < C; b0 += B, ++nb) {
-    const long b1 = min(C, b0 + B);
-    const ACC f = clsm_exp_sub(bmax[nb], M) * inv;
-    long c = b0;
-    for (; c + 16 <= b1; c += 16) VSTOREY(VLOADY(0, yr + c) * f, 0, yr + c);
-    for (; c < b1; ++c) STOREY(yr, c, LOADY(yr, c) * f);
-  }
+  for (long b0 = 0; b0 < C; b0 += B, ++nb)
+    clsm_scale_y(yr + b0, min(C, b0 + B) - b0, clsm_exp_sub(bmax[nb], M) * inv);
 }
 #endif
 
@@ -217,13 +232,9 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   }
 #endif
 
-  ACCV mv = (ACCV)(-INFINITY);
-  long c = 0;
-  for (; c + 16 <= C; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
-  ACC m = clsm_hmax16(mv);
-  for (; c < C; ++c) m = fmax(m, LOADX(xr, c));
-  m = clsm_ref_max(m, flags);
+  const ACC m = clsm_ref_max(clsm_row_max(xr, C), flags);
   const ACCV mm = (ACCV)(m);
+  long c;
 
   int keep = !(flags & (F_LOG | F_RECOMPUTE));
   ACCV tot = (ACCV)(0);
@@ -283,7 +294,10 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
  * bits 8-15 of flags (the host takes the largest power of two up to
  * CLSM_INNER_VECTORS that the inner extent fills), arrays sized for the most. */
 #define NV_MAX CLSM_INNER_VECTORS
-inline int clsm_inner_nv(uint flags) { return clamp((int)((flags >> 8) & 0xffu), 1, NV_MAX); }
+inline int clsm_nv_at(uint flags, int shift) {
+  return clamp((int)((flags >> shift) & 0xffu), 1, NV_MAX);
+}
+inline int clsm_inner_nv(uint flags) { return clsm_nv_at(flags, 8); }
 
 /* Work-item w's block of inner positions: outer index *o, first position
  * *i0, width ib; 0 when w is past the last block. */
@@ -379,6 +393,16 @@ __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) 
   }
 }
 
+/* Whether y holds exp(x - chunk max) between the split kernels (softmax
+ * only: log_softmax's writing kernel reads x). */
+inline int clsm_split_keep(uint flags) {
+#ifdef Y_HOLDS_ACC
+  return (flags & (F_BLOCKS | F_LOG)) == F_BLOCKS;
+#else
+  return 0;
+#endif
+}
+
 /* Few long contiguous rows: each row is split into `chunks` chunks of `chunk`
  * elements so that every core has work. clsm_softmax_split_partials: work-item
  * (r, k) stores its chunk's (max, sum of exp(x - max)) in part[2w], part[2w+1];
@@ -391,16 +415,6 @@ __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) 
  * cache, the second scales it by exp(chunk max - M) / S; one exp per element
  * instead of two. A chunk of -inf writes 0 and gets the factor
  * exp(-inf - M): 0, or NaN when the whole row is -inf (0 with F_SAFE). */
-/* Whether y holds exp(x - chunk max) between the split kernels (softmax
- * only: log_softmax's writing kernel reads x). */
-inline int clsm_split_keep(uint flags) {
-#ifdef Y_HOLDS_ACC
-  return (flags & (F_BLOCKS | F_LOG)) == F_BLOCKS;
-#else
-  return 0;
-#endif
-}
-
 __kernel void clsm_softmax_split_partials(__global const TX *x, ulong xoff, long xso,
                                           __global TY *y, ulong yoff, long yso,
                                           __global ACC *part, long rows, long C, long chunk,
@@ -411,39 +425,9 @@ __kernel void clsm_softmax_split_partials(__global const TX *x, ulong xoff, long
   long c0 = k * chunk, n = min(chunk, C - c0);
   __global const TX *xr = x + xoff + r * xso + c0;
   __global TY *yr = y + yoff + r * yso + c0;
-  const int keep = clsm_split_keep(flags);
-  ACCV mv = (ACCV)(-INFINITY);
-  long c = 0;
-  for (; c + 16 <= n; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
-  ACC m = clsm_hmax16(mv);
-  for (; c < n; ++c) m = fmax(m, LOADX(xr, c));
-  const ACC mref = m == -INFINITY ? (ACC)0 : m;
-  const ACCV mm = (ACCV)(mref);
-  ACCV tot = (ACCV)(0);
-  ACC s = 0;
-  for (c = 0; c + 256 <= n; c += 256) {
-    ACCV blk = (ACCV)(0);
-    for (int j = 0; j < 256; j += 16) {
-      ACCV v = VLOADX(0, xr + c + j);
-      ACCV e = keep ? clsm_exp_sub16(v, mm) : exp(v - mm);
-      if (keep) VSTOREY(e, 0, yr + c + j);
-      blk += e;
-    }
-    tot += blk;
-  }
-  for (; c + 16 <= n; c += 16) {
-    ACCV v = VLOADX(0, xr + c);
-    ACCV e = keep ? clsm_exp_sub16(v, mm) : exp(v - mm);
-    if (keep) VSTOREY(e, 0, yr + c);
-    tot += e;
-  }
-  for (; c < n; ++c) {
-    ACC e = clsm_exp_sub(LOADX(xr, c), mref);
-    if (keep) STOREY(yr, c, e);
-    s += e;
-  }
+  const ACC m = clsm_row_max(xr, n);
   part[2 * w] = m;
-  part[2 * w + 1] = s + clsm_hsum16(tot);
+  part[2 * w + 1] = clsm_exp_sum(xr, yr, n, m == -INFINITY ? (ACC)0 : m, clsm_split_keep(flags));
 }
 
 __kernel void clsm_softmax_split_write(__global const TX *x, ulong xoff, long xso, __global TY *y,
@@ -470,9 +454,7 @@ __kernel void clsm_softmax_split_write(__global const TX *x, ulong xoff, long xs
     for (; c + 16 <= n; c += 16) VSTOREY((VLOADX(0, xr + c) - mm) - ls, 0, yr + c);
     for (; c < n; ++c) STOREY(yr, c, (LOADX(xr, c) - m) - ls);
   } else if (clsm_split_keep(flags)) {
-    const ACC f = clsm_exp_sub(part[2 * w], m) * clsm_inv_sum(s);
-    for (; c + 16 <= n; c += 16) VSTOREY(VLOADY(0, yr + c) * f, 0, yr + c);
-    for (; c < n; ++c) STOREY(yr, c, LOADY(yr, c) * f);
+    clsm_scale_y(yr, n, clsm_exp_sub(part[2 * w], m) * clsm_inv_sum(s));
   } else {
     const ACC inv = clsm_inv_sum(s);
     for (; c + 16 <= n; c += 16) VSTOREY(clsm_exp_sub16(VLOADX(0, xr + c), mm) * inv, 0, yr + c);
