@@ -142,9 +142,7 @@ static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *
     return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
                       "outputs may be %s, or float32 for 16-bit logits (%s given)",
                       clsm_dtype_name(logits->dtype), clsm_dtype_name(out->dtype));
-  if (logits->dtype == CLSM_FLOAT64 && !ctx->has_fp64)
-    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
-                      "float64 needs cl_khr_fp64, which \"%s\" does not have", ctx->device_name);
+  if ((st = clsm__check_fp64(ctx, c->program)) != CLSM_SUCCESS) return st;
   const unsigned out_type = 1u << out->dtype;
   const int reduced = opt->reduction != CLSM_REDUCTION_NONE;
   if (loss) {

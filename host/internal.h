@@ -165,6 +165,9 @@ clsm_status clsm__check_wait(clsm_context *ctx, cl_uint num_wait, const cl_event
 
 /* Built kernel for (program, kernel), building the program on first use. */
 clsm_status clsm__kernel(clsm_context *ctx, int program, clsm_kernel_id id, cl_kernel *out);
+/* CLSM_ERR_UNSUPPORTED_DTYPE when `program` is float64's and the device has
+ * no cl_khr_fp64. */
+clsm_status clsm__check_fp64(clsm_context *ctx, int program);
 /* Releases every cached program and kernel. */
 void clsm__programs_release(clsm_context *ctx);
 

@@ -151,6 +151,12 @@ fail:
   return st;
 }
 
+clsm_status clsm__check_fp64(clsm_context *ctx, int program) {
+  if (program != P_F64 || ctx->has_fp64) return CLSM_SUCCESS;
+  return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
+                    "float64 needs cl_khr_fp64, which \"%s\" does not have", ctx->device_name);
+}
+
 clsm_status clsm_context_prepare(clsm_context *ctx, clsm_dtype in, clsm_dtype out) {
   if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
   clsm_status st = CLSM_SUCCESS;
@@ -162,9 +168,8 @@ clsm_status clsm_context_prepare(clsm_context *ctx, clsm_dtype in, clsm_dtype ou
                     "no operation takes %s in and %s out: the output is the input's dtype, or "
                     "float32 for 16-bit inputs",
                     clsm_dtype_name(in), clsm_dtype_name(out));
-  else if ((in == CLSM_FLOAT64 || out == CLSM_FLOAT64) && !ctx->has_fp64)
-    st = clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
-                    "float64 needs cl_khr_fp64, which \"%s\" does not have", ctx->device_name);
+  else
+    st = clsm__check_fp64(ctx, program);
   for (int id = 0; st == CLSM_SUCCESS && id < K_COUNT_; ++id) {
     cl_kernel k = NULL;
     st = clsm__kernel(ctx, program, (clsm_kernel_id)id, &k);

@@ -235,9 +235,7 @@ clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num
     return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
                       "%s is %s: the output may be %s, or float32 for 16-bit inputs",
                       names[last], clsm_dtype_name(out), clsm_dtype_name(in));
-  if ((in == CLSM_FLOAT64 || out == CLSM_FLOAT64) && !ctx->has_fp64)
-    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
-                      "float64 needs cl_khr_fp64, which \"%s\" does not have", ctx->device_name);
+  if ((st = clsm__check_fp64(ctx, program)) != CLSM_SUCCESS) return st;
   if ((st = clsm__check_dim(ctx, op->t[0]->rank, dim, &d)) != CLSM_SUCCESS) return st;
   if ((st = clsm__check_wait(ctx, num_wait, wait)) != CLSM_SUCCESS) return st;
   for (int i = 0; i < last; ++i)
