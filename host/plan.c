@@ -44,6 +44,15 @@ int clsm__inner_nv(const clsm_context *ctx, int64_t inner) {
   return nv;
 }
 
+size_t clsm__row_lanes(const clsm_context *ctx, int64_t C, size_t local) {
+  size_t lanes = 1;
+  if (ctx->row_lanes)
+    lanes = ctx->row_lanes;
+  else
+    while (lanes < local && (int64_t)lanes * ROW_VPT < C) lanes *= 2;
+  return lanes < local ? lanes : local;
+}
+
 /* CLSM_KERNEL=rows_cpu|inner_cpu|rows_wg|strided|generic as a kernel id, or
  * -1; read once, when a context is created. */
 int clsm__kernel_from_env(void) {

@@ -158,8 +158,19 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
       plan.local = 32;
       while (plan.local < ctx->wg_size && (int64_t)plan.local * 16 < op->C) plan.local *= 2;
     }
+    if (!op->backward) plan.local = ctx->wg_size;
     while (plan.local > 1 && plan.local > kmax) plan.local /= 2;
-    plan.global = (size_t)op->rows * plan.local;
+    size_t groups = (size_t)op->rows;
+    if (!op->backward) {
+      /* Forward: rows of `lanes` lanes, local / lanes rows a group. */
+      size_t lanes = clsm__row_lanes(ctx, op->C, plan.local);
+      cl_uint lg = 0;
+      while (((size_t)1 << lg) < lanes) ++lg;
+      flags |= lg << F_LANES_SHIFT;
+      const size_t per = plan.local / lanes;
+      groups = ((size_t)op->rows + per - 1) / per;
+    }
+    plan.global = groups * plan.local;
     plan.local_elems = plan.local;
   }
 

@@ -558,8 +558,6 @@ __kernel void clsm_ce_inner_cpu(CE_ARGS) {
  * rescaling: they are sums of w x, not of exponentials) over a strided
  * subset of the classes; a local-memory tree merges them; then every lane
  * writes its share of the gradient. lm/ls/la/lb hold one value per lane. */
-#define CE_VPT 8
-
 __kernel void clsm_ce_rows_wg(CE_ARGS, __local ACC *lm, __local ACC *ls, __local ACC *la,
                               __local ACC *lb) {
   long p = get_group_id(0);
@@ -578,33 +576,24 @@ __kernel void clsm_ce_rows_wg(CE_ARGS, __local ACC *lm, __local ACC *ls, __local
   /* x'_t, read before any lane writes the gradient over x (in place). */
   const ACC xt = (prob || q.ignored) ? (ACC)0 : clsm_cap(LOADX(xr, q.t * xsc), cap, flags);
   ACC m = -INFINITY, s = 0, swx = 0, sw = 0;
-  /* CE_VPT loads at a time, folded into the online pair with one rescale
-   * (as in clsm_softmax_rows_wg's long rows), so loads do not wait on exp. */
-  for (long c0 = 0; c0 < C; c0 += (long)n * CE_VPT) {
-    ACC v[CE_VPT];
-    ACC cm = -INFINITY;
+  /* ROW_VPT loads at a time, folded into the online pair with one rescale
+   * (as in clsm_softmax_rows_wg), so loads do not wait on exp. */
+  for (long c0 = l; c0 < C; c0 += (long)n * ROW_VPT) {
+    ACC v[ROW_VPT];
+    int cnt = 0;
 #pragma unroll
-    for (int k = 0; k < CE_VPT; ++k) {
-      long c = c0 + l + (long)k * n;
+    for (int k = 0; k < ROW_VPT; ++k) {
+      long c = c0 + (long)k * n;
       v[k] = c < C ? clsm_cap(LOADX(xr, c * xsc), cap, flags) : (ACC)(-INFINITY);
-      cm = fmax(cm, v[k]);
+      cnt += c < C;
     }
-    if (cm > m) {
-      s *= exp(m - cm);
-      m = cm;
-    }
-#pragma unroll
-    for (int k = 0; k < CE_VPT; ++k) {
-      long c = c0 + l + (long)k * n;
-      if (c < C) {
-        s += v[k] == m ? (ACC)1 : exp(v[k] - m);
-        if (sums) {
-          ACC wc = (flags & CE_WEIGHT) ? LOADX(w, c) : (ACC)1;
-          if (prob) wc *= ((ACC)1 - eps) * LOADX(qr, c * tsc) + keps;
-          swx += wc * v[k];
-          sw += wc;
-        }
-      }
+    clsm_online_fold(&m, &s, v, cnt);
+    for (int k = 0; sums && k < cnt; ++k) {
+      long c = c0 + (long)k * n;
+      ACC wc = (flags & CE_WEIGHT) ? LOADX(w, c) : (ACC)1;
+      if (prob) wc *= ((ACC)1 - eps) * LOADX(qr, c * tsc) + keps;
+      swx += wc * v[k];
+      sw += wc;
     }
   }
   lm[l] = m;

@@ -118,6 +118,7 @@ typedef ushort TY;
 #define F_BLOCKS 8u    /* softmax, float32 / float64 y: a long row in cache-sized blocks
                           (clsm_row_blocks), or split rows keeping exp in y between their
                           two kernels */
+#define F_LANES_SHIFT 16 /* rows_wg: bits 16-20 hold log2 of the lanes per row */
 
 /* exp(x - m) for softmax. x - m is rounded: for |x - m| in [64, 128) by up
  * to half an ulp (3.8e-6 in float), and that absolute error of the exponent
@@ -165,12 +166,34 @@ inline void clsm_online_merge(ACC *m, ACC *s, ACC m2, ACC s2) {
   *s = a + b;
 }
 
-/* Merges the work-group's (max, sum) pairs in local memory into lm[0], ls[0]
- * (a power-of-two group; every lane has stored its pair before the call). */
-inline void clsm_tree_online(__local ACC *lm, __local ACC *ls, int l, int n) {
+/* Values a GPU-family lane loads ahead of folding them into its pair. */
+#define ROW_VPT 8
+
+/* Folds v[0..cnt) (cnt <= ROW_VPT, the rest -inf) into the online pair with
+ * one rescale, so that a lane's ROW_VPT loads are all in flight before the
+ * first exp waits on one. Same results as clsm_online_add on each value. */
+inline void clsm_online_fold(ACC *m, ACC *s, const ACC *v, int cnt) {
+  ACC cm = -INFINITY;
+#pragma unroll
+  for (int k = 0; k < ROW_VPT; ++k) cm = fmax(cm, v[k]);
+  if (cm > *m) {
+    *s *= exp(*m - cm);
+    *m = cm;
+  }
+#pragma unroll
+  for (int k = 0; k < ROW_VPT; ++k)
+    if (k < cnt) *s += (v[k] == *m) ? (ACC)1 : exp(v[k] - *m);
+}
+
+/* Merges the (max, sum) pairs in local memory of each segment of L lanes
+ * (L a power of two dividing the group; lane l is lane j = l % L of its
+ * segment) into the segment's first slot, lm[l - j], ls[l - j]. Every lane
+ * has stored its pair before the call, and every lane of the group calls it:
+ * the barriers are the group's. */
+inline void clsm_tree_online_seg(__local ACC *lm, __local ACC *ls, int l, int j, int L) {
   barrier(CLK_LOCAL_MEM_FENCE);
-  for (int h = n / 2; h > 0; h /= 2) {
-    if (l < h) {
+  for (int h = L / 2; h > 0; h /= 2) {
+    if (j < h) {
       ACC mm = lm[l], ss = ls[l];
       clsm_online_merge(&mm, &ss, lm[l + h], ls[l + h]);
       lm[l] = mm;
@@ -178,6 +201,11 @@ inline void clsm_tree_online(__local ACC *lm, __local ACC *ls, int l, int n) {
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
+}
+
+/* The whole group as one segment: the pairs merge into lm[0], ls[0]. */
+inline void clsm_tree_online(__local ACC *lm, __local ACC *ls, int l, int n) {
+  clsm_tree_online_seg(lm, ls, l, l, n);
 }
 
 /* PyTorch's result for a row holding +inf is all NaN: exp(inf - inf). The

@@ -34,9 +34,10 @@
  *                            owns 16 * nv (up to 16*CLSM_INNER_VECTORS) inner
  *                            positions of one outer index and walks C with
  *                            stride xsc: long contiguous runs at each step.
- *   clsm_softmax_rows_wg     GPU: a work-group per row; each lane keeps an
- *                            online (max, sum) over a strided subset, then a
- *                            local-memory tree merges the pairs.
+ *   clsm_softmax_rows_wg     GPU: rows of L lanes, n / L rows a work-group;
+ *                            each lane keeps an online (max, sum) over a
+ *                            strided subset, then a local-memory tree merges
+ *                            each row's pairs.
  *   clsm_softmax_strided     any strides: a work-item per row, scalar walk
  *                            (on a GPU, neighbours differ in i: coalesced).
  *   clsm_softmax_generic     any view at all: rows are found by decomposing
@@ -363,33 +364,52 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
   }
 }
 
-/* A work-group per row; lm and ls hold one (max, sum) pair per lane. The
- * work-group size is a power of two. The writing pass computes exp again:
- * the row is read twice from memory, written once. */
+/* Rows of L lanes each, n / L rows a work-group (L a power of two up to
+ * the group size n, from the flags: short rows share a group instead of
+ * leaving most of its lanes idle). Lane j of a row walks c = j, j + L, ...
+ * ROW_VPT loads at a time folded into an online (max, sum) pair; lm and ls
+ * hold one pair per lane, merged per row by a tree of log2(L) steps. The
+ * writing pass reads the row again and computes exp again: the row is read
+ * twice (the second time from cache), written once. Lanes of a row past the
+ * last take part in the barriers only. */
 __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) {
-  long r = get_group_id(0);
-  int l = (int)get_local_id(0), n = (int)get_local_size(0);
-  long o = r / inner, i = r - o * inner;
+  const int l = (int)get_local_id(0), n = (int)get_local_size(0);
+  const int L = min(n, 1 << ((flags >> F_LANES_SHIFT) & 31u));
+  const int j = l & (L - 1);
+  const long r = (long)get_group_id(0) * (n / L) + l / L;
+  const int live = r < outer * inner;
+  const long o = r / inner, i = r - o * inner;
   __global const TX *xr = x + xoff + o * xso + i * xsi;
   __global TY *yr = y + yoff + o * yso + i * ysi;
 
   ACC m = -INFINITY, s = 0;
-  for (long c = l; c < C; c += n) clsm_online_add(&m, &s, LOADX(xr, c * xsc));
+  for (long c0 = j; live && c0 < C; c0 += (long)L * ROW_VPT) {
+    ACC v[ROW_VPT];
+    int cnt = 0;
+#pragma unroll
+    for (int k = 0; k < ROW_VPT; ++k) {
+      const long c = c0 + (long)k * L;
+      v[k] = c < C ? LOADX(xr, c * xsc) : (ACC)(-INFINITY);
+      cnt += c < C;
+    }
+    clsm_online_fold(&m, &s, v, cnt);
+  }
   lm[l] = m;
   ls[l] = s;
-  clsm_tree_online(lm, ls, l, n);
-  m = lm[0];
-  s = clsm_finish_sum(m, ls[0]);
+  clsm_tree_online_seg(lm, ls, l, j, L);
+  if (!live) return;
+  m = lm[l - j];
+  s = clsm_finish_sum(m, ls[l - j]);
   if ((flags & F_SAFE) && m == -INFINITY && !isnan(s)) {
     m = 0;
     s = 0;
   }
   if (flags & F_LOG) {
     ACC lsum = clsm_log_sum(s);
-    for (long c = l; c < C; c += n) STOREY(yr, c * ysc, (LOADX(xr, c * xsc) - m) - lsum);
+    for (long c = j; c < C; c += L) STOREY(yr, c * ysc, (LOADX(xr, c * xsc) - m) - lsum);
   } else {
     ACC inv = clsm_inv_sum(s);
-    for (long c = l; c < C; c += n) STOREY(yr, c * ysc, clsm_exp_sub(LOADX(xr, c * xsc), m) * inv);
+    for (long c = j; c < C; c += L) STOREY(yr, c * ysc, clsm_exp_sub(LOADX(xr, c * xsc), m) * inv);
   }
 }
 

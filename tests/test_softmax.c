@@ -244,6 +244,53 @@ START_TEST(test_special_values) {
 }
 END_TEST
 
+/* Many short rows with special values scattered among them: the GPU-family
+ * kernel runs several rows in one work-group (a few lanes each), so a NaN,
+ * +inf or all -inf row must not leak into its neighbours, and row counts
+ * that do not fill the last group must still be exact. Row maxima move by
+ * hundreds between neighbours. Both ops, with and without CLSM_SAFE; C runs
+ * through one lane (1, 2), a lane per few values (5, 9, 33, 80) and the
+ * next power of two past a lane's batch (65). */
+START_TEST(test_short_rows_specials) {
+  static const int64_t Cs[] = {1, 2, 5, 9, 33, 65, 80};
+  const int64_t C = Cs[_i / 2], R = 1001;
+  const int safe = _i % 2;
+  const float inf = INFINITY;
+  clsm_context *ctx = test_context();
+  float *x = malloc(sizeof(float) * (size_t)(R * C)), *y = malloc(sizeof(float) * (size_t)(R * C));
+  double *ref = malloc(sizeof(double) * (size_t)(R * C));
+  ck_assert(x && y && ref);
+  fill_random(x, R * C, 40 + (uint64_t)_i);
+  for (int64_t r = 0; r < R; ++r) {
+    float *row = x + r * C;
+    for (int64_t c = 0; c < C; ++c) row[c] += (float)((r * 37) % 11) * 90.0f - 450.0f;
+    if (r % 13 == 0)
+      for (int64_t c = 0; c < C; ++c) row[c] = -inf;
+    else if (r % 7 == 0)
+      row[(r / 7) % C] = NAN;
+    else if (r % 11 == 0)
+      row[(r / 11) % C] = inf;
+    else if (r % 5 == 0)
+      row[(r / 5) % C] = -inf;
+  }
+  int64_t shape[2] = {R, C};
+  for (int log = 0; log < 2; ++log) {
+    CK_STATUS(ctx, (log ? clsm_log_softmax_host : clsm_softmax_host)(
+                       ctx, CLSM_FLOAT32, 2, shape, 1, safe ? CLSM_SAFE : 0, x, y));
+    ref_softmax(x, ref, 2, shape, 1, log, safe);
+    for (int64_t i = 0; i < R * C; ++i)
+      ck_assert_msg(ref_close(y[i], ref[i], log, RTOL),
+                    "%s C %lld safe %d: row %lld col %lld is %.9g, reference %.12g",
+                    log ? "log_softmax" : "softmax", (long long)C, safe, (long long)(i / C),
+                    (long long)(i % C), (double)y[i], ref[i]);
+  }
+  free(x);
+  free(y);
+  free(ref);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
 /* CLSM_SAFE: an all -inf row gives 0 / -inf; other rows as without it. Run
  * along the last dim and along dim 0 (the inner-block and strided kernels). */
 START_TEST(test_safe_mode) {
@@ -610,6 +657,7 @@ static Suite *softmax_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_special_values);
   tcase_add_loop_test(tc, test_safe_mode, 0, 2);
+  tcase_add_loop_test(tc, test_short_rows_specials, 0, 14);
   tcase_add_loop_test(tc, test_long_rows_blocks, 0, 2);
   tcase_add_test(tc, test_split_rows_chunks);
   tcase_add_test(tc, test_log_of_sums);
