@@ -84,7 +84,7 @@ inline void clsm_brow_reduce(__global const TX *yr, __global const TX *dyr, long
     for (int k = 0; k < 256; k += 16) {
       ACCV g = VLOADX(0, dyr + c + k), v = VLOADX(0, yr + c + k);
       blk += (flags & F_LOG) ? g : g * v;
-      mv = fmax(mv, v);
+      mv = clsm_vmax16(mv, v);
     }
     tot += blk;
   }
@@ -92,7 +92,7 @@ inline void clsm_brow_reduce(__global const TX *yr, __global const TX *dyr, long
   for (; c + 16 <= n; c += 16) {
     ACCV g = VLOADX(0, dyr + c), v = VLOADX(0, yr + c);
     blk += (flags & F_LOG) ? g : g * v;
-    mv = fmax(mv, v);
+    mv = clsm_vmax16(mv, v);
   }
   tot += blk;
   for (; c < n; ++c) {
@@ -161,7 +161,7 @@ __kernel void clsm_backward_inner_cpu(CLSM_BARGS) {
       for (int k = 0; k < nv; ++k) {
         ACCV g = VLOADX(k, dyb + c * dysc), v = VLOADX(k, yb + c * ysc);
         blk[k] += (flags & F_LOG) ? g : g * v;
-        mx[k] = fmax(mx[k], v);
+        mx[k] = clsm_vmax16(mx[k], v);
       }
     for (int k = 0; k < nv; ++k) acc[k] += blk[k];
   }

@@ -473,7 +473,7 @@ __kernel void clsm_ce_inner_cpu(CE_ARGS) {
   ACCV m[NV_MAX], s[NV_MAX], swx[NV_MAX];
   for (int k = 0; k < nv; ++k) m[k] = (ACCV)(-INFINITY);
   for (long c = 0; c < C; ++c)
-    for (int k = 0; k < nv; ++k) m[k] = fmax(m[k], VLOADX(k, xb + c * xsc));
+    for (int k = 0; k < nv; ++k) m[k] = clsm_vmax16(m[k], VLOADX(k, xb + c * xsc));
   /* Per position: target (-1 when ignored), its logit and weight, read
    * before the sum pass may overwrite x in place. */
   IDX t[NV_MAX * 16];

@@ -14,9 +14,10 @@
  * Subtracting the max keeps exp from overflowing (a row of [1000, 0, -1000]
  * is exact); x - m - log s keeps the log-probabilities of huge logits finite,
  * where log(softmax) would give -inf. exp is the built-in, accurate one, and
- * softmax folds the rounding error of x - m back in (clsm_exp_sub).
- * The max is found with fmax, which skips NaN; a NaN or +inf element then
- * makes s NaN (exp(NaN), exp(inf - inf)), so the whole row is NaN like PyTorch.
+ * softmax into float32 / float64 folds the rounding error of x - m back in
+ * (clsm_exp_sub). The max skips NaN (fmax, or clsm_vmax16 in vector
+ * passes); a NaN or +inf element then makes s NaN (exp(NaN),
+ * exp(inf - inf)), so the whole row is NaN like PyTorch.
  * An all -inf row has m = -inf and exp(-inf - -inf) = NaN: NaN again. With
  * F_SAFE the max of such a row is taken as 0, so every exp is 0 and s == 0,
  * which is possible in no other case (the max element contributes 1): s == 0
@@ -140,7 +141,7 @@ __kernel void clsm_softmax_generic(__global const TX *x, ulong xoff, long xsc, _
 inline ACC clsm_row_max(__global const TX *xr, long n) {
   ACCV mv = (ACCV)(-INFINITY);
   long c = 0;
-  for (; c + 16 <= n; c += 16) mv = fmax(mv, VLOADX(0, xr + c));
+  for (; c + 16 <= n; c += 16) mv = clsm_vmax16(mv, VLOADX(0, xr + c));
   ACC m = clsm_hmax16(mv);
   for (; c < n; ++c) m = fmax(m, LOADX(xr, c));
   return m;
@@ -332,7 +333,7 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
     s[k] = (ACCV)(0);
   }
   for (long c = 0; c < C; ++c)
-    for (int k = 0; k < nv; ++k) m[k] = fmax(m[k], VLOADX(k, xb + c * xsc));
+    for (int k = 0; k < nv; ++k) m[k] = clsm_vmax16(m[k], VLOADX(k, xb + c * xsc));
   if (flags & F_SAFE)
     for (int k = 0; k < nv; ++k) m[k] = select(m[k], (ACCV)(0), m[k] == (ACCV)(-INFINITY));
   int keep = !(flags & (F_LOG | F_RECOMPUTE));
