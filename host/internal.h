@@ -65,6 +65,8 @@ struct clsm_context {
   int row_blocks;      /* softmax keeps exp in y for long CPU rows, in cache-sized blocks or
                           split chunks (CLSM_ROW_BLOCKS=0 turns both off) */
   int forced_kernel;   /* a clsm_kernel_id from CLSM_KERNEL, or -1 */
+  int packed_stores;   /* kernels store vectors through packed structs: CPU devices
+                          (CLSM_PACKED_STORES=0|1) */
   size_t row_lanes;    /* lanes per row of the forward work-group kernel; 0: from the row
                           length (CLSM_ROW_LANES) */
 

@@ -26,6 +26,28 @@ typedef float ACC;
 typedef float16 ACCV;
 #endif
 
+/* Unaligned 16-wide stores. PoCL (LLVM on x86) splits vstore16 of floats
+ * into four 16-byte stores and of ushorts into sixteen 2-byte ones; a store
+ * through a packed struct (alignment 1) is one vector store. The host
+ * defines CLSM_PACKED_STORES for CPU devices only (a GPU compiler may split
+ * an alignment-1 store into bytes); elsewhere they are vstore16. */
+#ifdef CLSM_PACKED_STORES
+typedef struct __attribute__((packed)) { float16 val; } clsm_pk_float16;
+typedef struct __attribute__((packed)) { ACCV val; } clsm_pk_accv;
+typedef struct __attribute__((packed)) { ushort16 val; } clsm_pk_ushort16;
+#define CLSM_VST_F32(w, p) (((__global clsm_pk_float16 *)(p))->val = (w))
+#define CLSM_VST_ACC_LOCAL(w, p) (((__local clsm_pk_accv *)(p))->val = (w))
+#define CLSM_VST_U16(w, p) (((__global clsm_pk_ushort16 *)(p))->val = (w))
+#ifdef ACC_IS_DOUBLE
+typedef struct __attribute__((packed)) { double16 val; } clsm_pk_double16;
+#define CLSM_VST_F64(w, p) (((__global clsm_pk_double16 *)(p))->val = (w))
+#endif
+#else
+#define CLSM_VST_F32(w, p) vstore16((w), 0, (p))
+#define CLSM_VST_ACC_LOCAL(w, p) vstore16((w), 0, (p))
+#define CLSM_VST_F64(w, p) vstore16((w), 0, (p))
+#endif
+
 /* bfloat16 <-> float. */
 inline float clsm_bf16_to_float(ushort b) { return as_float((uint)b << 16); }
 inline ushort clsm_float_to_bf16(float f) {
@@ -41,17 +63,21 @@ inline ushort16 clsm_float16_to_bf16(float16 f) {
   uint16 q = (u >> 16) | 0x40u;
   return convert_ushort16(select(r, q, (u & 0x7fffffffu) > 0x7f800000u));
 }
-/* Sixteen bfloat16 at p + 16 i. PoCL turns vstore16 of ushort into sixteen
- * scalar stores (about 4 G elements/s here against 18 for the same bits as
- * eight uints), so a 4-byte aligned destination (every one but odd element
- * offsets) is written as uints. */
+/* Sixteen bfloat16 at p + 16 i. Without packed stores, PoCL's vstore16 of
+ * ushort is sixteen scalar stores (about 4 G elements/s here against 18 for
+ * the same bits as eight uints), so a 4-byte aligned destination (every one
+ * but odd element offsets) is written as uints. */
 inline void clsm_vstore_bf16(float16 v, size_t i, __global ushort *p) {
   __global ushort *q = p + i * 16;
   ushort16 b = clsm_float16_to_bf16(v);
+#ifdef CLSM_PACKED_STORES
+  CLSM_VST_U16(b, q);
+#else
   if (((size_t)q & 3u) == 0)
     vstore8(as_uint8(b), 0, (__global uint *)q);
   else
     vstore16(b, 0, q);
+#endif
 }
 
 #if defined(CLSM_X_F32)
@@ -79,14 +105,14 @@ typedef float TY;
 #define LOADY(p, i) ((ACC)(p)[i])
 #define VLOADY(i, p) convert_ACCV(vload16((i), (p)))
 #define STOREY(p, i, v) ((p)[i] = (float)(v))
-#define VSTOREY(v, i, p) vstore16(convert_float16(v), (i), (p))
+#define VSTOREY(v, i, p) CLSM_VST_F32(convert_float16(v), (p) + 16 * (size_t)(i))
 #define Y_HOLDS_ACC 1 /* y keeps an intermediate value without rounding it */
 #elif defined(CLSM_Y_F64)
 typedef double TY;
 #define LOADY(p, i) ((p)[i])
 #define VLOADY(i, p) vload16((i), (p))
 #define STOREY(p, i, v) ((p)[i] = (v))
-#define VSTOREY(v, i, p) vstore16((v), (i), (p))
+#define VSTOREY(v, i, p) CLSM_VST_F64((v), (p) + 16 * (size_t)(i))
 #define Y_HOLDS_ACC 1
 #elif defined(CLSM_Y_F16)
 typedef half TY;

@@ -131,7 +131,7 @@ __kernel void clsm_softmax_generic(__global const TX *x, ulong xoff, long xsc, _
 #define KEEP_STORE(e, c) STOREY(yr, (c), (e))
 #define KEEP_LOAD(c) LOADY(yr, (c))
 #else
-#define KEEP_VSTORE(e, c) vstore16((e), 0, sr + (c))
+#define KEEP_VSTORE(e, c) CLSM_VST_ACC_LOCAL((e), sr + (c))
 #define KEEP_VLOAD(c) vload16(0, sr + (c))
 #define KEEP_STORE(e, c) (sr[c] = (e))
 #define KEEP_LOAD(c) (sr[c])
