@@ -147,6 +147,59 @@ inline ACC clsm_row_max(__global const TX *xr, long n) {
   return m;
 }
 
+/* One chunk of nv 16-wide vectors at xr (the last may be `tail`, a private
+ * vector padded with -inf) folded into the lanes' running (max, sum): the
+ * chunk's lane maxima move mv, lanes whose max moved rescale their sums
+ * (a factor of exp(old - new), 0 from -inf, 1 when unchanged), then the
+ * chunk's exps are summed against the new max, or against 0 in a lane whose
+ * max is still -inf (its -inf elements then give 0, a NaN NaN). */
+#define ONLINE_CHUNK 32
+inline void clsm_online_chunk(__global const TX *xr, int nv, ACCV *mv, ACCV *sv) {
+  ACCV cm = *mv;
+  for (int k = 0; k < nv; ++k) cm = clsm_vmax16(cm, VLOADX(k, xr));
+  if (any(cm > *mv)) {
+    *sv *= select(exp(*mv - cm), (ACCV)(1), *mv == cm);
+    *mv = cm;
+  }
+  const ACCV ref = select(cm, (ACCV)(0), cm == (ACCV)(-INFINITY));
+  ACCV blk = (ACCV)(0);
+  for (int k = 0; k < nv; ++k) blk += exp(VLOADX(k, xr) - ref);
+  *sv += blk;
+}
+
+/* Max m and sum s of exp(x - m) of a contiguous row in one read: chunks of
+ * ONLINE_CHUNK vectors are loaded once for their max and again (from L1)
+ * for their exps, so the row's loads from memory overlap the exps of the
+ * chunk before instead of waiting in a max pass of their own. The lanes'
+ * pairs are merged at the end. The results are those of the two-pass form:
+ * a NaN makes s NaN, a +inf makes s NaN (exp(inf - inf)), an all -inf row
+ * has m = -inf and s = 0, or NaN if a NaN is among its -inf (the caller
+ * applies F_SAFE or makes that row NaN). */
+inline void clsm_row_online(__global const TX *xr, long n, ACC *m, ACC *s) {
+  ACCV mv = (ACCV)(-INFINITY), sv = (ACCV)(0);
+  long c = 0;
+  for (; c + 16 * ONLINE_CHUNK <= n; c += 16 * ONLINE_CHUNK)
+    clsm_online_chunk(xr + c, ONLINE_CHUNK, &mv, &sv);
+  if (c + 16 <= n) {
+    const int nv = (int)((n - c) / 16);
+    clsm_online_chunk(xr + c, nv, &mv, &sv);
+    c += 16L * nv;
+  }
+  if (c < n) {
+    /* The scalar tail as one vector padded with -inf (exp gives 0 there). */
+    ACC t[16];
+    for (int k = 0; k < 16; ++k) t[k] = c + k < n ? LOADX(xr, c + k) : (ACC)(-INFINITY);
+    ACCV v = vload16(0, t);
+    ACCV cm = clsm_vmax16(mv, v);
+    sv *= select(exp(mv - cm), (ACCV)(1), mv == cm);
+    mv = cm;
+    sv += exp(v - select(cm, (ACCV)(0), cm == (ACCV)(-INFINITY)));
+  }
+  const ACC M = clsm_hmax16(mv);
+  *m = M;
+  *s = clsm_hsum16(sv * select(exp(mv - M), (ACCV)(1), mv == M));
+}
+
 /* Sum of exp(x - mref) over n contiguous elements (16 lanes, folded every
  * 256), with each exp also written to y when `keep`: a block of a long row
  * or a chunk of a split row, mref its max (0 for a block of -inf, whose
@@ -234,9 +287,23 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   }
 #endif
 
+  long c;
+  if ((flags & F_LOG) && C >= 16 * ONLINE_CHUNK) {
+    /* Rows of a chunk or more: one read for (m, s), one to write. */
+    ACC m, s;
+    clsm_row_online(xr, C, &m, &s);
+    if (m == -INFINITY) {
+      m = clsm_ref_max(m, flags);
+      if (m == -INFINITY) s = NAN; /* exp(-inf - -inf), as the two-pass form */
+    }
+    const ACCV mm = (ACCV)(m);
+    const ACCV ls = (ACCV)(clsm_log_sum_cpu(s));
+    for (c = 0; c + 16 <= C; c += 16) VSTOREY((VLOADX(0, xr + c) - mm) - ls, 0, yr + c);
+    for (; c < C; ++c) STOREY(yr, c, (LOADX(xr, c) - m) - ls.s0);
+    return;
+  }
   const ACC m = clsm_ref_max(clsm_row_max(xr, C), flags);
   const ACCV mm = (ACCV)(m);
-  long c;
 
   int keep = !(flags & (F_LOG | F_RECOMPUTE));
   ACCV tot = (ACCV)(0);

@@ -244,16 +244,19 @@ START_TEST(test_special_values) {
 }
 END_TEST
 
-/* Many short rows with special values scattered among them: the GPU-family
- * kernel runs several rows in one work-group (a few lanes each), so a NaN,
- * +inf or all -inf row must not leak into its neighbours, and row counts
- * that do not fill the last group must still be exact. Row maxima move by
- * hundreds between neighbours. Both ops, with and without CLSM_SAFE; C runs
- * through one lane (1, 2), a lane per few values (5, 9, 33, 80) and the
- * next power of two past a lane's batch (65). */
-START_TEST(test_short_rows_specials) {
-  static const int64_t Cs[] = {1, 2, 5, 9, 33, 65, 80};
-  const int64_t C = Cs[_i / 2], R = 1001;
+/* Rows with special values scattered among them. Short rows: the
+ * GPU-family kernel runs several rows in one work-group (a few lanes each),
+ * so a NaN, +inf or all -inf row must not leak into its neighbours, and row
+ * counts that do not fill the last group must still be exact. Long rows
+ * (600, 1031, 4099): the CPU-family log-softmax reads them once, folding
+ * chunks into 16 lanes' running (max, sum), so rows whose max grows in
+ * every chunk, or falls, and rows with whole lanes of -inf beside values
+ * near -1000 (where a lane's sum taken against 0 would overflow when moved
+ * to the row max) are added. Row maxima move by hundreds between
+ * neighbours. Both ops, with and without CLSM_SAFE. */
+START_TEST(test_rows_specials) {
+  static const int64_t Cs[] = {1, 2, 5, 9, 33, 65, 80, 600, 1031, 4099};
+  const int64_t C = Cs[_i / 2], R = C > 100 ? 191 : 1001;
   const int safe = _i % 2;
   const float inf = INFINITY;
   clsm_context *ctx = test_context();
@@ -272,6 +275,10 @@ START_TEST(test_short_rows_specials) {
       row[(r / 11) % C] = inf;
     else if (r % 5 == 0)
       row[(r / 5) % C] = -inf;
+    else if (r % 17 == 0)
+      for (int64_t c = 0; c < C; ++c) row[c] = (c % 16 < 7) ? -inf : row[c] - 1000.0f;
+    else if (r % 19 == 0)
+      for (int64_t c = 0; c < C; ++c) row[c] += (float)(c % 1500) * ((r % 2) ? 0.25f : -0.25f);
   }
   int64_t shape[2] = {R, C};
   for (int log = 0; log < 2; ++log) {
@@ -657,7 +664,7 @@ static Suite *softmax_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_special_values);
   tcase_add_loop_test(tc, test_safe_mode, 0, 2);
-  tcase_add_loop_test(tc, test_short_rows_specials, 0, 14);
+  tcase_add_loop_test(tc, test_rows_specials, 0, 20);
   tcase_add_loop_test(tc, test_long_rows_blocks, 0, 2);
   tcase_add_test(tc, test_split_rows_chunks);
   tcase_add_test(tc, test_log_of_sums);
