@@ -335,7 +335,6 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
                                                     : K_CE_STRIDED;
   const int nv = rk == K_CE_INNER_CPU ? clsm__inner_nv(ctx, inner) : 1;
   const size_t ib = rk == K_CE_INNER_CPU ? 16 * (size_t)nv : 1;
-  if ((st = clsm__kernel(ctx, c->program, rk, &k)) != CLSM_SUCCESS) return st;
   if (c->grad) flags |= CE_GRAD;
   if (loss_out) flags |= CE_LOSS;
   if (opt->lse) flags |= CE_LSE;
@@ -364,6 +363,13 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
     }
   }
   if (rk == K_CE_INNER_CPU) flags |= (cl_uint)nv << CE_NV_SHIFT;
+  /* Rows of ONLINE_ROW or more, no kept exps, no smoothing: one read of the
+   * row for its (max, sum). */
+  clsm_kernel_id kid = rk;
+  if (rk == K_CE_ROWS_CPU && !(flags & (CE_KEEP | CE_SOFTCAP)) && !c->prob &&
+      opt->label_smoothing == 0 && C >= ONLINE_ROW)
+    kid = K_CE_ROWS_LONG_CPU;
+  if ((st = clsm__kernel(ctx, c->program, kid, &k)) != CLSM_SUCCESS) return st;
   cl_ulong xoff = c->xv.base, goff = c->grad ? c->gv.base : 0, gsoff = c->gs ? c->gs->offset : 0;
   cl_long xs[3] = {c->xv.so, c->xv.sc, c->xv.si};
   cl_long gsx[3] = {c->gv.so, c->gv.sc, c->gv.si};

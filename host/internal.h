@@ -29,6 +29,7 @@ typedef enum clsm_kernel_id {
   K_SPLIT_WRITE,    /* ... merged, then each work-item writes its chunk */
   K_BSPLIT_PARTIALS, /* the same for the backward ops: partial sums and max of y */
   K_BSPLIT_WRITE,
+  K_CE_ROWS_LONG_CPU, /* K_CE_ROWS_CPU reading long rows once for (max, sum) */
   K_COUNT_
 } clsm_kernel_id;
 
@@ -188,6 +189,8 @@ clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wa
 #define F_NV_SHIFT 8   /* inner_cpu: bits 8-15 hold the vectors per block (clsm_plan.nv) */
 #define F_LANES_SHIFT 16 /* rows_wg forward: bits 16-20 hold log2 of the lanes per row */
 #define ROW_VPT 8        /* values a rows_wg lane loads at a time (kernels/common.cl) */
+#define ONLINE_ROW 512   /* rows this long take (max, sum) in one read (16 * ONLINE_CHUNK,
+                            kernels/softmax.cl) */
 #define KEEP_INNER_BYTES (1024u * 1024u) /* inner_cpu keeps exp(x - m) in y up to this tile */
 
 /* Rows (or tiles of inner positions) larger than this are not kept in an

@@ -373,6 +373,96 @@ START_TEST(test_ce_extreme_logits) {
 }
 END_TEST
 
+/* Long rows with special values among them. Rows of 512 or more without a
+ * kept exp take (max, sum) in one read (chunks folded into 16 lanes'
+ * running pairs): rows whose max grows or falls in every chunk, whole lanes
+ * of -inf beside values near -1000, a -inf here and there, offsets of
+ * hundreds between rows, against the double reference; a NaN, a +inf or a
+ * row of -inf only gives a NaN loss. Cases 0-2: forward only, C 600, 1031,
+ * 4099 (chunks, whole vectors and a scalar tail); case 3: with the
+ * gradient, C 33000 (too long to keep exps, so it also reads the row once). */
+START_TEST(test_ce_long_rows_specials) {
+  static const int64_t Cs[] = {600, 1031, 4099, 33000};
+  const int64_t C = Cs[_i], N = _i == 3 ? 9 : 97;
+  const int grad = _i == 3;
+  const float inf = INFINITY;
+  clsm_context *ctx = test_context();
+  float *x = malloc(sizeof(float) * (size_t)(N * C)), *gr = malloc(sizeof(float) * (size_t)(N * C));
+  double *xd = malloc(sizeof(double) * (size_t)(N * C)), *rg = malloc(sizeof(double) * (size_t)(N * C));
+  float *loss = malloc(sizeof(float) * (size_t)N), *g = malloc(sizeof(float) * (size_t)N);
+  double *rl = malloc(sizeof(double) * (size_t)N), *gd = malloc(sizeof(double) * (size_t)N);
+  int64_t *t = malloc(sizeof(int64_t) * (size_t)N);
+  ck_assert(x && gr && xd && rg && loss && g && rl && gd && t);
+  fill_random(x, N * C, 90 + (uint64_t)_i);
+  int *special = calloc((size_t)N, sizeof(int));
+  for (int64_t r = 0; r < N; ++r) {
+    float *row = x + r * C;
+    t[r] = (r * 131) % C;
+    g[r] = 1.0f;
+    gd[r] = 1.0;
+    for (int64_t c = 0; c < C; ++c) row[c] += (float)((r * 37) % 11) * 90.0f - 450.0f;
+    switch (r % 8) {
+    case 1: row[(r * 7) % C] = NAN; special[r] = 1; break;
+    case 2: row[(r * 11) % C] = inf; special[r] = 1; break;
+    case 3:
+      if (!grad) {
+        for (int64_t c = 0; c < C; ++c) row[c] = -inf;
+        special[r] = 1;
+      }
+      break;
+    case 4:
+      for (int64_t c = 0; c < C; ++c) row[c] = (c % 16 < 7 && c != t[r]) ? -inf : row[c] - 1000.0f;
+      break;
+    case 5:
+    case 6:
+      for (int64_t c = 0; c < C; ++c) row[c] += (float)(c % 1500) * ((r % 8 == 5) ? 0.25f : -0.25f);
+      break;
+    case 7:
+      for (int64_t c = 3; c < C; c += 97)
+        if (c != t[r]) row[c] = -inf;
+      break;
+    default: break;
+    }
+  }
+  for (int64_t i = 0; i < N * C; ++i) xd[i] = x[i];
+  const int64_t shape[2] = {N, C};
+  clsm_ce_options opt = CLSM_CE_OPTIONS_INIT;
+  opt.reduction = CLSM_REDUCTION_NONE;
+  CK_STATUS(ctx, clsm_cross_entropy_host(ctx, CLSM_FLOAT32, 2, shape, x, CLSM_INT64, t, &opt, NULL,
+                                         loss, grad ? gr : NULL, grad ? g : NULL, NULL, NULL));
+  ref_ce_opts ro = {2, -100, 0.0, 0.0, 0.0, NULL};
+  ref_cross_entropy(xd, N, C, 1, t, NULL, &ro, rl, NULL, NULL, NULL, NULL, grad ? gd : NULL,
+                    grad ? rg : NULL);
+  for (int64_t r = 0; r < N; ++r) {
+    if (special[r]) {
+      ck_assert_msg(isnan(loss[r]), "C %lld row %lld: loss %g, not NaN", (long long)C, (long long)r,
+                    (double)loss[r]);
+      continue;
+    }
+    ck_assert_msg(fabs(loss[r] - rl[r]) <= 1e-5 * fmax(1.0, fabs(rl[r])),
+                  "C %lld row %lld: loss %.9g vs %.9g", (long long)C, (long long)r, (double)loss[r],
+                  rl[r]);
+    for (int64_t c = 0; grad && c < C; ++c) {
+      const int64_t i = r * C + c;
+      ck_assert_msg(fabs(gr[i] - rg[i]) <= GRAD_ATOL * fmax(1.0, fabs(rg[i])),
+                    "C %lld row %lld grad %lld: %.9g vs %.9g", (long long)C, (long long)r,
+                    (long long)c, (double)gr[i], rg[i]);
+    }
+  }
+  free(special);
+  free(x);
+  free(gr);
+  free(xd);
+  free(rg);
+  free(loss);
+  free(g);
+  free(rl);
+  free(gd);
+  free(t);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
 /* An out-of-range target: the call fails with its own status, names the
  * position, and neither the outputs nor in-place logits change; the context
  * works again afterwards. Asynchronously, clsm_finish reports it. */
@@ -659,6 +749,7 @@ static Suite *ce_suite(void) {
   tcase_add_test(tc, test_ce_starting_example);
   tcase_add_test(tc, test_ce_all_ignored);
   tcase_add_test(tc, test_ce_extreme_logits);
+  tcase_add_loop_test(tc, test_ce_long_rows_specials, 0, 4);
   tcase_add_test(tc, test_ce_out_of_range);
   tcase_add_loop_test(tc, test_ce_out_of_range_forward, 0, 4);
   tcase_add_test(tc, test_ce_inner_no_keep);
