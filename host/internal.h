@@ -183,7 +183,8 @@ clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wa
 /* Row-kernel flags, as kernels/common.cl defines them. */
 #define F_LOG 1u       /* log_softmax */
 #define F_SAFE 2u      /* an all -inf row gives 0 / -inf */
-#define F_RECOMPUTE 4u /* softmax computes exp twice instead of storing and rescaling */
+#define F_RECOMPUTE 4u /* softmax computes exp twice instead of storing and rescaling;
+                          inner_cpu log-softmax reads x again instead of keeping x - m */
 #define F_BLOCKS 8u    /* softmax, float32 / float64 y: a long row in cache-sized blocks, or
                           split rows keeping exp in y between their two kernels */
 #define F_NV_SHIFT 8   /* inner_cpu: bits 8-15 hold the vectors per block (clsm_plan.nv) */

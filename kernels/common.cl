@@ -142,7 +142,8 @@ typedef ushort TY;
 #define F_LOG 1u       /* log_softmax instead of softmax */
 #define F_SAFE 2u      /* extension: an all -inf row gives 0 / -inf instead of NaN */
 #define F_RECOMPUTE 4u /* softmax: compute exp twice instead of storing and rescaling y
-                          (16-bit outputs; rows too long to stay in cache) */
+                          (16-bit outputs; rows too long to stay in cache); inner_cpu
+                          log-softmax: read x again instead of keeping x - m in y */
 #define F_BLOCKS 8u    /* softmax, float32 / float64 y: a long row in cache-sized blocks
                           (clsm_row_blocks), or split rows keeping exp in y between their
                           two kernels */

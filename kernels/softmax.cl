@@ -403,7 +403,13 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
     for (int k = 0; k < nv; ++k) m[k] = clsm_vmax16(m[k], VLOADX(k, xb + c * xsc));
   if (flags & F_SAFE)
     for (int k = 0; k < nv; ++k) m[k] = select(m[k], (ACCV)(0), m[k] == (ACCV)(-INFINITY));
-  int keep = !(flags & (F_LOG | F_RECOMPUTE));
+  /* Softmax keeps exp(x - m) in y, log-softmax x - m (a float32 / float64
+   * y, the host sets F_RECOMPUTE past KEEP_INNER_BYTES): the last pass then
+   * reads y, whose lines the sum pass already owns, instead of x. */
+  int keep = !(flags & F_RECOMPUTE);
+#ifndef Y_HOLDS_ACC
+  if (flags & F_LOG) keep = 0;
+#endif
   for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
     ACCV blk[NV_MAX];
     for (int k = 0; k < nv; ++k) blk[k] = (ACCV)(0);
@@ -411,15 +417,20 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
       for (int k = 0; k < nv; ++k) {
         ACCV v = VLOADX(k, xb + c * xsc);
         ACCV e = (flags & F_LOG) ? exp(v - m[k]) : clsm_exp_sub16(v, m[k]);
-        if (keep) VSTOREY(e, k, yb + c * ysc);
+        if (keep) VSTOREY((flags & F_LOG) ? v - m[k] : e, k, yb + c * ysc);
         blk[k] += e;
       }
     for (int k = 0; k < nv; ++k) s[k] += blk[k];
   }
   if (flags & F_LOG) {
     for (int k = 0; k < nv; ++k) s[k] = select(log(s[k]), (ACCV)(0), s[k] == (ACCV)(0));
-    for (long c = 0; c < C; ++c)
-      for (int k = 0; k < nv; ++k) VSTOREY((VLOADX(k, xb + c * xsc) - m[k]) - s[k], k, yb + c * ysc);
+    if (keep)
+      for (long c = 0; c < C; ++c)
+        for (int k = 0; k < nv; ++k) VSTOREY(VLOADY(k, yb + c * ysc) - s[k], k, yb + c * ysc);
+    else
+      for (long c = 0; c < C; ++c)
+        for (int k = 0; k < nv; ++k)
+          VSTOREY((VLOADX(k, xb + c * xsc) - m[k]) - s[k], k, yb + c * ysc);
   } else {
     for (int k = 0; k < nv; ++k) s[k] = select((ACCV)(1) / s[k], (ACCV)(0), s[k] == (ACCV)(0));
     if (keep)

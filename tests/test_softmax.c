@@ -36,6 +36,7 @@ static const shape_row shapes[] = {
     {2, {3000, 130}},
     {3, {3, 7, 600}},   /* inner 600 / 4200: 512-wide blocks and a tail */
     {3, {2, 300, 520}}, /* along dim 1 a 600 KB block that keeps exp in y */
+    {3, {2, 17000, 16}}, /* along dim 1 a 1.1 MB block: exp (x - m for log) not kept */
     {4, {2, 3, 4, 5}},
     {5, {2, 1, 3, 2, 5}},
     {8, {2, 1, 2, 3, 1, 2, 2, 3}},
