@@ -145,9 +145,13 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
     if (!keep && plan.kernel == K_ROWS_CPU && !is_16bit(out->dtype) && ctx->row_blocks)
       flags |= F_BLOCKS;
   }
-  if (!op->backward && (flags & F_LOG) && plan.kernel == K_INNER_CPU &&
-      (uint64_t)op->C * 16u * (uint64_t)plan.nv * clsm_dtype_size(out->dtype) > KEEP_INNER_BYTES)
-    flags |= F_RECOMPUTE; /* inner_cpu log-softmax keeps x - m in y up to this tile */
+  /* log-softmax keeps x - m (inner_cpu) or x (rows_cpu) in y while it reads
+   * x for the sum, up to the same sizes as softmax's exps. */
+  if (!op->backward && (flags & F_LOG) &&
+      (uint64_t)op->C * (plan.kernel == K_INNER_CPU ? 16u * (uint64_t)plan.nv : 1u) *
+              clsm_dtype_size(out->dtype) >
+          (plan.kernel == K_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES))
+    flags |= F_RECOMPUTE;
 
   if (plan.kernel == K_INNER_CPU) flags |= (cl_uint)plan.nv << F_NV_SHIFT;
   if (plan.kernel == K_ROWS_WG) {

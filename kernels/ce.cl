@@ -360,7 +360,7 @@ inline void clsm_ce_rows(CE_ARGS, __local ACC *scratch, const int online) {
   ACC m, s = 0, swx = 0, sw = 0;
   if (online) {
     /* Rows of a chunk or more: one read for (m, s), as log-softmax's. */
-    clsm_row_online(xr, C, &m, &s);
+    clsm_row_online(xr, (__global TY *)0, C, &m, &s);
     if (m == -INFINITY) s = NAN; /* exp(-inf - -inf), as the two-pass form */
   } else {
     m = clsm_row_max(xr, C);

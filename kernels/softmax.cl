@@ -154,7 +154,7 @@ inline ACC clsm_row_max(__global const TX *xr, long n) {
  * chunk's exps are summed against the new max, or against 0 in a lane whose
  * max is still -inf (its -inf elements then give 0, a NaN NaN). */
 #define ONLINE_CHUNK 32
-inline void clsm_online_chunk(__global const TX *xr, int nv, ACCV *mv, ACCV *sv) {
+inline void clsm_online_chunk(__global const TX *xr, __global TY *yr, int nv, ACCV *mv, ACCV *sv) {
   ACCV cm = *mv;
   for (int k = 0; k < nv; ++k) cm = clsm_vmax16(cm, VLOADX(k, xr));
   if (any(cm > *mv)) {
@@ -163,7 +163,11 @@ inline void clsm_online_chunk(__global const TX *xr, int nv, ACCV *mv, ACCV *sv)
   }
   const ACCV ref = select(cm, (ACCV)(0), cm == (ACCV)(-INFINITY));
   ACCV blk = (ACCV)(0);
-  for (int k = 0; k < nv; ++k) blk += exp(VLOADX(k, xr) - ref);
+  for (int k = 0; k < nv; ++k) {
+    const ACCV v = VLOADX(k, xr);
+    if (yr) VSTOREY(v, k, yr);
+    blk += exp(v - ref);
+  }
   *sv += blk;
 }
 
@@ -175,14 +179,14 @@ inline void clsm_online_chunk(__global const TX *xr, int nv, ACCV *mv, ACCV *sv)
  * a NaN makes s NaN, a +inf makes s NaN (exp(inf - inf)), an all -inf row
  * has m = -inf and s = 0, or NaN if a NaN is among its -inf (the caller
  * applies F_SAFE or makes that row NaN). */
-inline void clsm_row_online(__global const TX *xr, long n, ACC *m, ACC *s) {
+inline void clsm_row_online(__global const TX *xr, __global TY *yr, long n, ACC *m, ACC *s) {
   ACCV mv = (ACCV)(-INFINITY), sv = (ACCV)(0);
   long c = 0;
   for (; c + 16 * ONLINE_CHUNK <= n; c += 16 * ONLINE_CHUNK)
-    clsm_online_chunk(xr + c, ONLINE_CHUNK, &mv, &sv);
+    clsm_online_chunk(xr + c, yr ? yr + c : yr, ONLINE_CHUNK, &mv, &sv);
   if (c + 16 <= n) {
     const int nv = (int)((n - c) / 16);
-    clsm_online_chunk(xr + c, nv, &mv, &sv);
+    clsm_online_chunk(xr + c, yr ? yr + c : yr, nv, &mv, &sv);
     c += 16L * nv;
   }
   if (c < n) {
@@ -291,14 +295,24 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   if ((flags & F_LOG) && C >= 16 * ONLINE_CHUNK) {
     /* Rows of a chunk or more: one read for (m, s), one to write. */
     ACC m, s;
-    clsm_row_online(xr, C, &m, &s);
+#ifdef Y_HOLDS_ACC
+    /* Rows that stay in cache get their whole vectors copied to y while
+     * they are read, so the writing pass reads y, whose lines it then owns. */
+    __global TY *ky = (flags & F_RECOMPUTE) ? (__global TY *)0 : yr;
+#else
+    __global TY *ky = (__global TY *)0;
+#endif
+    clsm_row_online(xr, ky, C, &m, &s);
     if (m == -INFINITY) {
       m = clsm_ref_max(m, flags);
       if (m == -INFINITY) s = NAN; /* exp(-inf - -inf), as the two-pass form */
     }
     const ACCV mm = (ACCV)(m);
     const ACCV ls = (ACCV)(clsm_log_sum_cpu(s));
-    for (c = 0; c + 16 <= C; c += 16) VSTOREY((VLOADX(0, xr + c) - mm) - ls, 0, yr + c);
+    if (ky)
+      for (c = 0; c + 16 <= C; c += 16) VSTOREY((VLOADY(0, yr + c) - mm) - ls, 0, yr + c);
+    else
+      for (c = 0; c + 16 <= C; c += 16) VSTOREY((VLOADX(0, xr + c) - mm) - ls, 0, yr + c);
     for (; c < C; ++c) STOREY(yr, c, (LOADX(xr, c) - m) - ls.s0);
     return;
   }
