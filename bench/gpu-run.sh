@@ -34,11 +34,12 @@ case " $steps " in *" bench "*)
   CLSM_BENCH_ONLY=$only timeout "${GPU_BENCH_TIMEOUT:-200}" "$bin" bench \
     --json "$out/bench-gpu.json" --svg "$out/bench-gpu.svg" > "$out/bench-gpu.txt" 2>&1
   echo "bench exit $?"; cat "$out/bench-gpu.txt"
-  # A/B of the forward work-group kernel's rows per group: one row a group
-  # of 256 lanes against the default (lanes per row from the row length).
+  # A/B of the work-group row kernels' rows per group (softmax, log-softmax
+  # and their backward): one row a group of 256 lanes against the default
+  # (lanes per row from the row length).
   CLSM_ROW_LANES=256 CLSM_BENCH_ONLY=${GPU_LANES_ONLY:-65536x128,128x1000,64x80,8192x4096} \
     timeout 60 "$bin" bench > "$out/bench-gpu-lanes256.txt" 2>&1
-  echo "bench (CLSM_ROW_LANES=256) exit $?"; grep -E '^(softmax|log-softmax) .*float32' "$out/bench-gpu-lanes256.txt"
+  echo "bench (CLSM_ROW_LANES=256) exit $?"; grep -E '^(softmax|log-softmax)[a-z-]* .*float32' "$out/bench-gpu-lanes256.txt"
 esac
 case " $steps " in *" torch "*)
   PYTHONUNBUFFERED=1 timeout "${GPU_TORCH_TIMEOUT:-100}" python3 bench/torch_compare.py \

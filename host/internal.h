@@ -68,7 +68,7 @@ struct clsm_context {
   int forced_kernel;   /* a clsm_kernel_id from CLSM_KERNEL, or -1 */
   int packed_stores;   /* kernels store vectors through packed structs: CPU devices
                           (CLSM_PACKED_STORES=0|1) */
-  size_t row_lanes;    /* lanes per row of the forward work-group kernel; 0: from the row
+  size_t row_lanes;    /* lanes per row of the work-group row kernels; 0: from the row
                           length (CLSM_ROW_LANES) */
 
   pthread_mutex_t lock; /* guards everything below and every enqueue */
@@ -188,8 +188,9 @@ clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wa
 #define F_BLOCKS 8u    /* softmax, float32 / float64 y: a long row in cache-sized blocks, or
                           split rows keeping exp in y between their two kernels */
 #define F_NV_SHIFT 8   /* inner_cpu: bits 8-15 hold the vectors per block (clsm_plan.nv) */
-#define F_LANES_SHIFT 16 /* rows_wg forward: bits 16-20 hold log2 of the lanes per row */
+#define F_LANES_SHIFT 16 /* rows_wg: bits 16-20 hold log2 of the lanes per row */
 #define ROW_VPT 8        /* values a rows_wg lane loads at a time (kernels/common.cl) */
+#define BWD_VPT 16       /* values a backward rows_wg lane keeps (kernels/backward.cl) */
 #define ONLINE_ROW 512   /* rows this long take (max, sum) in one read (16 * ONLINE_CHUNK,
                             kernels/softmax.cl) */
 #define KEEP_INNER_BYTES (1024u * 1024u) /* inner_cpu keeps exp(x - m) in y up to this tile */
@@ -214,9 +215,9 @@ int clsm__kernel_from_env(void);
 size_t clsm__row_scratch(const clsm_context *ctx, size_t *local, int64_t C, size_t acc);
 /* Float16-wide vectors per inner block for an inner extent (CLSM_INNER_VECTORS at most). */
 int clsm__inner_nv(const clsm_context *ctx, int64_t inner);
-/* Lanes per row of the forward work-group kernel, a power of two up to
- * `local`: enough for ROW_VPT values a lane (CLSM_ROW_LANES overrides). */
-size_t clsm__row_lanes(const clsm_context *ctx, int64_t C, size_t local);
+/* Lanes per row of the work-group row kernels, a power of two up to
+ * `local`: enough for `vpt` values a lane (CLSM_ROW_LANES overrides). */
+size_t clsm__row_lanes(const clsm_context *ctx, int64_t C, size_t local, int vpt);
 void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int generic,
                      int64_t rows, clsm_plan *plan);
 

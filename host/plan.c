@@ -44,12 +44,12 @@ int clsm__inner_nv(const clsm_context *ctx, int64_t inner) {
   return nv;
 }
 
-size_t clsm__row_lanes(const clsm_context *ctx, int64_t C, size_t local) {
+size_t clsm__row_lanes(const clsm_context *ctx, int64_t C, size_t local, int vpt) {
   size_t lanes = 1;
   if (ctx->row_lanes)
     lanes = ctx->row_lanes;
   else
-    while (lanes < local && (int64_t)lanes * ROW_VPT < C) lanes *= 2;
+    while (lanes < local && (int64_t)lanes * vpt < C) lanes *= 2;
   return lanes < local ? lanes : local;
 }
 
@@ -97,15 +97,11 @@ void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int gen
     plan->global = round_up(items, plan->local);
     break;
   }
-  case K_ROWS_WG: {
-    size_t wg = ctx->wg_size;
-    /* Short rows do not need a wide group; keep at least 32 lanes. */
-    while (wg > 32 && wg / 2 >= (size_t)v[0].C) wg /= 2;
-    plan->local = wg;
-    plan->global = rows * wg;
-    plan->local_elems = wg;
+  case K_ROWS_WG: /* rows per group: the enqueue sets them, from the kernel's limits */
+    plan->local = ctx->wg_size;
+    plan->global = rows * ctx->wg_size;
+    plan->local_elems = ctx->wg_size;
     break;
-  }
   default: /* a work-item per row */
     plan->local = ctx->family == CLSM_FAMILY_CPU || k == K_ROWS_CPU ? clsm__cpu_local(ctx, rows) : 64;
     plan->global = round_up(rows, plan->local);

@@ -158,26 +158,17 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
     size_t kmax = 0;
     CLSM_CL(ctx, clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax,
                                           &kmax, NULL));
-    if (op->backward && !ctx->wg_forced) {
-      /* Backward: enough lanes to keep y and dy in registers (BWD_VPT = 16
-       * per lane in backward.cl), at least 32, at most wg_size; longer rows
-       * read them twice. */
-      plan.local = 32;
-      while (plan.local < ctx->wg_size && (int64_t)plan.local * 16 < op->C) plan.local *= 2;
-    }
-    if (!op->backward) plan.local = ctx->wg_size;
+    /* Rows of `lanes` lanes, local / lanes rows a group: enough lanes for
+     * ROW_VPT values each (forward) or to keep y and dy in registers
+     * (BWD_VPT values each, backward; longer rows read them twice). */
+    plan.local = ctx->wg_size;
     while (plan.local > 1 && plan.local > kmax) plan.local /= 2;
-    size_t groups = (size_t)op->rows;
-    if (!op->backward) {
-      /* Forward: rows of `lanes` lanes, local / lanes rows a group. */
-      size_t lanes = clsm__row_lanes(ctx, op->C, plan.local);
-      cl_uint lg = 0;
-      while (((size_t)1 << lg) < lanes) ++lg;
-      flags |= lg << F_LANES_SHIFT;
-      const size_t per = plan.local / lanes;
-      groups = ((size_t)op->rows + per - 1) / per;
-    }
-    plan.global = groups * plan.local;
+    const size_t lanes = clsm__row_lanes(ctx, op->C, plan.local, op->backward ? BWD_VPT : ROW_VPT);
+    cl_uint lg = 0;
+    while (((size_t)1 << lg) < lanes) ++lg;
+    flags |= lg << F_LANES_SHIFT;
+    const size_t per = plan.local / lanes;
+    plan.global = (((size_t)op->rows + per - 1) / per) * plan.local;
     plan.local_elems = plan.local;
   }
 

@@ -175,32 +175,39 @@ __kernel void clsm_backward_inner_cpu(CLSM_BARGS) {
     }
 }
 
-/* A work-group per row; la and lm hold each lane's partial sum and max.
- * Rows of at most n * BWD_VPT elements keep y and dy in registers (one read
- * of each); longer rows read them again in the writing pass. */
+/* Rows of L lanes each, n / L rows a work-group (L a power of two up to
+ * the group size n, from the flags, as in clsm_softmax_rows_wg); la and lm
+ * hold each lane's partial sum and max, merged per row by a tree of
+ * log2(L) steps. Rows of at most L * BWD_VPT elements keep y and dy in
+ * registers (one read of each); longer rows read them again in the writing
+ * pass. Lanes of a row past the last take part in the barriers only. */
 #define BWD_VPT 16
 
 __kernel void clsm_backward_rows_wg(CLSM_BARGS, __local ACC *la, __local ACC *lm) {
-  long r = get_group_id(0);
-  int l = (int)get_local_id(0), n = (int)get_local_size(0);
-  long o = r / inner, i = r - o * inner;
+  const int l = (int)get_local_id(0), n = (int)get_local_size(0);
+  const int L = min(n, 1 << ((flags >> F_LANES_SHIFT) & 31u));
+  const int j = l & (L - 1);
+  const long r = (long)get_group_id(0) * (n / L) + l / L;
+  const int live = r < outer * inner;
+  const long o = r / inner, i = r - o * inner;
   __global const TX *yr = y + yoff + o * yso + i * ysi;
   __global const TX *dyr = dy + dyoff + o * dyso + i * dysi;
   __global TY *dxr = dx + dxoff + o * dxso + i * dxsi;
-  const int cached = C <= (long)n * BWD_VPT;
+  const int cached = C <= (long)L * BWD_VPT;
   ACC vs[BWD_VPT], gs[BWD_VPT];
   ACC acc = 0, ymax = -INFINITY;
   if (cached) {
 #pragma unroll
     for (int k = 0; k < BWD_VPT; ++k) {
-      long c = l + (long)k * n;
-      gs[k] = c < C ? LOADX(dyr, c * dysc) : (ACC)0;
-      vs[k] = c < C ? LOADX(yr, c * ysc) : (ACC)(-INFINITY);
-      acc += (flags & F_LOG) ? gs[k] : gs[k] * (c < C ? vs[k] : (ACC)0);
+      long c = j + (long)k * L;
+      const int in = live && c < C;
+      gs[k] = in ? LOADX(dyr, c * dysc) : (ACC)0;
+      vs[k] = in ? LOADX(yr, c * ysc) : (ACC)(-INFINITY);
+      acc += (flags & F_LOG) ? gs[k] : gs[k] * (in ? vs[k] : (ACC)0);
       ymax = fmax(ymax, vs[k]);
     }
   } else {
-    for (long c = l; c < C; c += n) {
+    for (long c = j; live && c < C; c += L) {
       ACC g = LOADX(dyr, c * dysc), v = LOADX(yr, c * ysc);
       acc += (flags & F_LOG) ? g : g * v;
       ymax = fmax(ymax, v);
@@ -209,25 +216,26 @@ __kernel void clsm_backward_rows_wg(CLSM_BARGS, __local ACC *la, __local ACC *lm
   la[l] = acc;
   lm[l] = ymax;
   barrier(CLK_LOCAL_MEM_FENCE);
-  for (int h = n / 2; h > 0; h /= 2) {
-    if (l < h) {
+  for (int h = L / 2; h > 0; h /= 2) {
+    if (j < h) {
       la[l] += la[l + h];
       lm[l] = fmax(lm[l], lm[l + h]);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
-  acc = la[0];
-  int zero = (flags & F_LOG) && (flags & F_SAFE) && lm[0] == -INFINITY;
+  if (!live) return;
+  acc = la[l - j];
+  int zero = (flags & F_LOG) && (flags & F_SAFE) && lm[l - j] == -INFINITY;
   if (cached) {
 #pragma unroll
     for (int k = 0; k < BWD_VPT; ++k) {
-      long c = l + (long)k * n;
+      long c = j + (long)k * L;
       ACC d = (flags & F_LOG) ? gs[k] - exp(vs[k]) * acc : vs[k] * (gs[k] - acc);
       if (c < C) STOREY(dxr, c * dxsc, zero ? (ACC)0 : d);
     }
     return;
   }
-  for (long c = l; c < C; c += n) {
+  for (long c = j; c < C; c += L) {
     ACC g = LOADX(dyr, c * dysc), v = LOADX(yr, c * ysc);
     ACC d = (flags & F_LOG) ? g - exp(v) * acc : v * (g - acc);
     STOREY(dxr, c * dxsc, zero ? (ACC)0 : d);
