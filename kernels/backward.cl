@@ -184,12 +184,10 @@ __kernel void clsm_backward_inner_cpu(CLSM_BARGS) {
 #define BWD_VPT 16
 
 __kernel void clsm_backward_rows_wg(CLSM_BARGS, __local ACC *la, __local ACC *lm) {
-  const int l = (int)get_local_id(0), n = (int)get_local_size(0);
-  const int L = min(n, 1 << ((flags >> F_LANES_SHIFT) & 31u));
-  const int j = l & (L - 1);
-  const long r = (long)get_group_id(0) * (n / L) + l / L;
-  const int live = r < outer * inner;
-  const long o = r / inner, i = r - o * inner;
+  const clsm_seg g = clsm_row_seg(flags);
+  const int l = g.l, L = g.L, j = g.j;
+  const int live = g.r < outer * inner;
+  const long o = g.r / inner, i = g.r - o * inner;
   __global const TX *yr = y + yoff + o * yso + i * ysi;
   __global const TX *dyr = dy + dyoff + o * dyso + i * dysi;
   __global TY *dxr = dx + dxoff + o * dxso + i * dxsi;

@@ -224,6 +224,23 @@ inline void clsm_online_fold(ACC *m, ACC *s, const ACC *v, int cnt) {
     if (k < cnt) *s += (v[k] == *m) ? (ACC)1 : exp(v[k] - *m);
 }
 
+/* The work-group row kernels' layout: rows of L lanes (L a power of two up
+ * to the group size, from bits F_LANES_SHIFT.. of the flags), as many rows
+ * as fit a group. Lane l of the group is lane j of row r. */
+typedef struct clsm_seg {
+  int l, L, j;
+  long r;
+} clsm_seg;
+inline clsm_seg clsm_row_seg(uint flags) {
+  clsm_seg g;
+  const int n = (int)get_local_size(0);
+  g.l = (int)get_local_id(0);
+  g.L = min(n, 1 << ((flags >> F_LANES_SHIFT) & 31u));
+  g.j = g.l & (g.L - 1);
+  g.r = (long)get_group_id(0) * (n / g.L) + g.l / g.L;
+  return g;
+}
+
 /* Merges the (max, sum) pairs in local memory of each segment of L lanes
  * (L a power of two dividing the group; lane l is lane j = l % L of its
  * segment) into the segment's first slot, lm[l - j], ls[l - j]. Every lane

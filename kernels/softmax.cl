@@ -466,12 +466,10 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
  * twice (the second time from cache), written once. Lanes of a row past the
  * last take part in the barriers only. */
 __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) {
-  const int l = (int)get_local_id(0), n = (int)get_local_size(0);
-  const int L = min(n, 1 << ((flags >> F_LANES_SHIFT) & 31u));
-  const int j = l & (L - 1);
-  const long r = (long)get_group_id(0) * (n / L) + l / L;
-  const int live = r < outer * inner;
-  const long o = r / inner, i = r - o * inner;
+  const clsm_seg g = clsm_row_seg(flags);
+  const int l = g.l, L = g.L, j = g.j;
+  const int live = g.r < outer * inner;
+  const long o = g.r / inner, i = g.r - o * inner;
   __global const TX *xr = x + xoff + o * xso + i * xsi;
   __global TY *yr = y + yoff + o * yso + i * ysi;
 
