@@ -121,16 +121,18 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
   const size_t acc = program == P_F64 ? sizeof(double) : sizeof(float);
   cl_uint flags = op->flags;
   size_t scratch = acc; /* K_ROWS_CPU's local scratch: unused unless sized below */
-  if (!op->backward && !(flags & F_LOG)) {
-    /* Softmax: keep exp(x - m) in y (or, for 16-bit y, in local scratch) and
-     * rescale it while the row is in cache; otherwise compute exp twice. */
-    size_t es = clsm_dtype_size(out->dtype);
-    size_t ib = plan.kernel == K_INNER_CPU ? 16u * (size_t)plan.nv : 1u;
-    /* Inner blocks keep up to 1 MiB: their rows are strided, so computing
-     * exp twice costs more than a second pass over y there. */
-    uint64_t limit = plan.kernel == K_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES;
+  if (!op->backward) {
+    /* Softmax keeps exp(x - m) in y (or, for 16-bit y, in local scratch) and
+     * rescales it while the row is in cache; log-softmax keeps x - m
+     * (inner_cpu) or x (rows_cpu) in y while it reads x for the sum.
+     * Otherwise (F_RECOMPUTE) softmax computes exp twice and log-softmax
+     * reads x again. Inner blocks keep up to 1 MiB: their rows are strided,
+     * so a second pass over x costs more than one over y there. */
+    const size_t es = clsm_dtype_size(out->dtype);
+    const size_t ib = plan.kernel == K_INNER_CPU ? 16u * (size_t)plan.nv : 1u;
+    const uint64_t limit = plan.kernel == K_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES;
     int keep = plan.kernel != K_ROWS_WG && (uint64_t)op->C * ib * es <= limit;
-    if (keep && is_16bit(out->dtype)) {
+    if (keep && is_16bit(out->dtype) && !(flags & F_LOG)) {
       size_t bytes = plan.kernel == K_ROWS_CPU ? clsm__row_scratch(ctx, &plan.local, op->C, acc) : 0;
       keep = bytes > 0;
       if (keep) {
@@ -139,19 +141,13 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
       }
     }
     if (!keep) flags |= F_RECOMPUTE;
-    /* Rows past the keep limit with a float32 / float64 output: in blocks
-     * that stay in cache, one exp per element (CLSM_ROW_BLOCKS=0 turns it
-     * off). */
-    if (!keep && plan.kernel == K_ROWS_CPU && !is_16bit(out->dtype) && ctx->row_blocks)
+    /* Softmax rows past the keep limit with a float32 / float64 output: in
+     * blocks that stay in cache, one exp per element (CLSM_ROW_BLOCKS=0
+     * turns it off). */
+    if (!keep && !(flags & F_LOG) && plan.kernel == K_ROWS_CPU && !is_16bit(out->dtype) &&
+        ctx->row_blocks)
       flags |= F_BLOCKS;
   }
-  /* log-softmax keeps x - m (inner_cpu) or x (rows_cpu) in y while it reads
-   * x for the sum, up to the same sizes as softmax's exps. */
-  if (!op->backward && (flags & F_LOG) &&
-      (uint64_t)op->C * (plan.kernel == K_INNER_CPU ? 16u * (uint64_t)plan.nv : 1u) *
-              clsm_dtype_size(out->dtype) >
-          (plan.kernel == K_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES))
-    flags |= F_RECOMPUTE;
 
   if (plan.kernel == K_INNER_CPU) flags |= (cl_uint)plan.nv << F_NV_SHIFT;
   if (plan.kernel == K_ROWS_WG) {
