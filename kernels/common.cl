@@ -306,12 +306,12 @@ inline ACC clsm_log_cpu(ACC v) {
 }
 #endif
 
-/* Halving: 8, 4, 2, 1 lanes, each step one vector operation. */
 /* The running max of a pass: max(m, v), skipping a NaN v as fmax does (the
  * comparison is false), for an m that is never NaN (it starts at -inf).
  * One max instruction, where fmax's NaN handling takes four. */
 inline ACCV clsm_vmax16(ACCV m, ACCV v) { return v > m ? v : m; }
 
+/* Halving: 8, 4, 2, 1 lanes, each step one vector operation. */
 inline ACC clsm_hmax16(ACCV v) {
 #ifdef ACC_IS_DOUBLE
   double8 h8 = fmax(v.lo, v.hi);

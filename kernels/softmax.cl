@@ -154,14 +154,20 @@ inline ACC clsm_row_max(__global const TX *xr, long n) {
  * chunk's exps are summed against the new max, or against 0 in a lane whose
  * max is still -inf (its -inf elements then give 0, a NaN NaN). */
 #define ONLINE_CHUNK 32
-inline void clsm_online_chunk(__global const TX *xr, __global TY *yr, int nv, ACCV *mv, ACCV *sv) {
-  ACCV cm = *mv;
-  for (int k = 0; k < nv; ++k) cm = clsm_vmax16(cm, VLOADX(k, xr));
+/* Moves the lanes' running max to cm (>= it lane by lane), rescaling their
+ * sums, and returns the reference the new exps are taken against. */
+inline ACCV clsm_online_move(ACCV cm, ACCV *mv, ACCV *sv) {
   if (any(cm > *mv)) {
     *sv *= select(exp(*mv - cm), (ACCV)(1), *mv == cm);
     *mv = cm;
   }
-  const ACCV ref = select(cm, (ACCV)(0), cm == (ACCV)(-INFINITY));
+  return select(cm, (ACCV)(0), cm == (ACCV)(-INFINITY));
+}
+
+inline void clsm_online_chunk(__global const TX *xr, __global TY *yr, int nv, ACCV *mv, ACCV *sv) {
+  ACCV cm = *mv;
+  for (int k = 0; k < nv; ++k) cm = clsm_vmax16(cm, VLOADX(k, xr));
+  const ACCV ref = clsm_online_move(cm, mv, sv);
   ACCV blk = (ACCV)(0);
   for (int k = 0; k < nv; ++k) {
     const ACCV v = VLOADX(k, xr);
@@ -193,11 +199,9 @@ inline void clsm_row_online(__global const TX *xr, __global TY *yr, long n, ACC 
     /* The scalar tail as one vector padded with -inf (exp gives 0 there). */
     ACC t[16];
     for (int k = 0; k < 16; ++k) t[k] = c + k < n ? LOADX(xr, c + k) : (ACC)(-INFINITY);
-    ACCV v = vload16(0, t);
-    ACCV cm = clsm_vmax16(mv, v);
-    sv *= select(exp(mv - cm), (ACCV)(1), mv == cm);
-    mv = cm;
-    sv += exp(v - select(cm, (ACCV)(0), cm == (ACCV)(-INFINITY)));
+    const ACCV v = vload16(0, t);
+    const ACCV ref = clsm_online_move(clsm_vmax16(mv, v), &mv, &sv);
+    sv += exp(v - ref);
   }
   const ACC M = clsm_hmax16(mv);
   *m = M;
