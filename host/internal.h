@@ -68,6 +68,9 @@ struct clsm_context {
   int forced_kernel;   /* a clsm_kernel_id from CLSM_KERNEL, or -1 */
   int packed_stores;   /* kernels store vectors through packed structs: CPU devices
                           (CLSM_PACKED_STORES=0|1) */
+  int inner_tile;      /* inner_cpu blocks go through a tile in local memory (CLSM_INNER_TILE=0|1) */
+  int nt_stores;       /* kernels are built with CLSM_NT_STORES (CPU devices, CLSM_NT_STORES=0|1) */
+  cl_ulong nt_bytes;   /* outputs of at least this many bytes are stored non-temporally */
   size_t row_lanes;    /* lanes per row of the work-group row kernels; 0: from the row
                           length (CLSM_ROW_LANES) */
 
@@ -187,12 +190,15 @@ clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wa
                           inner_cpu log-softmax reads x again instead of keeping x - m */
 #define F_BLOCKS 8u    /* softmax, float32 / float64 y: a long row in cache-sized blocks, or
                           split rows keeping exp in y between their two kernels */
+#define F_TILE 32u     /* inner_cpu: a block through a tile in local memory */
+#define F_NT 64u       /* the writing pass stores y non-temporally (CPU devices, large outputs) */
 #define F_NV_SHIFT 8   /* inner_cpu: bits 8-15 hold the vectors per block (clsm_plan.nv) */
 #define F_LANES_SHIFT 16 /* rows_wg: bits 16-20 hold log2 of the lanes per row */
 #define ROW_VPT 8        /* values a rows_wg lane loads at a time (kernels/common.cl) */
 #define BWD_VPT 16       /* values a backward rows_wg lane keeps (kernels/backward.cl) */
 #define ONLINE_ROW 512   /* rows this long take (max, sum) in one read (16 * ONLINE_CHUNK,
                             kernels/softmax.cl) */
+#define INNER_CHUNK 8   /* rows a tile loads at a time (kernels/softmax.cl) */
 #define KEEP_INNER_BYTES (1024u * 1024u) /* inner_cpu keeps exp(x - m) in y up to this tile */
 
 /* Rows (or tiles of inner positions) larger than this are not kept in an

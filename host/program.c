@@ -118,9 +118,10 @@ static clsm_status build_program(clsm_context *ctx, int program) {
   /* Never fast-math: the special-value semantics depend on IEEE behaviour. */
   char options[512];
   /* CPU devices store 16-wide vectors through packed structs (common.cl). */
-  snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DCLSM_INNER_VECTORS=%d%s",
+  snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DCLSM_INNER_VECTORS=%d%s%s",
            programs[program].options, ctx->inner_vectors,
-           ctx->packed_stores ? " -DCLSM_PACKED_STORES" : "");
+           ctx->packed_stores ? " -DCLSM_PACKED_STORES" : "",
+           ctx->nt_stores ? " -DCLSM_NT_STORES" : "");
   err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
   if (err != CL_SUCCESS) {
     keep_build_log(ctx, prog);

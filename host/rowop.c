@@ -129,6 +129,7 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
      * reads x again. Inner blocks keep up to 1 MiB: their rows are strided,
      * so a second pass over x costs more than one over y there. */
     const size_t es = clsm_dtype_size(out->dtype);
+    const int nt_out = ctx->nt_stores && (uint64_t)clsm__numel(out) * es >= ctx->nt_bytes;
     const size_t ib = plan.kernel == K_INNER_CPU ? 16u * (size_t)plan.nv : 1u;
     const uint64_t limit = plan.kernel == K_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES;
     int keep = plan.kernel != K_ROWS_WG && (uint64_t)op->C * ib * es <= limit;
@@ -138,6 +139,25 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
       if (keep) {
         scratch = bytes;
         plan.global = (size_t)op->rows + (plan.local - (size_t)op->rows % plan.local) % plan.local;
+      }
+    }
+    /* Rows a page or more apart share cache sets: a block goes through a
+     * tile in local memory, narrowed until it fits. */
+    const clsm_view *v = &op->v[0];
+    if (plan.kernel == K_INNER_CPU &&
+        (ctx->inner_tile == 1 ||
+         (ctx->inner_tile == -1 && (uint64_t)v->sc * clsm_dtype_size(op->t[0]->dtype) >= 4096))) {
+      const int64_t rows = op->C + (op->C + INNER_CHUNK - 1) / INNER_CHUNK;
+      size_t local = 1, bytes = 0;
+      int nv = plan.nv;
+      while (nv > 1 && (uint64_t)rows * 16 * nv * acc > ctx->local_mem_size / 2) nv /= 2;
+      if ((bytes = clsm__row_scratch(ctx, &local, rows * 16 * nv, acc)) > 0) {
+        keep = 0;
+        flags |= F_TILE | (nt_out ? F_NT : 0);
+        scratch = bytes;
+        plan.nv = nv;
+        plan.local = 1;
+        plan.global = (size_t)v->outer * (((size_t)v->inner + 16 * nv - 1) / (16 * nv));
       }
     }
     if (!keep) flags |= F_RECOMPUTE;
@@ -202,6 +222,8 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
       CLSM_CL(ctx, clSetKernelArg(k, a++, plan.local_elems * acc, NULL));
     }
     if (id == K_ROWS_CPU) CLSM_CL(ctx, clSetKernelArg(k, a++, scratch, NULL));
+    if (id == K_INNER_CPU)
+      CLSM_CL(ctx, clSetKernelArg(k, a++, scratch > 16 * acc ? scratch : 16 * acc, NULL));
   }
   CLSM_CL(ctx, clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &plan.global,
                                       plan.local ? &plan.local : NULL, num_wait, wait, event));

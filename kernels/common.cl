@@ -132,6 +132,42 @@ typedef ushort TY;
 #error "no output dtype selected"
 #endif
 
+/* VSTOREY_NT: a non-temporal store of a whole vector (CPU devices built
+ * with CLSM_NT_STORES, a float32 / float64 / bfloat16 y, clang's builtin):
+ * the line is written without being read first and bypasses the caches.
+ * Worth it only for outputs far larger than the caches that nothing reads
+ * back soon; the host sets F_NT for those. A destination not aligned to the
+ * vector falls back to VSTOREY. clsm_nt_fence() orders the stores before the
+ * kernel's completion is signalled. */
+#if defined(CLSM_NT_STORES) && defined(__clang__) && !defined(CLSM_Y_F16)
+#if defined(CLSM_Y_F32)
+#define CLSM_NT_VALUE(v) convert_float16(v)
+typedef float16 TY16;
+#elif defined(CLSM_Y_F64)
+#define CLSM_NT_VALUE(v) (v)
+typedef double16 TY16;
+#else
+#define CLSM_NT_VALUE(v) clsm_float16_to_bf16(v)
+typedef ushort16 TY16;
+#endif
+#define VSTOREY_NT(v, i, p)                                                                    \
+  do {                                                                                         \
+    __global TY *q_ = (p) + 16 * (size_t)(i);                                                  \
+    if (((size_t)q_ & (sizeof(TY16) - 1)) == 0)                                                \
+      __builtin_nontemporal_store(CLSM_NT_VALUE(v), (__global TY16 *)q_);                      \
+    else                                                                                       \
+      VSTOREY((v), 0, q_);                                                                     \
+  } while (0)
+#if defined(__x86_64__) || defined(__i386__)
+#define clsm_nt_fence() __builtin_ia32_sfence()
+#else
+#define clsm_nt_fence() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#endif
+#else
+#define VSTOREY_NT(v, i, p) VSTOREY((v), (i), (p))
+#define clsm_nt_fence() ((void)0)
+#endif
+
 #ifdef ACC_IS_DOUBLE
 #define convert_ACCV convert_double16
 #else
@@ -147,6 +183,8 @@ typedef ushort TY;
 #define F_BLOCKS 8u    /* softmax, float32 / float64 y: a long row in cache-sized blocks
                           (clsm_row_blocks), or split rows keeping exp in y between their
                           two kernels */
+#define F_TILE 32u     /* inner_cpu: a block through a tile in local memory (clsm_inner_tile) */
+#define F_NT 64u       /* the writing pass stores y non-temporally (VSTOREY_NT) */
 #define F_LANES_SHIFT 16 /* rows_wg: bits 16-20 hold log2 of the lanes per row */
 
 /* exp(x - m) for softmax. x - m is rounded: for |x - m| in [64, 128) by up

@@ -397,10 +397,78 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
   return 1;
 }
 
+#define INNER_CHUNK 8
+/* Rows c0..c1 of vector k of a block copied to the tile; their max. */
+inline ACCV clsm_tile_load(__global const TX *xb, long xsc, long c0, long c1, int nv, int k,
+                           __local ACCV *t) {
+  ACCV cm = (ACCV)(-INFINITY);
+  for (long c = c0; c < c1; ++c) {
+    const ACCV v = VLOADX(k, xb + c * xsc);
+    t[c * nv + k] = v;
+    cm = clsm_vmax16(cm, v);
+  }
+  return cm;
+}
+
+inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, long ysc, long C,
+                            int nv, __local ACCV *t, uint flags) {
+  __local ACCV *rec = t + C * nv;
+  ACCV m[NV_MAX], s[NV_MAX];
+  for (int k = 0; k < nv; ++k) {
+    m[k] = (ACCV)(-INFINITY);
+    s[k] = (ACCV)(0);
+  }
+  for (int k = 0; k < nv; ++k) rec[k] = clsm_tile_load(xb, xsc, 0, min(C, (long)INNER_CHUNK), nv, k, t);
+  for (long c0 = 0, j = 0; c0 < C; c0 += INNER_CHUNK, ++j) {
+    const long c1 = min(C, c0 + INNER_CHUNK), c2 = min(C, c1 + INNER_CHUNK);
+    for (int k = 0; k < nv; ++k) {
+      /* The next chunk's loads first: they do not wait for this one's exps. */
+      if (c1 < C) rec[(j + 1) * nv + k] = clsm_tile_load(xb, xsc, c1, c2, nv, k, t);
+      ACCV mk = m[k], sk = s[k], blk = (ACCV)(0);
+      const ACCV ref = clsm_online_move(clsm_vmax16(mk, rec[j * nv + k]), &mk, &sk);
+      if (flags & F_LOG) {
+        for (long c = c0; c < c1; ++c) blk += exp(t[c * nv + k] - ref);
+      } else {
+        for (long c = c0; c < c1; ++c) {
+          const ACCV e = clsm_exp_sub16(t[c * nv + k], ref);
+          t[c * nv + k] = e;
+          blk += e;
+        }
+      }
+      rec[j * nv + k] = mk;
+      m[k] = mk;
+      s[k] = sk + blk;
+    }
+  }
+  for (int k = 0; k < nv; ++k) {
+    if (flags & F_SAFE)
+      m[k] = select(m[k], (ACCV)(0), m[k] == (ACCV)(-INFINITY));
+    else
+      s[k] = select(s[k], (ACCV)(NAN), m[k] == (ACCV)(-INFINITY));
+    s[k] = (flags & F_LOG) ? select(log(s[k]), (ACCV)(0), s[k] == (ACCV)(0))
+                           : select((ACCV)(1) / s[k], (ACCV)(0), s[k] == (ACCV)(0));
+  }
+  for (long c0 = 0, j = 0; c0 < C; c0 += INNER_CHUNK, ++j) {
+    const long c1 = min(C, c0 + INNER_CHUNK);
+    for (int k = 0; k < nv; ++k) {
+      const ACCV f = (flags & F_LOG) ? m[k] : clsm_exp_sub16(rec[j * nv + k], m[k]) * s[k];
+      for (long c = c0; c < c1; ++c) {
+        const ACCV v = t[c * nv + k];
+        const ACCV out = (flags & F_LOG) ? (v - f) - s[k] : v * f;
+        if (flags & F_NT)
+          VSTOREY_NT(out, k, yb + c * ysc);
+        else
+          VSTOREY(out, k, yb + c * ysc);
+      }
+    }
+  }
+  if (flags & F_NT) clsm_nt_fence();
+}
+
 /* A block of ib consecutive inner positions of one outer index; the host
  * launches outer * ceil(inner / ib) work-items. Partial blocks and strided
  * inner dims fall back to the scalar row walk. */
-__kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
+__kernel void clsm_softmax_inner_cpu(CLSM_ARGS, __local ACCV *tile) {
   const int nv = clsm_inner_nv(flags);
   const long ib = 16L * nv;
   long o, i0;
@@ -410,6 +478,10 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS) {
   if (i0 + ib > inner || xsi != 1 || ysi != 1) {
     long n = min(ib, inner - i0);
     for (long i = 0; i < n; ++i) clsm_row_strided(xb + i * xsi, xsc, yb + i * ysi, ysc, C, flags);
+    return;
+  }
+  if (flags & F_TILE) {
+    clsm_inner_tile(xb, xsc, yb, ysc, C, nv, tile + get_local_id(0) * C * nv, flags);
     return;
   }
   ACCV m[NV_MAX], s[NV_MAX];

@@ -37,6 +37,8 @@ static const shape_row shapes[] = {
     {3, {3, 7, 600}},   /* inner 600 / 4200: 512-wide blocks and a tail */
     {3, {2, 300, 520}}, /* along dim 1 a 600 KB block that keeps exp in y */
     {3, {2, 17000, 16}}, /* along dim 1 a 1.1 MB block: exp (x - m for log) not kept */
+    {2, {37, 1100}},     /* along dim 0 rows 4400 bytes apart: blocks through a tile */
+    {3, {2, 70, 1040}},  /* along dim 1 the same, C 70 in chunks of 8 and 6 */
     {4, {2, 3, 4, 5}},
     {5, {2, 1, 3, 2, 5}},
     {8, {2, 1, 2, 3, 1, 2, 2, 3}},
@@ -291,6 +293,75 @@ START_TEST(test_rows_specials) {
                     "%s C %lld safe %d: row %lld col %lld is %.9g, reference %.12g",
                     log ? "log_softmax" : "softmax", (long long)C, safe, (long long)(i / C),
                     (long long)(i % C), (double)y[i], ref[i]);
+  }
+  free(x);
+  free(y);
+  free(ref);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* Along dim 0 of (C, 1040) rows lie 4160 bytes apart, so blocks of 512
+ * positions go through a tile in local memory, 8 rows at a time (C 3, 8,
+ * 67: a short chunk, whole chunks, both), the last 16 positions through the
+ * scalar walk. Columns carry specials: all -inf, NaN, +inf, -inf, whole
+ * 16-lane groups of -inf beside values near -1000, maxima that rise in
+ * every chunk, a max in the first chunk far above the rest, and in place
+ * (y = x) and y at an odd offset (stores that are not vector-aligned). */
+START_TEST(test_tile_specials) {
+  static const int64_t Cs[] = {3, 8, 67};
+  const int64_t C = Cs[_i / 4], W = 1040, n = C * W;
+  const int safe = _i % 2, layout = (_i / 2) % 2; /* 0: y apart at offset 0, 1: odd offset */
+  const float inf = INFINITY;
+  clsm_context *ctx = test_context();
+  float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)(n + 3));
+  double *ref = malloc(sizeof(double) * (size_t)n);
+  ck_assert(x && y && ref);
+  fill_random(x, n, 70 + (uint64_t)_i);
+  for (int64_t i = 0; i < W; ++i)
+    for (int64_t c = 0; c < C; ++c) {
+      float *v = x + c * W + i;
+      *v += (float)((i * 37) % 11) * 90.0f - 450.0f;
+      if (i % 13 == 0)
+        *v = -inf;
+      else if (i % 7 == 0 && c == (i / 7) % C)
+        *v = NAN;
+      else if (i % 11 == 0 && c == (i / 11) % C)
+        *v = inf;
+      else if (i % 5 == 0 && c == (i / 5) % C)
+        *v = -inf;
+      else if ((i / 16) % 9 == 4)
+        *v = (c % 3 == 0) ? -inf : *v - 1000.0f;
+      else if (i % 17 == 0)
+        *v += (float)c * 3.0f;
+      else if (i % 19 == 0)
+        *v = c == 0 ? 80.0f : *v - 200.0f;
+    }
+  const int64_t shape[2] = {C, W};
+  for (int log = 0; log < 2; ++log) {
+    const uint64_t yoff = layout ? 3 : 0;
+    cl_mem xb = test_buffer(ctx, sizeof(float) * (size_t)n, x);
+    cl_mem yb = test_buffer(ctx, sizeof(float) * (size_t)(n + 3), NULL);
+    clsm_tensor xt = clsm_tensor_contiguous(xb, 0, CLSM_FLOAT32, 2, shape);
+    clsm_tensor yt = clsm_tensor_contiguous(yb, yoff, CLSM_FLOAT32, 2, shape);
+    CK_STATUS(ctx, (log ? clsm_log_softmax : clsm_softmax)(ctx, &xt, &yt, 0,
+                                                           safe ? CLSM_SAFE : 0, 0, NULL, NULL));
+    test_read(ctx, yb, 0, sizeof(float) * (size_t)(n + 3), y);
+    ref_softmax(x, ref, 2, shape, 0, log, safe);
+    for (int64_t i = 0; i < n; ++i)
+      ck_assert_msg(ref_close(y[yoff + i], ref[i], log, RTOL),
+                    "%s C %lld safe %d offset %llu: row %lld col %lld is %.9g, reference %.12g",
+                    log ? "log_softmax" : "softmax", (long long)C, safe, (unsigned long long)yoff,
+                    (long long)(i / W), (long long)(i % W), (double)y[yoff + i], ref[i]);
+    /* In place. */
+    CK_STATUS(ctx, (log ? clsm_log_softmax : clsm_softmax)(ctx, &xt, &xt, 0,
+                                                           safe ? CLSM_SAFE : 0, 0, NULL, NULL));
+    test_read(ctx, xb, 0, sizeof(float) * (size_t)n, y);
+    for (int64_t i = 0; i < n; ++i)
+      ck_assert_msg(ref_close(y[i], ref[i], log, RTOL), "in place %s C %lld: element %lld",
+                    log ? "log_softmax" : "softmax", (long long)C, (long long)i);
+    clReleaseMemObject(xb);
+    clReleaseMemObject(yb);
   }
   free(x);
   free(y);
@@ -666,6 +737,7 @@ static Suite *softmax_suite(void) {
   tcase_add_test(tc, test_special_values);
   tcase_add_loop_test(tc, test_safe_mode, 0, 2);
   tcase_add_loop_test(tc, test_rows_specials, 0, 20);
+  tcase_add_loop_test(tc, test_tile_specials, 0, 12);
   tcase_add_loop_test(tc, test_long_rows_blocks, 0, 2);
   tcase_add_test(tc, test_split_rows_chunks);
   tcase_add_test(tc, test_log_of_sums);
