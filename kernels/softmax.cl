@@ -397,6 +397,19 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
   return 1;
 }
 
+/* A block's C x nv vectors through a tile in local memory (F_TILE). The
+ * rows of a non-last axis lie a stride apart; those of a block a page or
+ * more apart fall into the same cache sets, so a second pass over them
+ * would come from memory. The tile is contiguous and stays in cache. x is
+ * read once, INNER_CHUNK rows at a time, the next chunk's loads issued
+ * ahead of this chunk's exps: a chunk's maxima move the lanes' running
+ * (max, sum) (clsm_online_move) and its exps, taken against the running
+ * max, replace it in the tile (softmax; log-softmax keeps x there), each
+ * chunk's reference recorded after the rows. The writing pass scales a
+ * softmax chunk by exp(ref - m) / s, so x is read once, y written once and
+ * exp taken about once per element. An all -inf lane has m = -inf and
+ * s = 0: with F_SAFE m becomes 0 and the lane 0 / -inf, otherwise
+ * exp(-inf - -inf) and -inf - -inf make it NaN, as in the two-pass form. */
 #define INNER_CHUNK 8
 /* Rows c0..c1 of vector k of a block copied to the tile; their max. */
 inline ACCV clsm_tile_load(__global const TX *xb, long xsc, long c0, long c1, int nv, int k,
@@ -441,10 +454,7 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
     }
   }
   for (int k = 0; k < nv; ++k) {
-    if (flags & F_SAFE)
-      m[k] = select(m[k], (ACCV)(0), m[k] == (ACCV)(-INFINITY));
-    else
-      s[k] = select(s[k], (ACCV)(NAN), m[k] == (ACCV)(-INFINITY));
+    if (flags & F_SAFE) m[k] = select(m[k], (ACCV)(0), m[k] == (ACCV)(-INFINITY));
     s[k] = (flags & F_LOG) ? select(log(s[k]), (ACCV)(0), s[k] == (ACCV)(0))
                            : select((ACCV)(1) / s[k], (ACCV)(0), s[k] == (ACCV)(0));
   }
