@@ -174,13 +174,16 @@ static void query_device(clsm_context *ctx) {
   ctx->forced_kernel = clsm__kernel_from_env();
   ctx->packed_stores = (int)clsm__env_long("CLSM_PACKED_STORES",
                                            (ctx->device_type & CL_DEVICE_TYPE_CPU) ? 1 : 0, 0, 1);
-  /* Non-temporal stores on CPU devices for outputs of at least the cache's
-   * size: CLSM_NT_STORES=0 never, 1 for any size. */
+  /* CPU devices store outputs of at least the cache's size non-temporally
+   * where a kernel writes them once (CLSM_NT_STORES=0 never, 1 any size). */
   cl_ulong cache = 0;
   clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof cache, &cache, NULL);
   const long nt = clsm__env_long("CLSM_NT_STORES", -1, 0, 1);
-  ctx->nt_stores = nt == 1 || (nt == -1 && (ctx->device_type & CL_DEVICE_TYPE_CPU));
-  ctx->nt_bytes = nt == 1 ? 0 : cache ? cache : (cl_ulong)32 << 20;
+  ctx->cpu_builtins = (ctx->device_type & CL_DEVICE_TYPE_CPU) != 0;
+  ctx->nt_bytes = nt == 0 || !ctx->cpu_builtins ? UINT64_MAX
+                  : nt == 1                     ? 0
+                  : cache                       ? cache
+                                                : (cl_ulong)32 << 20;
   long lanes = clsm__env_long("CLSM_ROW_LANES", 0, 0, 1 << 16);
   ctx->row_lanes = (lanes & (lanes - 1)) == 0 ? (size_t)lanes : 0;
 }

@@ -69,8 +69,9 @@ struct clsm_context {
   int packed_stores;   /* kernels store vectors through packed structs: CPU devices
                           (CLSM_PACKED_STORES=0|1) */
   int inner_tile;      /* inner_cpu blocks go through a tile in local memory (CLSM_INNER_TILE=0|1) */
-  int nt_stores;       /* kernels are built with CLSM_NT_STORES (CPU devices, CLSM_NT_STORES=0|1) */
-  cl_ulong nt_bytes;   /* outputs of at least this many bytes are stored non-temporally */
+  int cpu_builtins;    /* kernels may use clang's prefetch and non-temporal stores (CPU devices) */
+  cl_ulong nt_bytes;   /* outputs of at least this many bytes are stored non-temporally:
+                          the cache's size (CLSM_NT_STORES=0 never, 1 any size) */
   size_t row_lanes;    /* lanes per row of the work-group row kernels; 0: from the row
                           length (CLSM_ROW_LANES) */
 

@@ -121,7 +121,7 @@ static clsm_status build_program(clsm_context *ctx, int program) {
   snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DCLSM_INNER_VECTORS=%d%s%s",
            programs[program].options, ctx->inner_vectors,
            ctx->packed_stores ? " -DCLSM_PACKED_STORES" : "",
-           ctx->nt_stores ? " -DCLSM_NT_STORES" : "");
+           ctx->cpu_builtins ? " -DCLSM_CPU_BUILTINS" : "");
   err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
   if (err != CL_SUCCESS) {
     keep_build_log(ctx, prog);

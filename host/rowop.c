@@ -129,7 +129,7 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
      * reads x again. Inner blocks keep up to 1 MiB: their rows are strided,
      * so a second pass over x costs more than one over y there. */
     const size_t es = clsm_dtype_size(out->dtype);
-    const int nt_out = ctx->nt_stores && (uint64_t)clsm__numel(out) * es >= ctx->nt_bytes;
+    const int nt_out = (uint64_t)clsm__numel(out) * es >= ctx->nt_bytes;
     const size_t ib = plan.kernel == K_INNER_CPU ? 16u * (size_t)plan.nv : 1u;
     const uint64_t limit = plan.kernel == K_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES;
     int keep = plan.kernel != K_ROWS_WG && (uint64_t)op->C * ib * es <= limit;

@@ -132,14 +132,21 @@ typedef ushort TY;
 #error "no output dtype selected"
 #endif
 
-/* VSTOREY_NT: a non-temporal store of a whole vector (CPU devices built
- * with CLSM_NT_STORES, a float32 / float64 / bfloat16 y, clang's builtin):
- * the line is written without being read first and bypasses the caches.
- * Worth it only for outputs far larger than the caches that nothing reads
- * back soon; the host sets F_NT for those. A destination not aligned to the
- * vector falls back to VSTOREY. clsm_nt_fence() orders the stores before the
- * kernel's completion is signalled. */
-#if defined(CLSM_NT_STORES) && defined(__clang__) && !defined(CLSM_Y_F16)
+/* CPU devices whose compiler is clang (CLSM_CPU_BUILTINS) get two of its
+ * builtins. VSTOREY_NT: a non-temporal store of a whole vector (a float32 /
+ * float64 / bfloat16 y): the line is written without being read first and
+ * bypasses the caches, worth it only for outputs far larger than the
+ * caches that nothing reads back soon (the host sets F_NT for those); a
+ * destination not aligned to the vector falls back to VSTOREY, and
+ * clsm_nt_fence() orders the stores before the kernel's completion is
+ * signalled. CLSM_PREFETCH(p): the line at p to cache (OpenCL's prefetch
+ * compiles to nothing there). Elsewhere both are plain stores and no-ops. */
+#if defined(CLSM_CPU_BUILTINS) && defined(__clang__)
+#define CLSM_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define CLSM_PREFETCH(p) ((void)0)
+#endif
+#if defined(CLSM_CPU_BUILTINS) && defined(__clang__) && !defined(CLSM_Y_F16)
 #if defined(CLSM_Y_F32)
 #define CLSM_NT_VALUE(v) convert_float16(v)
 typedef float16 TY16;

@@ -437,6 +437,9 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
     for (int k = 0; k < nv; ++k) {
       /* The next chunk's loads first: they do not wait for this one's exps. */
       if (c1 < C) rec[(j + 1) * nv + k] = clsm_tile_load(xb, xsc, c1, c2, nv, k, t);
+      /* And the chunk after it to cache: a chunk's exps take less time
+       * than its loads from memory. */
+      for (long c = c2; c < min(C, c2 + INNER_CHUNK); ++c) CLSM_PREFETCH(xb + c * xsc + 16 * k);
       ACCV mk = m[k], sk = s[k], blk = (ACCV)(0);
       const ACCV ref = clsm_online_move(clsm_vmax16(mk, rec[j * nv + k]), &mk, &sk);
       if (flags & F_LOG) {
