@@ -461,18 +461,20 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
     s[k] = (flags & F_LOG) ? select(log(s[k]), (ACCV)(0), s[k] == (ACCV)(0))
                            : select((ACCV)(1) / s[k], (ACCV)(0), s[k] == (ACCV)(0));
   }
-  for (long c0 = 0, j = 0; c0 < C; c0 += INNER_CHUNK, ++j) {
-    const long c1 = min(C, c0 + INNER_CHUNK);
+  /* Softmax's chunk factors exp(ref - m) / s in place of the refs; then y
+   * row by row, each a run of nv vectors. */
+  if (!(flags & F_LOG))
+    for (long j = 0; j * INNER_CHUNK < C; ++j)
+      for (int k = 0; k < nv; ++k) rec[j * nv + k] = clsm_exp_sub16(rec[j * nv + k], m[k]) * s[k];
+  for (long c = 0; c < C; ++c) {
+    __local const ACCV *tr = t + c * nv, *fr = rec + (c / INNER_CHUNK) * nv;
+    __global TY *yr = yb + c * ysc;
     for (int k = 0; k < nv; ++k) {
-      const ACCV f = (flags & F_LOG) ? m[k] : clsm_exp_sub16(rec[j * nv + k], m[k]) * s[k];
-      for (long c = c0; c < c1; ++c) {
-        const ACCV v = t[c * nv + k];
-        const ACCV out = (flags & F_LOG) ? (v - f) - s[k] : v * f;
-        if (flags & F_NT)
-          VSTOREY_NT(out, k, yb + c * ysc);
-        else
-          VSTOREY(out, k, yb + c * ysc);
-      }
+      const ACCV out = (flags & F_LOG) ? (tr[k] - m[k]) - s[k] : tr[k] * fr[k];
+      if (flags & F_NT)
+        VSTOREY_NT(out, k, yr);
+      else
+        VSTOREY(out, k, yr);
     }
   }
   if (flags & F_NT) clsm_nt_fence();
