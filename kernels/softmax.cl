@@ -496,7 +496,8 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS, __local ACCV *tile) {
     return;
   }
   if (flags & F_TILE) {
-    clsm_inner_tile(xb, xsc, yb, ysc, C, nv, tile + get_local_id(0) * C * nv, flags);
+    clsm_inner_tile(xb, xsc, yb, ysc, C, nv,
+                    tile + get_local_id(0) * (C + (C + INNER_CHUNK - 1) / INNER_CHUNK) * nv, flags);
     return;
   }
   ACCV m[NV_MAX], s[NV_MAX];
