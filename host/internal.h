@@ -199,7 +199,7 @@ clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wa
 #define BWD_VPT 16       /* values a backward rows_wg lane keeps (kernels/backward.cl) */
 #define ONLINE_ROW 512   /* rows this long take (max, sum) in one read (16 * ONLINE_CHUNK,
                             kernels/softmax.cl) */
-#define INNER_CHUNK 8   /* rows a tile loads at a time (kernels/softmax.cl) */
+#define INNER_CHUNK 4   /* rows a tile loads at a time (kernels/softmax.cl) */
 #define KEEP_INNER_BYTES (1024u * 1024u) /* inner_cpu keeps exp(x - m) in y up to this tile */
 
 /* Rows (or tiles of inner positions) larger than this are not kept in an

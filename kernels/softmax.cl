@@ -410,7 +410,7 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
  * exp taken about once per element. An all -inf lane has m = -inf and
  * s = 0: with F_SAFE m becomes 0 and the lane 0 / -inf, otherwise
  * exp(-inf - -inf) and -inf - -inf make it NaN, as in the two-pass form. */
-#define INNER_CHUNK 8
+#define INNER_CHUNK 4
 /* Rows c0..c1 of vector k of a block copied to the tile; their max. */
 inline ACCV clsm_tile_load(__global const TX *xb, long xsc, long c0, long c1, int nv, int k,
                            __local ACCV *t) {

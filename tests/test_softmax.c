@@ -38,7 +38,7 @@ static const shape_row shapes[] = {
     {3, {2, 300, 520}}, /* along dim 1 a 600 KB block that keeps exp in y */
     {3, {2, 17000, 16}}, /* along dim 1 a 1.1 MB block: exp (x - m for log) not kept */
     {2, {37, 1100}},     /* along dim 0 rows 4400 bytes apart: blocks through a tile */
-    {3, {2, 70, 1040}},  /* along dim 1 the same, C 70 in chunks of 8 and 6 */
+    {3, {2, 70, 1040}},  /* along dim 1 the same, C 70 in chunks of 4 and 2 */
     {4, {2, 3, 4, 5}},
     {5, {2, 1, 3, 2, 5}},
     {8, {2, 1, 2, 3, 1, 2, 2, 3}},
@@ -302,7 +302,7 @@ START_TEST(test_rows_specials) {
 END_TEST
 
 /* Along dim 0 of (C, 1040) rows lie 4160 bytes apart, so blocks of 512
- * positions go through a tile in local memory, 8 rows at a time (C 3, 8,
+ * positions go through a tile in local memory, 4 rows at a time (C 3, 8,
  * 67: a short chunk, whole chunks, both), the last 16 positions through the
  * scalar walk. Columns carry specials: all -inf, NaN, +inf, -inf, whole
  * 16-lane groups of -inf beside values near -1000, maxima that rise in
