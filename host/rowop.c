@@ -142,14 +142,15 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
       }
     }
     /* Rows a page or more apart share cache sets: a block goes through a
-     * tile in local memory, narrowed until it fits. */
+     * tile in local memory, of at most TILE_VECTORS vectors a row (1 KB
+     * runs of float32), narrowed until it fits. */
     const clsm_view *v = &op->v[0];
     if (plan.kernel == K_INNER_CPU &&
         (ctx->inner_tile == 1 ||
          (ctx->inner_tile == -1 && (uint64_t)v->sc * clsm_dtype_size(op->t[0]->dtype) >= 4096))) {
       const int64_t rows = op->C + (op->C + INNER_CHUNK - 1) / INNER_CHUNK;
       size_t local = 1, bytes = 0;
-      int nv = plan.nv;
+      int nv = plan.nv < TILE_VECTORS ? plan.nv : TILE_VECTORS;
       while (nv > 1 && (uint64_t)rows * 16 * nv * acc > ctx->local_mem_size / 2) nv /= 2;
       if ((bytes = clsm__row_scratch(ctx, &local, rows * 16 * nv, acc)) > 0) {
         keep = 0;
