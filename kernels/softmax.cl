@@ -411,6 +411,22 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
  * s = 0: with F_SAFE m becomes 0 and the lane 0 / -inf, otherwise
  * exp(-inf - -inf) and -inf - -inf make it NaN, as in the two-pass form. */
 #define INNER_CHUNK 4
+/* Softmax's reference in a tile: the lanes' exps are taken against a
+ * reference that moves only when a chunk's max cm passes it by more than
+ * LAZY_SLACK (e^16 at most per exp, C of them at most per sum: no overflow),
+ * so that most chunks need no rescaling exp. y = exp(x - ref) / sum is the
+ * same for any reference, to the rounding of exp. Returns the reference to
+ * take this chunk's exps against (0 in a lane that has seen only -inf). */
+#define LAZY_SLACK 16.0f
+inline ACCV clsm_lazy_move(ACCV cm, ACCV *mv, ACCV *sv) {
+  if (any(cm > *mv + (ACCV)(LAZY_SLACK))) {
+    const ACCV nm = select(*mv, cm, cm > *mv + (ACCV)(LAZY_SLACK));
+    *sv *= select(exp(*mv - nm), (ACCV)(1), *mv == nm);
+    *mv = nm;
+  }
+  return select(*mv, (ACCV)(0), *mv == (ACCV)(-INFINITY));
+}
+
 /* Rows c0..c1 of vector k of a block copied to the tile; their max. */
 inline ACCV clsm_tile_load(__global const TX *xb, long xsc, long c0, long c1, int nv, int k,
                            __local ACCV *t) {
@@ -441,7 +457,8 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
        * than its loads from memory. */
       for (long c = c2; c < min(C, c2 + INNER_CHUNK); ++c) CLSM_PREFETCH(xb + c * xsc + 16 * k);
       ACCV mk = m[k], sk = s[k], blk = (ACCV)(0);
-      const ACCV ref = clsm_online_move(clsm_vmax16(mk, rec[j * nv + k]), &mk, &sk);
+      const ACCV ref = (flags & F_LOG) ? clsm_online_move(clsm_vmax16(mk, rec[j * nv + k]), &mk, &sk)
+                                       : clsm_lazy_move(rec[j * nv + k], &mk, &sk);
       if (flags & F_LOG) {
         for (long c = c0; c < c1; ++c) blk += exp(t[c * nv + k] - ref);
       } else {

@@ -306,7 +306,8 @@ END_TEST
  * 67: a short chunk, whole chunks, both), the last 16 positions through the
  * scalar walk. Columns carry specials: all -inf, NaN, +inf, -inf, whole
  * 16-lane groups of -inf beside values near -1000, maxima that rise in
- * every chunk, a max in the first chunk far above the rest, and in place
+ * every chunk, a max in the first chunk far above the rest, a jump of 100
+ * half-way (past softmax's lazy reference), and in place
  * (y = x) and y at an odd offset (stores that are not vector-aligned). */
 START_TEST(test_tile_specials) {
   static const int64_t Cs[] = {3, 8, 67};
@@ -336,6 +337,8 @@ START_TEST(test_tile_specials) {
         *v += (float)c * 3.0f;
       else if (i % 19 == 0)
         *v = c == 0 ? 80.0f : *v - 200.0f;
+      else if (i % 23 == 0)
+        *v += c >= C / 2 ? 100.0f : 0.0f;
     }
   const int64_t shape[2] = {C, W};
   for (int log = 0; log < 2; ++log) {
