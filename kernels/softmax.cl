@@ -402,14 +402,17 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
  * more apart fall into the same cache sets, so a second pass over them
  * would come from memory. The tile is contiguous and stays in cache. x is
  * read once, INNER_CHUNK rows at a time, the next chunk's loads issued
- * ahead of this chunk's exps: a chunk's maxima move the lanes' running
- * (max, sum) (clsm_online_move) and its exps, taken against the running
- * max, replace it in the tile (softmax; log-softmax keeps x there), each
- * chunk's reference recorded after the rows. The writing pass scales a
- * softmax chunk by exp(ref - m) / s, so x is read once, y written once and
- * exp taken about once per element. An all -inf lane has m = -inf and
- * s = 0: with F_SAFE m becomes 0 and the lane 0 / -inf, otherwise
- * exp(-inf - -inf) and -inf - -inf make it NaN, as in the two-pass form. */
+ * ahead of this chunk's exps and the chunk after it prefetched. Each
+ * chunk's maxima move the lanes' reference and rescale their sums
+ * (log-softmax: the running max, clsm_online_move; softmax: a lazy
+ * reference, clsm_lazy_move), its exps against the reference are summed,
+ * and softmax keeps them in the tile in place of x and records the
+ * chunk's reference after the rows. The writing pass, row by row, scales a
+ * softmax chunk by exp(ref - m) / s (m the last reference) and gives
+ * log-softmax (x - m) - log s: x is read once, y written once, exp taken
+ * about once per element. An all -inf lane keeps m = -inf and s = 0: with
+ * F_SAFE m becomes 0 and the lane 0 / -inf, otherwise exp(-inf - -inf) and
+ * -inf - -inf make it NaN, as in the two-pass form. */
 #define INNER_CHUNK 4
 /* Softmax's reference in a tile: the lanes' exps are taken against a
  * reference that moves only when a chunk's max cm passes it by more than
@@ -478,8 +481,8 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
     s[k] = (flags & F_LOG) ? select(log(s[k]), (ACCV)(0), s[k] == (ACCV)(0))
                            : select((ACCV)(1) / s[k], (ACCV)(0), s[k] == (ACCV)(0));
   }
-  /* Softmax's chunk factors exp(ref - m) / s in place of the refs; then y
-   * row by row, each a run of nv vectors. */
+  /* Softmax's chunk factors exp(ref - m) / s in place of the references;
+   * then y row by row, each a run of nv vectors. */
   if (!(flags & F_LOG))
     for (long j = 0; j * INNER_CHUNK < C; ++j)
       for (int k = 0; k < nv; ++k) rec[j * nv + k] = clsm_exp_sub16(rec[j * nv + k], m[k]) * s[k];
