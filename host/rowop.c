@@ -120,7 +120,8 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
   const clsm_tensor *out = op->t[op->n - 1];
   const size_t acc = program == P_F64 ? sizeof(double) : sizeof(float);
   cl_uint flags = op->flags;
-  size_t scratch = acc; /* K_ROWS_CPU's local scratch: unused unless sized below */
+  size_t scratch = acc; /* K_ROWS_CPU's local scratch or K_INNER_CPU's tile: unused unless
+                           sized below */
   if (!op->backward) {
     /* Softmax keeps exp(x - m) in y (or, for 16-bit y, in local scratch) and
      * rescales it while the row is in cache; log-softmax keeps x - m
@@ -148,14 +149,15 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
     if (plan.kernel == K_INNER_CPU &&
         (ctx->inner_tile == 1 ||
          (ctx->inner_tile == -1 && (uint64_t)v->sc * clsm_dtype_size(op->t[0]->dtype) >= 4096))) {
-      const int64_t rows = op->C + (op->C + INNER_CHUNK - 1) / INNER_CHUNK;
-      size_t local = 1, bytes = 0;
+      /* Bytes per vector of a tile row: C rows and a reference per chunk. */
+      const uint64_t per_nv = (uint64_t)(op->C + (op->C + INNER_CHUNK - 1) / INNER_CHUNK) * 16 * acc;
+      const uint64_t room = ctx->local_mem_size / 2;
       int nv = plan.nv < TILE_VECTORS ? plan.nv : TILE_VECTORS;
-      while (nv > 1 && (uint64_t)rows * 16 * nv * acc > ctx->local_mem_size / 2) nv /= 2;
-      if ((bytes = clsm__row_scratch(ctx, &local, rows * 16 * nv, acc)) > 0) {
+      while (nv > 1 && per_nv * nv > room) nv /= 2;
+      if (per_nv * nv <= room) {
         keep = 0;
         flags |= F_TILE | (nt_out ? F_NT : 0);
-        scratch = bytes;
+        scratch = (size_t)(per_nv * nv);
         plan.nv = nv;
         plan.local = 1;
         plan.global = (size_t)v->outer * (((size_t)v->inner + 16 * nv - 1) / (16 * nv));

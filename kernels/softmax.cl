@@ -154,15 +154,19 @@ inline ACC clsm_row_max(__global const TX *xr, long n) {
  * chunk's exps are summed against the new max, or against 0 in a lane whose
  * max is still -inf (its -inf elements then give 0, a NaN NaN). */
 #define ONLINE_CHUNK 32
-/* Moves the lanes' running max to cm (>= it lane by lane), rescaling their
- * sums, and returns the reference the new exps are taken against. */
-inline ACCV clsm_online_move(ACCV cm, ACCV *mv, ACCV *sv) {
-  if (any(cm > *mv)) {
-    *sv *= select(exp(*mv - cm), (ACCV)(1), *mv == cm);
-    *mv = cm;
+/* Moves the lanes' reference mv to cm in the lanes where cm passes it by
+ * more than `slack`, rescaling their sums, and returns the reference the
+ * new exps are taken against (0 in a lane that has seen only -inf). With
+ * slack 0 the reference is the running max. */
+inline ACCV clsm_move_ref(ACCV cm, ACCV *mv, ACCV *sv, ACC slack) {
+  if (any(cm > *mv + slack)) {
+    const ACCV nm = select(*mv, cm, cm > *mv + slack);
+    *sv *= select(exp(*mv - nm), (ACCV)(1), *mv == nm);
+    *mv = nm;
   }
-  return select(cm, (ACCV)(0), cm == (ACCV)(-INFINITY));
+  return select(*mv, (ACCV)(0), *mv == (ACCV)(-INFINITY));
 }
+inline ACCV clsm_online_move(ACCV cm, ACCV *mv, ACCV *sv) { return clsm_move_ref(cm, mv, sv, 0); }
 
 inline void clsm_online_chunk(__global const TX *xr, __global TY *yr, int nv, ACCV *mv, ACCV *sv) {
   ACCV cm = *mv;
@@ -404,8 +408,8 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
  * read once, INNER_CHUNK rows at a time, the next chunk's loads issued
  * ahead of this chunk's exps and the chunk after it prefetched. Each
  * chunk's maxima move the lanes' reference and rescale their sums
- * (log-softmax: the running max, clsm_online_move; softmax: a lazy
- * reference, clsm_lazy_move), its exps against the reference are summed,
+ * (clsm_move_ref; log-softmax: the running max; softmax: a lazy
+ * reference), its exps against the reference are summed,
  * and softmax keeps them in the tile in place of x and records the
  * chunk's reference after the rows. The writing pass, row by row, scales a
  * softmax chunk by exp(ref - m) / s (m the last reference) and gives
@@ -414,22 +418,12 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
  * F_SAFE m becomes 0 and the lane 0 / -inf, otherwise exp(-inf - -inf) and
  * -inf - -inf make it NaN, as in the two-pass form. */
 #define INNER_CHUNK 4
-/* Softmax's reference in a tile: the lanes' exps are taken against a
- * reference that moves only when a chunk's max cm passes it by more than
- * LAZY_SLACK (e^16 at most per exp, C of them at most per sum: no overflow),
- * so that most chunks need no rescaling exp. y = exp(x - ref) / sum is the
- * same for any reference, to the rounding of exp. Returns the reference to
- * take this chunk's exps against (0 in a lane that has seen only -inf). */
-#define LAZY_SLACK 16.0f
-inline ACCV clsm_lazy_move(ACCV cm, ACCV *mv, ACCV *sv) {
-  if (any(cm > *mv + (ACCV)(LAZY_SLACK))) {
-    const ACCV nm = select(*mv, cm, cm > *mv + (ACCV)(LAZY_SLACK));
-    *sv *= select(exp(*mv - nm), (ACCV)(1), *mv == nm);
-    *mv = nm;
-  }
-  return select(*mv, (ACCV)(0), *mv == (ACCV)(-INFINITY));
-}
-
+/* Softmax's reference in a tile moves only when a chunk's max passes it by
+ * more than LAZY_SLACK (an exp is then at most e^16, a sum of C of them far
+ * from overflow), so that most chunks need no rescaling exp: y =
+ * exp(x - ref) / sum is the same for any reference, to the rounding of exp.
+ * log-softmax keeps the running max: (x - ref) - log s would cancel. */
+#define LAZY_SLACK 16
 /* Rows c0..c1 of vector k of a block copied to the tile; their max. */
 inline ACCV clsm_tile_load(__global const TX *xb, long xsc, long c0, long c1, int nv, int k,
                            __local ACCV *t) {
@@ -460,8 +454,8 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
        * than its loads from memory. */
       for (long c = c2; c < min(C, c2 + INNER_CHUNK); ++c) CLSM_PREFETCH(xb + c * xsc + 16 * k);
       ACCV mk = m[k], sk = s[k], blk = (ACCV)(0);
-      const ACCV ref = (flags & F_LOG) ? clsm_online_move(clsm_vmax16(mk, rec[j * nv + k]), &mk, &sk)
-                                       : clsm_lazy_move(rec[j * nv + k], &mk, &sk);
+      const ACCV ref =
+          clsm_move_ref(rec[j * nv + k], &mk, &sk, (flags & F_LOG) ? (ACC)0 : (ACC)LAZY_SLACK);
       if (flags & F_LOG) {
         for (long c = c0; c < c1; ++c) blk += exp(t[c * nv + k] - ref);
       } else {
