@@ -475,11 +475,21 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
     s[k] = (flags & F_LOG) ? select(log(s[k]), (ACCV)(0), s[k] == (ACCV)(0))
                            : select((ACCV)(1) / s[k], (ACCV)(0), s[k] == (ACCV)(0));
   }
-  /* Softmax's chunk factors exp(ref - m) / s in place of the references;
-   * then y row by row, each a run of nv vectors. */
+  /* Softmax's chunk factors exp(ref - m) / s in place of the references,
+   * one exp per run of chunks with the same reference (the lazy reference
+   * rarely moves); then y row by row, each a run of nv vectors. */
   if (!(flags & F_LOG))
-    for (long j = 0; j * INNER_CHUNK < C; ++j)
-      for (int k = 0; k < nv; ++k) rec[j * nv + k] = clsm_exp_sub16(rec[j * nv + k], m[k]) * s[k];
+    for (int k = 0; k < nv; ++k) {
+      ACCV r0 = rec[k], f = clsm_exp_sub16(r0, m[k]) * s[k];
+      for (long j = 0; j * INNER_CHUNK < C; ++j) {
+        const ACCV r = rec[j * nv + k];
+        if (any(r != r0)) {
+          r0 = r;
+          f = clsm_exp_sub16(r, m[k]) * s[k];
+        }
+        rec[j * nv + k] = f;
+      }
+    }
   for (long c = 0; c < C; ++c) {
     __local const ACCV *tr = t + c * nv, *fr = rec + (c / INNER_CHUNK) * nv;
     __global TY *yr = yb + c * ysc;
