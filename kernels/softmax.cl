@@ -405,13 +405,13 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
  * rows of a non-last axis lie a stride apart; those of a block a page or
  * more apart fall into the same cache sets, so a second pass over them
  * would come from memory. The tile is contiguous and stays in cache. x is
- * read once, INNER_CHUNK rows at a time, the next chunk's loads issued
- * ahead of this chunk's exps and the chunk after it prefetched. Each
- * chunk's maxima move the lanes' reference and rescale their sums
- * (clsm_move_ref; log-softmax: the running max; softmax: a lazy
- * reference), its exps against the reference are summed,
- * and softmax keeps them in the tile in place of x and records the
- * chunk's reference after the rows. The writing pass, row by row, scales a
+ * read once, INNER_CHUNK rows of a vector column at a time into registers,
+ * the next chunk prefetched. Each chunk's maxima move the lanes' reference
+ * and rescale their sums (clsm_move_ref; log-softmax: the running max;
+ * softmax: a lazy reference), its exps against the reference are summed,
+ * and the tile receives the exps (softmax, which records the chunk's
+ * reference after the rows) or x (log-softmax): one store to the tile an
+ * element. The writing pass, row by row, scales a
  * softmax chunk by exp(ref - m) / s (m the last reference) and gives
  * log-softmax (x - m) - log s: x is read once, y written once, exp taken
  * about once per element. An all -inf lane keeps m = -inf and s = 0: with
@@ -424,18 +424,6 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
  * exp(x - ref) / sum is the same for any reference, to the rounding of exp.
  * log-softmax keeps the running max: (x - ref) - log s would cancel. */
 #define LAZY_SLACK 16
-/* Rows c0..c1 of vector k of a block copied to the tile; their max. */
-inline ACCV clsm_tile_load(__global const TX *xb, long xsc, long c0, long c1, int nv, int k,
-                           __local ACCV *t) {
-  ACCV cm = (ACCV)(-INFINITY);
-  for (long c = c0; c < c1; ++c) {
-    const ACCV v = VLOADX(k, xb + c * xsc);
-    t[c * nv + k] = v;
-    cm = clsm_vmax16(cm, v);
-  }
-  return cm;
-}
-
 inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, long ysc, long C,
                             int nv, __local ACCV *t, uint flags) {
   __local ACCV *rec = t + C * nv;
@@ -444,24 +432,31 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
     m[k] = (ACCV)(-INFINITY);
     s[k] = (ACCV)(0);
   }
-  for (int k = 0; k < nv; ++k) rec[k] = clsm_tile_load(xb, xsc, 0, min(C, (long)INNER_CHUNK), nv, k, t);
+  for (long c = 0; c < min(C, (long)INNER_CHUNK); ++c)
+    for (int k = 0; k < nv; ++k) CLSM_PREFETCH(xb + c * xsc + 16 * k);
   for (long c0 = 0, j = 0; c0 < C; c0 += INNER_CHUNK, ++j) {
-    const long c1 = min(C, c0 + INNER_CHUNK), c2 = min(C, c1 + INNER_CHUNK);
+    const long n = min((long)INNER_CHUNK, C - c0), cp = c0 + INNER_CHUNK;
     for (int k = 0; k < nv; ++k) {
-      /* The next chunk's loads first: they do not wait for this one's exps. */
-      if (c1 < C) rec[(j + 1) * nv + k] = clsm_tile_load(xb, xsc, c1, c2, nv, k, t);
-      /* And the chunk after it to cache: a chunk's exps take less time
-       * than its loads from memory. */
-      for (long c = c2; c < min(C, c2 + INNER_CHUNK); ++c) CLSM_PREFETCH(xb + c * xsc + 16 * k);
+      /* The next chunk to cache: its loads then wait less than this
+       * chunk's exps take. */
+      for (long c = cp; c < min(C, cp + INNER_CHUNK); ++c) CLSM_PREFETCH(xb + c * xsc + 16 * k);
+      ACCV v[INNER_CHUNK];
+      ACCV cm = (ACCV)(-INFINITY);
+      for (int i = 0; i < n; ++i) {
+        v[i] = VLOADX(k, xb + (c0 + i) * xsc);
+        cm = clsm_vmax16(cm, v[i]);
+      }
       ACCV mk = m[k], sk = s[k], blk = (ACCV)(0);
-      const ACCV ref =
-          clsm_move_ref(rec[j * nv + k], &mk, &sk, (flags & F_LOG) ? (ACC)0 : (ACC)LAZY_SLACK);
+      const ACCV ref = clsm_move_ref(cm, &mk, &sk, (flags & F_LOG) ? (ACC)0 : (ACC)LAZY_SLACK);
       if (flags & F_LOG) {
-        for (long c = c0; c < c1; ++c) blk += exp(t[c * nv + k] - ref);
+        for (int i = 0; i < n; ++i) {
+          t[(c0 + i) * nv + k] = v[i];
+          blk += exp(v[i] - ref);
+        }
       } else {
-        for (long c = c0; c < c1; ++c) {
-          const ACCV e = clsm_exp_sub16(t[c * nv + k], ref);
-          t[c * nv + k] = e;
+        for (int i = 0; i < n; ++i) {
+          const ACCV e = clsm_exp_sub16(v[i], ref);
+          t[(c0 + i) * nv + k] = e;
           blk += e;
         }
       }
