@@ -422,8 +422,12 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
  * more than LAZY_SLACK (an exp is then at most e^16, a sum of C of them far
  * from overflow), so that most chunks need no rescaling exp: y =
  * exp(x - ref) / sum is the same for any reference, to the rounding of exp.
- * log-softmax keeps the running max: (x - ref) - log s would cancel. */
+ * log-softmax's reference moves by more than LOG_SLACK: its output (x -
+ * ref) - log s then cancels a log s of at most log C + 1, rounding as
+ * (x - m) - log s does (a slack of 16 would cancel a log s near 16, an
+ * absolute error near 1e-6 instead of 1e-7). */
 #define LAZY_SLACK 16
+#define LOG_SLACK 1
 inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, long ysc, long C,
                             int nv, __local ACCV *t, uint flags) {
   __local ACCV *rec = t + C * nv;
@@ -447,7 +451,8 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
         cm = clsm_vmax16(cm, v[i]);
       }
       ACCV mk = m[k], sk = s[k], blk = (ACCV)(0);
-      const ACCV ref = clsm_move_ref(cm, &mk, &sk, (flags & F_LOG) ? (ACC)0 : (ACC)LAZY_SLACK);
+      const ACCV ref =
+          clsm_move_ref(cm, &mk, &sk, (flags & F_LOG) ? (ACC)LOG_SLACK : (ACC)LAZY_SLACK);
       if (flags & F_LOG) {
         for (int i = 0; i < n; ++i) {
           t[(c0 + i) * nv + k] = v[i];
