@@ -636,6 +636,41 @@ START_TEST(test_long_rows_blocks) {
 }
 END_TEST
 
+/* log_softmax through the tile to 4e-7 of the double reference (the
+ * suite's RTOL is 4e-6): along dim 0 of (64, 1040) every column's max rises
+ * by about 0.9 a chunk of 4 rows, so the reference the exps are taken
+ * against trails the max by up to the kernel's slack, and (x - ref) - log s
+ * cancels a log s that large. The slack of 1 stays near 1.3e-7, as the
+ * exact running max does; a slack of 16 gives 6e-7. */
+START_TEST(test_tile_log_precision) {
+  const int64_t C = 64, W = 1040, n = C * W, shape[2] = {C, W};
+  clsm_context *ctx = test_context();
+  float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+  double *ref = malloc(sizeof(double) * (size_t)n);
+  ck_assert(x && y && ref);
+  fill_random(x, n, 91);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < W; ++i) {
+      float *v = x + c * W + i;
+      *v = 0.225f * (float)c + 0.01f * fminf(fmaxf(*v, -4.0f), 4.0f);
+    }
+  cl_mem xb = test_buffer(ctx, sizeof(float) * (size_t)n, x);
+  cl_mem yb = test_buffer(ctx, sizeof(float) * (size_t)n, NULL);
+  clsm_tensor xt = clsm_tensor_contiguous(xb, 0, CLSM_FLOAT32, 2, shape);
+  clsm_tensor yt = clsm_tensor_contiguous(yb, 0, CLSM_FLOAT32, 2, shape);
+  CK_STATUS(ctx, clsm_log_softmax(ctx, &xt, &yt, 0, 0, 0, NULL, NULL));
+  test_read(ctx, yb, 0, sizeof(float) * (size_t)n, y);
+  ref_softmax(x, ref, 2, shape, 0, 1, 0);
+  for (int64_t i = 0; i < n; ++i)
+    ck_assert_msg(ref_close(y[i], ref[i], 1, 4e-7), "row %lld col %lld is %.9g, reference %.12g",
+                  (long long)(i / W), (long long)(i % W), (double)y[i], ref[i]);
+  clReleaseMemObject(xb);
+  clReleaseMemObject(yb);
+  free(x), free(y), free(ref);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
 /* The row's log: row k holds k zeros and -inf elsewhere, so its sum is
  * exactly k and log_softmax of a zero is -log(k) as the kernel's log gives
  * it, checked against log(k) in double for k = 1..C: to 3 ulp (OpenCL's
@@ -741,6 +776,7 @@ static Suite *softmax_suite(void) {
   tcase_add_loop_test(tc, test_safe_mode, 0, 2);
   tcase_add_loop_test(tc, test_rows_specials, 0, 20);
   tcase_add_loop_test(tc, test_tile_specials, 0, 12);
+  tcase_add_test(tc, test_tile_log_precision);
   tcase_add_loop_test(tc, test_long_rows_blocks, 0, 2);
   tcase_add_test(tc, test_split_rows_chunks);
   tcase_add_test(tc, test_log_of_sums);
