@@ -407,14 +407,13 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
  * would come from memory. The tile is contiguous and stays in cache. x is
  * read once, INNER_CHUNK rows of a vector column at a time into registers,
  * the next chunk prefetched. Each chunk's maxima move the lanes' reference
- * and rescale their sums (clsm_move_ref; log-softmax: the running max;
- * softmax: a lazy reference), its exps against the reference are summed,
- * and the tile receives the exps (softmax, which records the chunk's
- * reference after the rows) or x (log-softmax): one store to the tile an
- * element. The writing pass, row by row, scales a
- * softmax chunk by exp(ref - m) / s (m the last reference) and gives
- * log-softmax (x - m) - log s: x is read once, y written once, exp taken
- * about once per element. An all -inf lane keeps m = -inf and s = 0: with
+ * and rescale their sums (clsm_move_ref: a lazy reference, below), its
+ * exps against the reference are summed, and the tile receives the exps
+ * (softmax, which records the chunk's reference after the rows) or x
+ * (log-softmax): one store to the tile an element. The writing pass, row
+ * by row, scales a softmax chunk by exp(ref - m) / s (m the last
+ * reference) and gives log-softmax (x - m) - log s: x is read once, y
+ * written once, exp taken about once per element. An all -inf lane keeps m = -inf and s = 0: with
  * F_SAFE m becomes 0 and the lane 0 / -inf, otherwise exp(-inf - -inf) and
  * -inf - -inf make it NaN, as in the two-pass form. */
 #define INNER_CHUNK 4
