@@ -413,9 +413,10 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
  * (log-softmax): one store to the tile an element. The writing pass, row
  * by row, scales a softmax chunk by exp(ref - m) / s (m the last
  * reference) and gives log-softmax (x - m) - log s: x is read once, y
- * written once, exp taken about once per element. An all -inf lane keeps m = -inf and s = 0: with
- * F_SAFE m becomes 0 and the lane 0 / -inf, otherwise exp(-inf - -inf) and
- * -inf - -inf make it NaN, as in the two-pass form. */
+ * written once, exp taken about once per element. An all -inf lane keeps
+ * m = -inf and s = 0: with F_SAFE m becomes 0 and the lane 0 / -inf,
+ * otherwise exp(-inf - -inf) and -inf - -inf make it NaN, as in the
+ * two-pass form. */
 #define INNER_CHUNK 4
 /* Softmax's reference in a tile moves only when a chunk's max passes it by
  * more than LAZY_SLACK (an exp is then at most e^16, a sum of C of them far
@@ -435,6 +436,7 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
     m[k] = (ACCV)(-INFINITY);
     s[k] = (ACCV)(0);
   }
+  const ACC slack = (flags & F_LOG) ? (ACC)LOG_SLACK : (ACC)LAZY_SLACK;
   for (long c = 0; c < min(C, (long)INNER_CHUNK); ++c)
     for (int k = 0; k < nv; ++k) CLSM_PREFETCH(xb + c * xsc + 16 * k);
   for (long c0 = 0, j = 0; c0 < C; c0 += INNER_CHUNK, ++j) {
@@ -450,8 +452,7 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
         cm = clsm_vmax16(cm, v[i]);
       }
       ACCV mk = m[k], sk = s[k], blk = (ACCV)(0);
-      const ACCV ref =
-          clsm_move_ref(cm, &mk, &sk, (flags & F_LOG) ? (ACC)LOG_SLACK : (ACC)LAZY_SLACK);
+      const ACCV ref = clsm_move_ref(cm, &mk, &sk, slack);
       if (flags & F_LOG) {
         for (int i = 0; i < n; ++i) {
           t[(c0 + i) * nv + k] = v[i];
@@ -479,10 +480,10 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
    * rarely moves); then y row by row, each a run of nv vectors. */
   if (!(flags & F_LOG))
     for (int k = 0; k < nv; ++k) {
-      ACCV r0 = rec[k], f = clsm_exp_sub16(r0, m[k]) * s[k];
+      ACCV r0 = (ACCV)(0), f = (ACCV)(0);
       for (long j = 0; j * INNER_CHUNK < C; ++j) {
         const ACCV r = rec[j * nv + k];
-        if (any(r != r0)) {
+        if (j == 0 || any(r != r0)) {
           r0 = r;
           f = clsm_exp_sub16(r, m[k]) * s[k];
         }
