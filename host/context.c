@@ -171,6 +171,7 @@ static void query_device(clsm_context *ctx) {
   ctx->split = (int)clsm__env_long("CLSM_SPLIT", -1, 0, 1);
   ctx->row_blocks = (int)clsm__env_long("CLSM_ROW_BLOCKS", 1, 0, 1);
   ctx->inner_tile = (int)clsm__env_long("CLSM_INNER_TILE", -1, 0, 1);
+  ctx->ce_rows16 = (int)clsm__env_long("CLSM_CE_ROWS16", -1, 0, 1);
   ctx->forced_kernel = clsm__kernel_from_env();
   ctx->packed_stores = (int)clsm__env_long("CLSM_PACKED_STORES",
                                            (ctx->device_type & CL_DEVICE_TYPE_CPU) ? 1 : 0, 0, 1);

@@ -16,6 +16,7 @@
 #define CE_MEAN 128u
 #define CE_KEEP 256u
 #define CE_NV_SHIFT 16 /* inner_cpu: bits 16-23 hold the vectors per block */
+#define CE_ROWS 16 /* rows16_cpu: rows a work-item (as ce.cl) */
 
 static const unsigned float_types =
     (1u << CLSM_FLOAT32) | (1u << CLSM_FLOAT16) | (1u << CLSM_BFLOAT16) | (1u << CLSM_FLOAT64);
@@ -349,6 +350,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
    * the gradient itself when it holds the compute type, in rows_cpu's local
    * scratch (C values per work-item) for 16-bit gradients. */
   size_t scratch_bytes = acc; /* rows_cpu's scratch: unused unless sized below */
+  int grad16_keep = 0;        /* that scratch holds the kept exps */
   if (c->grad && !c->prob && !(flags & CE_SOFTCAP) && (rk == K_CE_ROWS_CPU || rk == K_CE_INNER_CPU)) {
     const int grad16 = c->grad->dtype == CLSM_FLOAT16 || c->grad->dtype == CLSM_BFLOAT16;
     if (!grad16 && (uint64_t)C * ib * clsm_dtype_size(c->grad->dtype) <=
@@ -359,6 +361,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
       if (bytes) {
         flags |= CE_KEEP;
         scratch_bytes = bytes;
+        grad16_keep = 1;
       }
     }
   }
@@ -369,6 +372,16 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   if (rk == K_CE_ROWS_CPU && !(flags & (CE_KEEP | CE_SOFTCAP)) && !c->prob &&
       opt->label_smoothing == 0 && C >= ONLINE_ROW)
     kid = K_CE_ROWS_LONG_CPU;
+  /* Short rows, CE_ROWS a work-item (ce.cl), unless the exps are kept in
+   * the local scratch or that would leave fewer than four work-items a
+   * compute unit. */
+  if (kid == K_CE_ROWS_CPU && !grad16_keep && C < ONLINE_ROW &&
+      (ctx->ce_rows16 == 1 ||
+       (ctx->ce_rows16 == -1 && p1 >= (size_t)CE_ROWS * 4 * ctx->compute_units))) {
+    kid = K_CE_ROWS16_CPU;
+    items = (p1 + CE_ROWS - 1) / CE_ROWS;
+    local = clsm__cpu_local(ctx, items);
+  }
   if ((st = clsm__kernel(ctx, c->program, kid, &k)) != CLSM_SUCCESS) return st;
   cl_ulong xoff = c->xv.base, goff = c->grad ? c->gv.base : 0, gsoff = c->gs ? c->gs->offset : 0;
   cl_long xs[3] = {c->xv.so, c->xv.sc, c->xv.si};
@@ -395,7 +408,8 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   for (int i = 0; i < 3; ++i)
     CLSM_CL(ctx, clSetKernelArg(k, a++, acc, (const char *)params + (size_t)i * acc));
   ARG(flags);
-  if (rk == K_CE_ROWS_CPU) CLSM_CL(ctx, clSetKernelArg(k, a++, scratch_bytes, NULL));
+  if (kid == K_CE_ROWS_CPU || kid == K_CE_ROWS_LONG_CPU)
+    CLSM_CL(ctx, clSetKernelArg(k, a++, scratch_bytes, NULL));
   const int rows_last = !loss_out && !opt->total_weight;
   if (rk == K_CE_ROWS_WG) {
     size_t wg = ctx->wg_size, kmax = 0;

@@ -30,6 +30,7 @@ typedef enum clsm_kernel_id {
   K_BSPLIT_PARTIALS, /* the same for the backward ops: partial sums and max of y */
   K_BSPLIT_WRITE,
   K_CE_ROWS_LONG_CPU, /* K_CE_ROWS_CPU reading long rows once for (max, sum) */
+  K_CE_ROWS16_CPU,    /* K_CE_ROWS_CPU with 16 short rows a work-item */
   K_COUNT_
 } clsm_kernel_id;
 
@@ -69,6 +70,8 @@ struct clsm_context {
   int packed_stores;   /* kernels store vectors through packed structs: CPU devices
                           (CLSM_PACKED_STORES=0|1) */
   int inner_tile;      /* inner_cpu blocks go through a tile in local memory (CLSM_INNER_TILE=0|1) */
+  int ce_rows16;       /* cross-entropy's short rows 16 a work-item: -1 when the plan
+                          decides, 0 never, 1 wherever the kernel allows (CLSM_CE_ROWS16) */
   int cpu_builtins;    /* kernels may use clang's prefetch and non-temporal stores (CPU devices) */
   cl_ulong nt_bytes;   /* outputs of at least this many bytes are stored non-temporally:
                           the cache's size (CLSM_NT_STORES=0 never, 1 any size) */

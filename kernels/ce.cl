@@ -322,42 +322,28 @@ __kernel void clsm_ce_strided(CE_ARGS) {
  * rescaled by the last pass: one exp per element; a 16-bit gradient keeps it
  * in `scratch` instead (C values per work-item of local memory, which the
  * host sizes, as clsm_softmax_rows_cpu does), so it is rounded once. Other
- * cases fall back to the scalar row. */
-/* The contiguous-row kernels' body. `online` (a constant in each kernel, so
- * the other path is compiled out: with both in one kernel the short rows
- * ran 6-10 % slower) takes (max, sum) in one read of the row; the host picks
- * that kernel for rows of ONLINE_CHUNK vectors or more with neither kept
- * exps nor label smoothing. */
-inline void clsm_ce_rows(CE_ARGS, __local ACC *scratch, const int online) {
-  long p = get_global_id(0);
-  if (p >= P || flag[0]) return;
-  w += woff;
-  long o = p, i = 0;
-  ce_pos q = clsm_ce_pos(tg, toff, tso, tsi, tkind, gs, gsoff, gsso, gssi, scr, P, o, i, ignore,
-                         flags);
-  __global const TX *xr = x + xoff + o * xso;
-  __global TY *grr = gr + goff + o * gso;
-  __global TY *yr = grr;                               /* for KEEP_* */
-  __local ACC *sr = scratch + get_local_id(0) * C; /* for KEEP_* without Y_HOLDS_ACC */
+ * cases fall back to the scalar row.
+ *
+ * A row in two parts around its log: clsm_ce_row_sums (max, sum of exp and
+ * the smoothing sums), then clsm_ce_row_out (loss, gradient, stores). `yr`
+ * (the gradient row) and `sr` (the local scratch) are what KEEP_* use.
+ * `online` takes (max, sum) in one read of the row; the host picks that
+ * kernel for rows of ONLINE_CHUNK vectors or more with neither kept exps nor
+ * label smoothing. */
+typedef struct ce_sums {
+  ACC m, s, swx, sw;
+} ce_sums;
+
+CLSM_INLINE ce_sums clsm_ce_row_sums(__global const TX *xr, __global TY *yr, __local ACC *sr,
+                                __global const TX *w, long C, ACC eps, uint flags,
+                                const int online) {
+  const int smooth = eps > 0, weighted = (flags & CE_WEIGHT) != 0;
+  const int keep = (flags & CE_KEEP) != 0;
   (void)yr;
   (void)sr;
-  ACC l = 0, zl = 0, lv = 0;
-  if (tkind == TK_PROB || (flags & CE_SOFTCAP) || q.ignored) {
-    __global const TX *qr = (__global const TX *)tg + toff + o * tso;
-    if (q.ignored) {
-      lv = clsm_ce_ignored_row(xr, 1, grr, 1, C, cap, flags);
-    } else {
-      clsm_ce_row(xr, 1, qr, tsc, tkind == TK_PROB, w, grr, 1, q, C, eps, z, cap, flags, &l, &zl,
-                  &lv);
-    }
-    clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, l, zl, lv, q.ignored, flags);
-    return;
-  }
-  const int smooth = eps > 0, weighted = (flags & CE_WEIGHT) != 0;
-  long c;
-  const int keep = (flags & CE_KEEP) != 0;
-  const ACC xt = LOADX(xr, q.t); /* before the sum pass may overwrite x in place */
+  ce_sums r;
   ACC m, s = 0, swx = 0, sw = 0;
+  long c;
   if (online) {
     /* Rows of a chunk or more: one read for (m, s), as log-softmax's. */
     clsm_row_online(xr, (__global TY *)0, C, &m, &s);
@@ -414,18 +400,36 @@ inline void clsm_ce_rows(CE_ARGS, __local ACC *scratch, const int online) {
       sw += clsm_hsum16(tw);
     }
   }
+  r.m = m;
+  r.s = s;
+  r.swx = swx;
+  r.sw = sw;
+  return r;
+}
+
+/* Loss, gradient and stores of row p, given its sums, target logit xt
+ * (read before the sums pass could overwrite x in place) and lse. */
+CLSM_INLINE void clsm_ce_row_out(CE_ARGS, __local ACC *sr, long p, ce_pos q, ce_sums u, ACC xt,
+                            ACC lsv) {
+  __global const TX *xr = x + xoff + p * xso;
+  __global TY *grr = gr + goff + p * gso;
+  __global TY *yr = grr; /* for KEEP_* */
+  (void)yr;
+  (void)sr;
+  const int smooth = eps > 0, weighted = (flags & CE_WEIGHT) != 0;
+  const int keep = (flags & CE_KEEP) != 0;
+  const ACC m = u.m, s = u.s, swx = u.swx, sw = u.sw;
   const ACCV mm = (ACCV)(m);
   const ACC keps = (ACC)eps / (ACC)C;
-  const ACC lsv = m + clsm_log_cpu(s);
-  lv = lsv;
   ACC wt = weighted ? LOADX(w, q.t) : (ACC)1;
-  l = ((ACC)1 - (ACC)eps) * wt * (lsv - xt) + (smooth ? keps * (lsv * sw - swx) : (ACC)0);
-  zl = (ACC)z * lsv * lsv;
+  ACC l = ((ACC)1 - (ACC)eps) * wt * (lsv - xt) + (smooth ? keps * (lsv * sw - swx) : (ACC)0);
+  ACC zl = (ACC)z * lsv * lsv;
   if (flags & CE_GRAD) {
     const ACC coef = q.g / q.W, zc = (ACC)2 * (ACC)z * lsv * q.g / q.Z, inv = (ACC)1 / s;
     const ACC a = coef * ((ACC)1 - (ACC)eps) * wt; /* p_c - [c = t] term */
     const ACC b = smooth ? coef * keps : (ACC)0;   /* smoothing term */
     const ACC pz = a + b * sw + zc;                /* p_c's total coefficient */
+    long c;
     for (c = 0; c + 16 <= C; c += 16) {
       ACCV pc = keep ? KEEP_VLOAD(c) * inv : exp(VLOADX(0, xr + c) - mm) * inv;
       ACCV d = pc * pz;
@@ -448,7 +452,27 @@ inline void clsm_ce_rows(CE_ARGS, __local ACC *scratch, const int online) {
     mem_fence(CLK_GLOBAL_MEM_FENCE);
     STOREY(grr, q.t, d);
   }
-  clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, l, zl, lv, 0, flags);
+  clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, p, 0, l, zl, lsv, 0, flags);
+}
+
+/* A work-item per row. (`online` is a constant in each kernel, so the other
+ * path is compiled out: with both in one kernel the short rows ran 6-10 %
+ * slower.) */
+inline void clsm_ce_rows(CE_ARGS, __local ACC *scratch, const int online) {
+  long p = get_global_id(0);
+  if (p >= P || flag[0]) return;
+  w += woff;
+  ce_pos q = clsm_ce_pos(tg, toff, tso, tsi, tkind, gs, gsoff, gsso, gssi, scr, P, p, 0, ignore,
+                         flags);
+  if (tkind == TK_PROB || (flags & CE_SOFTCAP) || q.ignored) {
+    clsm_ce_one(CE_PASS, p, 0);
+    return;
+  }
+  __global const TX *xr = x + xoff + p * xso;
+  __local ACC *sr = scratch + get_local_id(0) * C; /* for KEEP_* without Y_HOLDS_ACC */
+  const ACC xt = LOADX(xr, q.t); /* before the sum pass may overwrite x in place */
+  ce_sums u = clsm_ce_row_sums(xr, gr + goff + p * gso, sr, w, C, eps, flags, online);
+  clsm_ce_row_out(CE_PASS, sr, p, q, u, xt, u.m + clsm_log_cpu(u.s));
 }
 
 __kernel void clsm_ce_rows_cpu(CE_ARGS, __local ACC *scratch) {
@@ -457,6 +481,48 @@ __kernel void clsm_ce_rows_cpu(CE_ARGS, __local ACC *scratch) {
 
 __kernel void clsm_ce_rows_long_cpu(CE_ARGS, __local ACC *scratch) {
   clsm_ce_rows(CE_ARG_NAMES, scratch, 1);
+}
+
+/* Short rows (below ONLINE_ROW, kept exps only in the gradient itself): a
+ * work-item owns CE_ROWS consecutive rows, first each row's sums, then
+ * their CE_ROWS logs as one vector, then each row's loss and gradient. A
+ * row's log and what follows it is a chain of dependent operations that
+ * out-of-order execution does not overlap with the next row's exps; the
+ * vector of logs costs about what one row's did. */
+#define CE_ROWS 16
+__kernel void clsm_ce_rows16_cpu(CE_ARGS) {
+  const long p0 = get_global_id(0) * CE_ROWS;
+  if (p0 >= P || flag[0]) return;
+  w += woff;
+  const int n = (int)min((long)CE_ROWS, P - p0);
+  if (tkind == TK_PROB || (flags & CE_SOFTCAP)) {
+    for (int r = 0; r < n; ++r) clsm_ce_one(CE_PASS, p0 + r, 0);
+    return;
+  }
+  ce_pos qs[CE_ROWS];
+  ce_sums us[CE_ROWS];
+  ACC ms[CE_ROWS], ss[CE_ROWS], xts[CE_ROWS], lses[CE_ROWS];
+  for (int r = 0; r < CE_ROWS; ++r) {
+    ms[r] = 0;
+    ss[r] = 1;
+  }
+  for (int r = 0; r < n; ++r) {
+    const long p = p0 + r;
+    qs[r] = clsm_ce_pos(tg, toff, tso, tsi, tkind, gs, gsoff, gsso, gssi, scr, P, p, 0, ignore,
+                        flags);
+    if (qs[r].ignored) {
+      clsm_ce_one(CE_PASS, p, 0);
+      continue;
+    }
+    __global const TX *xr = x + xoff + p * xso;
+    xts[r] = LOADX(xr, qs[r].t);
+    us[r] = clsm_ce_row_sums(xr, gr + goff + p * gso, (__local ACC *)0, w, C, eps, flags, 0);
+    ms[r] = us[r].m;
+    ss[r] = us[r].s;
+  }
+  vstore16(vload16(0, ms) + clsm_log16_cpu(vload16(0, ss)), 0, lses);
+  for (int r = 0; r < n; ++r)
+    if (!qs[r].ignored) clsm_ce_row_out(CE_PASS, (__local ACC *)0, p0 + r, qs[r], us[r], xts[r], lses[r]);
 }
 
 /* Class indices as vector lanes, and their compare masks (what a compare of

@@ -572,12 +572,31 @@ START_TEST(test_ce_inner_no_keep) {
 }
 END_TEST
 
+/* Short rows 16 to a work-item (clsm_ce_rows16_cpu, forced on: the plan
+ * takes it only for enough rows per compute unit): 37 rows (two full groups
+ * and one of 5) of 40 classes (two vectors and a scalar tail) and 48 rows
+ * of 300 (a 256-class block), every option variant, target kind and
+ * reduction. Probability targets and the softcap take the scalar row per
+ * row; ignored rows are mixed with computed ones. */
+START_TEST(test_ce_rows16) {
+  setenv("CLSM_CE_ROWS16", "1", 1);
+  const ce_shape s = _i % 2 ? (ce_shape){2, {48, 300}} : (ce_shape){2, {37, 40}};
+  const int tk = (_i / 2) % 4 == 2 && _i % 2 ? 0 : (_i / 2) % 4, reduction = _i / 8;
+  clsm_context *ctx = test_context();
+  for (int v = 0; v < n_variants(); ++v) check_case(ctx, &s, reduction, tk, variant_at(v), 4200 + (uint64_t)(_i * 64 + v));
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
 /* The in-place gradient equals the out-of-place one bit for bit, for the
  * row path (C = 300), the strided one (C on a non-last layout, 5 positions)
- * and the block one (48 positions, which keeps exp in the gradient). */
+ * the block one (48 positions, which keeps exp in the gradient) and short
+ * rows 16 to a work-item (37 rows). */
 START_TEST(test_ce_in_place) {
+  if (_i == 3) setenv("CLSM_CE_ROWS16", "1", 1);
   clsm_context *ctx = test_context();
-  const ce_shape s = _i == 2 ? (ce_shape){3, {2, 30, 48}}
+  const ce_shape s = _i == 3 ? (ce_shape){2, {37, 300}}
+                     : _i == 2 ? (ce_shape){3, {2, 30, 48}}
                      : _i   ? (ce_shape){3, {3, 7, 5}}
                             : (ce_shape){2, {6, 300}};
   problem pb;
@@ -753,7 +772,8 @@ static Suite *ce_suite(void) {
   tcase_add_test(tc, test_ce_out_of_range);
   tcase_add_loop_test(tc, test_ce_out_of_range_forward, 0, 4);
   tcase_add_test(tc, test_ce_inner_no_keep);
-  tcase_add_loop_test(tc, test_ce_in_place, 0, 3);
+  tcase_add_loop_test(tc, test_ce_rows16, 0, 24);
+  tcase_add_loop_test(tc, test_ce_in_place, 0, 4);
   tcase_add_loop_test(tc, test_ce_backward, 0, 2);
   tcase_add_test(tc, test_ce_no_logits_sized_buffer);
   tcase_add_test(tc, test_ce_errors);

@@ -231,31 +231,14 @@ START_TEST(test_bf16_kernel_rounding) {
   };
   enum { N = sizeof cases / sizeof cases[0], V = 32 };
   clsm_context *ctx = test_context();
-  char path[512];
-  const char *dir = getenv("CLSM_KERNEL_DIR"); /* the library's own override */
-  if (dir && *dir) snprintf(path, sizeof path, "%s/common.cl", dir);
-  else snprintf(path, sizeof path, "%s/kernels/common.cl", CLSM_SOURCE_DIR);
-  FILE *f = fopen(path, "rb");
-  ck_assert_msg(f != NULL, "cannot read %s", path);
-  static char src[65536];
-  size_t len = fread(src, 1, sizeof src - 512, f);
-  fclose(f);
   const char *kern =
       "\n__kernel void t(__global const float *in, __global ushort *s, __global ushort *v) {\n"
       "  size_t i = get_global_id(0);\n"
       "  s[i] = clsm_float_to_bf16(in[i]);\n"
       "  if (i < 2) vstore16(clsm_float16_to_bf16(vload16(i, in)), i, v);\n"
       "}\n";
-  memcpy(src + len, kern, strlen(kern) + 1);
-  const char *srcs[1] = {src};
-  cl_int err;
-  cl_program p = clCreateProgramWithSource(clsm_context_cl_context(ctx), 1, srcs, NULL, &err);
-  ck_assert(p != NULL);
-  cl_device_id dev = clsm_context_device(ctx);
-  err = clBuildProgram(p, 1, &dev, "-cl-std=CL1.2 -DCLSM_X_BF16 -DCLSM_Y_BF16", NULL, NULL);
-  ck_assert_msg(err == CL_SUCCESS, "test kernel build failed: %s", clsm_cl_error_name(err));
-  cl_kernel k = clCreateKernel(p, "t", &err);
-  ck_assert(k != NULL);
+  cl_program p;
+  cl_kernel k = test_common_kernel(ctx, kern, "-cl-std=CL1.2 -DCLSM_X_BF16 -DCLSM_Y_BF16", "t", &p);
   uint32_t in[V];
   for (int i = 0; i < V; ++i) in[i] = cases[i % N].in;
   cl_mem mi = test_buffer(ctx, sizeof in, in), ms = test_buffer(ctx, V * 2, NULL),
@@ -282,6 +265,73 @@ START_TEST(test_bf16_kernel_rounding) {
   clReleaseKernel(k);
   clReleaseProgram(p);
   clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* The CPU kernels' float log of a row's sum: clsm_log16_cpu (16 rows'
+ * sums at once, cross-entropy's short rows) gives the same bits as the
+ * scalar clsm_log_cpu, lane by lane, and both stay within one ulp of the
+ * double log: every 1021st positive normal float (each exponent, mantissas
+ * spread over the halving point near sqrt(2)), and 0, subnormals, +-inf,
+ * NaN and negative values, which take the built-in. */
+START_TEST(test_log_cpu) {
+  enum { SPECIALS = 16 };
+  const uint32_t first = 0x00800000u, last = 0x7f7fffffu, step = 1021;
+  const size_t normals = (last - first) / step + 1;
+  const size_t n = (normals + SPECIALS + 15) / 16 * 16;
+  uint32_t *in = malloc(n * 4);
+  float *s = malloc(n * 4), *v = malloc(n * 4);
+  ck_assert(in && s && v);
+  static const uint32_t specials[SPECIALS] = {
+      0x00000000u, 0x00000001u, 0x007fffffu, 0x00400000u, 0x7f800000u, 0x7fc00000u,
+      0xff800000u, 0xbf800000u, 0x80000000u, 0x3f800000u, 0x3fb504f3u, 0x3fb504f4u,
+      0x3f3504f3u, 0x3f3504f4u, 0x7f7fffffu, 0x00800000u};
+  size_t i = 0;
+  for (; i < normals; ++i) in[i] = first + (uint32_t)i * step;
+  for (size_t j = 0; i < n; ++i, ++j) in[i] = specials[j % SPECIALS];
+  clsm_context *ctx = test_context();
+  const char *kern =
+      "\n__kernel void t(__global const float *in, __global float *s, __global float *v) {\n"
+      "  size_t i = get_global_id(0);\n"
+      "  for (int j = 0; j < 16; ++j) s[16 * i + j] = clsm_log_cpu(in[16 * i + j]);\n"
+      "  vstore16(clsm_log16_cpu(vload16(i, in)), i, v);\n"
+      "}\n";
+  cl_program p;
+  cl_kernel k = test_common_kernel(ctx, kern, "-cl-std=CL1.2 -DCLSM_X_F32 -DCLSM_Y_F32", "t", &p);
+  cl_mem mi = test_buffer(ctx, n * 4, in), ms = test_buffer(ctx, n * 4, NULL),
+         mv = test_buffer(ctx, n * 4, NULL);
+  clSetKernelArg(k, 0, sizeof mi, &mi);
+  clSetKernelArg(k, 1, sizeof ms, &ms);
+  clSetKernelArg(k, 2, sizeof mv, &mv);
+  size_t g = n / 16;
+  ck_assert(clEnqueueNDRangeKernel(clsm_context_queue(ctx), k, 1, NULL, &g, NULL, 0, NULL, NULL) == CL_SUCCESS);
+  test_read(ctx, ms, 0, n * 4, s);
+  test_read(ctx, mv, 0, n * 4, v);
+  double worst = 0;
+  for (i = 0; i < n; ++i) {
+    float fi;
+    memcpy(&fi, &in[i], 4);
+    ck_assert_msg(memcmp(&s[i], &v[i], 4) == 0 || (isnan(s[i]) && isnan(v[i])),
+                  "log of 0x%08x: scalar %a, vector %a", in[i], (double)s[i], (double)v[i]);
+    const double ref = log((double)fi);
+    if (isnan(ref) || isinf(ref)) {
+      ck_assert_msg(isnan(ref) ? isnan(s[i]) : s[i] == ref, "log of 0x%08x: %a", in[i], (double)s[i]);
+      continue;
+    }
+    /* The ulp of the float result; log's results below 2^-126 do not occur
+     * (|log x| >= 2^-24 for x != 1). */
+    const double ulp = ref == 0 ? 0x1p-149 : ldexp(1.0, ilogb(ref) - 23);
+    const double err = fabs((double)s[i] - ref) / ulp;
+    if (err > worst) worst = err;
+    ck_assert_msg(err <= 1.0, "log of 0x%08x (%a): %a is %.3f ulp from %a", in[i], (double)fi,
+                  (double)s[i], err, ref);
+  }
+  printf("float log: worst %.3f ulp over %zu values\n", worst, n);
+  clReleaseMemObject(mi), clReleaseMemObject(ms), clReleaseMemObject(mv);
+  clReleaseKernel(k);
+  clReleaseProgram(p);
+  clsm_context_destroy(ctx);
+  free(in), free(s), free(v);
 }
 END_TEST
 
@@ -415,6 +465,7 @@ static Suite *dtypes_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_f16_reference_conversion);
   tcase_add_test(tc, test_bf16_kernel_rounding);
+  tcase_add_test(tc, test_log_cpu);
   suite_add_tcase(s, tc);
   return s;
 }

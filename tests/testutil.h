@@ -75,6 +75,35 @@ static inline cl_mem test_buffer(clsm_context *ctx, size_t bytes, const void *in
   return m;
 }
 
+/* Kernel `name` from kernels/common.cl (CLSM_KERNEL_DIR's when set, as the
+ * library reads it) followed by `kern`, built with `options`; *prog gets
+ * the program to release with the kernel. */
+static inline cl_kernel test_common_kernel(clsm_context *ctx, const char *kern, const char *options,
+                                           const char *name, cl_program *prog) {
+  char path[512];
+  const char *dir = getenv("CLSM_KERNEL_DIR");
+  if (dir && *dir) snprintf(path, sizeof path, "%s/common.cl", dir);
+  else snprintf(path, sizeof path, "%s/kernels/common.cl", CLSM_SOURCE_DIR);
+  FILE *f = fopen(path, "rb");
+  ck_assert_msg(f != NULL, "cannot read %s", path);
+  static char src[65536];
+  size_t len = fread(src, 1, sizeof src - 1, f);
+  fclose(f);
+  ck_assert_msg(len + strlen(kern) < sizeof src, "%s is too long for the test's buffer", path);
+  memcpy(src + len, kern, strlen(kern) + 1);
+  const char *srcs[1] = {src};
+  cl_int err;
+  cl_program p = clCreateProgramWithSource(clsm_context_cl_context(ctx), 1, srcs, NULL, &err);
+  ck_assert(p != NULL);
+  cl_device_id dev = clsm_context_device(ctx);
+  err = clBuildProgram(p, 1, &dev, options, NULL, NULL);
+  ck_assert_msg(err == CL_SUCCESS, "test kernel build failed: %s", clsm_cl_error_name(err));
+  cl_kernel k = clCreateKernel(p, name, &err);
+  ck_assert(k != NULL);
+  *prog = p;
+  return k;
+}
+
 static inline void test_read(clsm_context *ctx, cl_mem m, size_t offset, size_t bytes, void *out) {
   if (!bytes) return;
   cl_int err = clEnqueueReadBuffer(clsm_context_queue(ctx), m, CL_TRUE, offset, bytes, out, 0,
