@@ -356,7 +356,7 @@ CLSM_INLINE ce_sums clsm_ce_row_sums(__global const TX *xr, __global TY *yr, __l
       ACCV bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0);
       for (int k = 0; k < 256; k += 16) {
         ACCV v = VLOADX(0, xr + c + k);
-        ACCV e = exp(v - mm);
+        ACCV e = keep ? exp(v - mm) : clsm_sum_exp16(v - mm);
         if (keep) KEEP_VSTORE(e, c + k);
         bs += e;
         if (smooth) {
@@ -372,7 +372,7 @@ CLSM_INLINE ce_sums clsm_ce_row_sums(__global const TX *xr, __global TY *yr, __l
     ACCV bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0);
     for (; c + 16 <= C; c += 16) {
       ACCV v = VLOADX(0, xr + c);
-      ACCV e = exp(v - mm);
+      ACCV e = keep ? exp(v - mm) : clsm_sum_exp16(v - mm);
       if (keep) KEEP_VSTORE(e, c);
       bs += e;
       if (smooth) {
@@ -587,7 +587,7 @@ __kernel void clsm_ce_inner_cpu(CE_ARGS) {
       bw += wc;
       for (int k = 0; k < nv; ++k) {
         ACCV v = VLOADX(k, xb + c * xsc);
-        ACCV e = exp(v - m[k]);
+        ACCV e = keep ? exp(v - m[k]) : clsm_sum_exp16(v - m[k]);
         if (keep) VSTOREY(e, k, gb + c * gsc);
         bs[k] += e;
         if (smooth) bwx[k] += wc * v;

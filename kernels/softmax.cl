@@ -176,7 +176,7 @@ inline void clsm_online_chunk(__global const TX *xr, __global TY *yr, int nv, AC
   for (int k = 0; k < nv; ++k) {
     const ACCV v = VLOADX(k, xr);
     if (yr) VSTOREY(v, k, yr);
-    blk += exp(v - ref);
+    blk += clsm_sum_exp16(v - ref);
   }
   *sv += blk;
 }
@@ -205,7 +205,7 @@ inline void clsm_row_online(__global const TX *xr, __global TY *yr, long n, ACC 
     for (int k = 0; k < 16; ++k) t[k] = c + k < n ? LOADX(xr, c + k) : (ACC)(-INFINITY);
     const ACCV v = vload16(0, t);
     const ACCV ref = clsm_online_move(clsm_vmax16(mv, v), &mv, &sv);
-    sv += exp(v - ref);
+    sv += clsm_sum_exp16(v - ref);
   }
   const ACC M = clsm_hmax16(mv);
   *m = M;
@@ -225,7 +225,7 @@ inline ACC clsm_exp_sum(__global const TX *xr, __global TY *yr, long n, ACC mref
     ACCV blk = (ACCV)(0);
     for (int k = 0; k < 256; k += 16) {
       ACCV v = VLOADX(0, xr + c + k);
-      ACCV e = keep ? clsm_exp_sub16(v, mm) : exp(v - mm);
+      ACCV e = keep ? clsm_exp_sub16(v, mm) : clsm_sum_exp16(v - mm);
       if (keep) VSTOREY(e, 0, yr + c + k);
       blk += e;
     }
@@ -234,7 +234,7 @@ inline ACC clsm_exp_sum(__global const TX *xr, __global TY *yr, long n, ACC mref
   ACCV blk = (ACCV)(0);
   for (; c + 16 <= n; c += 16) {
     ACCV v = VLOADX(0, xr + c);
-    ACCV e = keep ? clsm_exp_sub16(v, mm) : exp(v - mm);
+    ACCV e = keep ? clsm_exp_sub16(v, mm) : clsm_sum_exp16(v - mm);
     if (keep) VSTOREY(e, 0, yr + c);
     blk += e;
   }
@@ -333,11 +333,11 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   if (flags & F_LOG) {
     for (c = 0; c + 256 <= C; c += 256) {
       ACCV blk = (ACCV)(0);
-      for (int k = 0; k < 256; k += 16) blk += exp(VLOADX(0, xr + c + k) - mm);
+      for (int k = 0; k < 256; k += 16) blk += clsm_sum_exp16(VLOADX(0, xr + c + k) - mm);
       tot += blk;
     }
     ACCV blk = (ACCV)(0);
-    for (; c + 16 <= C; c += 16) blk += exp(VLOADX(0, xr + c) - mm);
+    for (; c + 16 <= C; c += 16) blk += clsm_sum_exp16(VLOADX(0, xr + c) - mm);
     tot += blk;
     for (; c < C; ++c) s += exp(LOADX(xr, c) - m);
   } else {
@@ -456,7 +456,7 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
       if (flags & F_LOG) {
         for (int i = 0; i < n; ++i) {
           t[(c0 + i) * nv + k] = v[i];
-          blk += exp(v[i] - ref);
+          blk += clsm_sum_exp16(v[i] - ref);
         }
       } else {
         for (int i = 0; i < n; ++i) {
@@ -546,7 +546,7 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS, __local ACCV *tile) {
     for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c)
       for (int k = 0; k < nv; ++k) {
         ACCV v = VLOADX(k, xb + c * xsc);
-        ACCV e = (flags & F_LOG) ? exp(v - m[k]) : clsm_exp_sub16(v, m[k]);
+        ACCV e = (flags & F_LOG) ? clsm_sum_exp16(v - m[k]) : clsm_exp_sub16(v, m[k]);
         if (keep) VSTOREY((flags & F_LOG) ? v - m[k] : e, k, yb + c * ysc);
         blk[k] += e;
       }

@@ -268,34 +268,16 @@ START_TEST(test_bf16_kernel_rounding) {
 }
 END_TEST
 
-/* The CPU kernels' float log of a row's sum: clsm_log16_cpu (16 rows'
- * sums at once, cross-entropy's short rows) gives the same bits as the
- * scalar clsm_log_cpu, lane by lane, and both stay within one ulp of the
- * double log: every 1021st positive normal float (each exponent, mantissas
- * spread over the halving point near sqrt(2)), and 0, subnormals, +-inf,
- * NaN and negative values, which take the built-in. */
-START_TEST(test_log_cpu) {
-  enum { SPECIALS = 16 };
-  const uint32_t first = 0x00800000u, last = 0x7f7fffffu, step = 1021;
-  const size_t normals = (last - first) / step + 1;
-  const size_t n = (normals + SPECIALS + 15) / 16 * 16;
-  uint32_t *in = malloc(n * 4);
-  float *s = malloc(n * 4), *v = malloc(n * 4);
-  ck_assert(in && s && v);
-  static const uint32_t specials[SPECIALS] = {
-      0x00000000u, 0x00000001u, 0x007fffffu, 0x00400000u, 0x7f800000u, 0x7fc00000u,
-      0xff800000u, 0xbf800000u, 0x80000000u, 0x3f800000u, 0x3fb504f3u, 0x3fb504f4u,
-      0x3f3504f3u, 0x3f3504f4u, 0x7f7fffffu, 0x00800000u};
-  size_t i = 0;
-  for (; i < normals; ++i) in[i] = first + (uint32_t)i * step;
-  for (size_t j = 0; i < n; ++i, ++j) in[i] = specials[j % SPECIALS];
+/* Runs `body` (kernel t's statements over work-item i: 16 inputs in[16 i ..],
+ * outputs to s and v) from a program on kernels/common.cl over n inputs (a
+ * multiple of 16); s and v receive the outputs. */
+static void run_common_map(const char *body, const uint32_t *in, size_t n, float *s, float *v) {
   clsm_context *ctx = test_context();
-  const char *kern =
-      "\n__kernel void t(__global const float *in, __global float *s, __global float *v) {\n"
-      "  size_t i = get_global_id(0);\n"
-      "  for (int j = 0; j < 16; ++j) s[16 * i + j] = clsm_log_cpu(in[16 * i + j]);\n"
-      "  vstore16(clsm_log16_cpu(vload16(i, in)), i, v);\n"
-      "}\n";
+  char kern[1024];
+  snprintf(kern, sizeof kern,
+           "\n__kernel void t(__global const float *in, __global float *s, __global float *v) {\n"
+           "  size_t i = get_global_id(0);\n%s\n}\n",
+           body);
   cl_program p;
   cl_kernel k = test_common_kernel(ctx, kern, "-cl-std=CL1.2 -DCLSM_X_F32 -DCLSM_Y_F32", "t", &p);
   cl_mem mi = test_buffer(ctx, n * 4, in), ms = test_buffer(ctx, n * 4, NULL),
@@ -307,8 +289,52 @@ START_TEST(test_log_cpu) {
   ck_assert(clEnqueueNDRangeKernel(clsm_context_queue(ctx), k, 1, NULL, &g, NULL, 0, NULL, NULL) == CL_SUCCESS);
   test_read(ctx, ms, 0, n * 4, s);
   test_read(ctx, mv, 0, n * 4, v);
+  clReleaseMemObject(mi), clReleaseMemObject(ms), clReleaseMemObject(mv);
+  clReleaseKernel(k);
+  clReleaseProgram(p);
+  clsm_context_destroy(ctx);
+}
+
+/* Inputs for a sweep: every step-th float bit pattern from first to last,
+ * then the specials, padded to a multiple of 16; *n gets the count. */
+static uint32_t *sweep_inputs(uint32_t first, uint32_t last, uint32_t step, const uint32_t *specials,
+                              size_t nspecials, size_t *n) {
+  const size_t reg = (last - first) / step + 1;
+  *n = (reg + nspecials + 15) / 16 * 16;
+  uint32_t *in = malloc(*n * 4);
+  ck_assert(in != NULL);
+  size_t i = 0;
+  for (; i < reg; ++i) in[i] = first + (uint32_t)i * step;
+  for (size_t j = 0; i < *n; ++i, ++j) in[i] = specials[j % nspecials];
+  return in;
+}
+
+/* |got - ref| in units of ref's float ulp (ref a normal float's range). */
+static double ulps(float got, double ref) {
+  return fabs((double)got - ref) / ldexp(1.0, ilogb(ref) - 23);
+}
+
+/* The CPU kernels' float log of a row's sum: clsm_log16_cpu (16 rows'
+ * sums at once, cross-entropy's short rows) gives the same bits as the
+ * scalar clsm_log_cpu, lane by lane, and both stay within one ulp of the
+ * double log: every 1021st positive normal float (each exponent, mantissas
+ * spread over the halving point near sqrt(2)), and 0, subnormals, +-inf,
+ * NaN and negative values, which take the built-in. */
+START_TEST(test_log_cpu) {
+  static const uint32_t specials[] = {
+      0x00000000u, 0x00000001u, 0x007fffffu, 0x00400000u, 0x7f800000u, 0x7fc00000u,
+      0xff800000u, 0xbf800000u, 0x80000000u, 0x3f800000u, 0x3fb504f3u, 0x3fb504f4u,
+      0x3f3504f3u, 0x3f3504f4u, 0x7f7fffffu, 0x00800000u};
+  size_t n;
+  uint32_t *in = sweep_inputs(0x00800000u, 0x7f7fffffu, 1021, specials,
+                              sizeof specials / sizeof specials[0], &n);
+  float *s = malloc(n * 4), *v = malloc(n * 4);
+  ck_assert(s && v);
+  run_common_map("  for (int j = 0; j < 16; ++j) s[16 * i + j] = clsm_log_cpu(in[16 * i + j]);\n"
+                 "  vstore16(clsm_log16_cpu(vload16(i, in)), i, v);",
+                 in, n, s, v);
   double worst = 0;
-  for (i = 0; i < n; ++i) {
+  for (size_t i = 0; i < n; ++i) {
     float fi;
     memcpy(&fi, &in[i], 4);
     ck_assert_msg(memcmp(&s[i], &v[i], 4) == 0 || (isnan(s[i]) && isnan(v[i])),
@@ -318,20 +344,59 @@ START_TEST(test_log_cpu) {
       ck_assert_msg(isnan(ref) ? isnan(s[i]) : s[i] == ref, "log of 0x%08x: %a", in[i], (double)s[i]);
       continue;
     }
-    /* The ulp of the float result; log's results below 2^-126 do not occur
-     * (|log x| >= 2^-24 for x != 1). */
-    const double ulp = ref == 0 ? 0x1p-149 : ldexp(1.0, ilogb(ref) - 23);
-    const double err = fabs((double)s[i] - ref) / ulp;
+    if (ref == 0) { /* log 1 */
+      ck_assert_msg(s[i] == 0, "log 1 = %a", (double)s[i]);
+      continue;
+    }
+    const double err = ulps(s[i], ref);
     if (err > worst) worst = err;
     ck_assert_msg(err <= 1.0, "log of 0x%08x (%a): %a is %.3f ulp from %a", in[i], (double)fi,
                   (double)s[i], err, ref);
   }
   printf("float log: worst %.3f ulp over %zu values\n", worst, n);
-  clReleaseMemObject(mi), clReleaseMemObject(ms), clReleaseMemObject(mv);
-  clReleaseKernel(k);
-  clReleaseProgram(p);
-  clsm_context_destroy(ctx);
   free(in), free(s), free(v);
+}
+END_TEST
+
+/* clsm_sum_exp16, the own exp of log-sum-exp's terms: within 1.02 ulp of
+ * the double exp (1.0103 over every float up to 88, checked once), every
+ * 1021st float of [-87, 88] and of the negatives below it, which give 0,
+ * and 0, -0, -inf (0), NaN (NaN), 88 and the flush point. */
+START_TEST(test_sum_exp_cpu) {
+  static const uint32_t specials[] = {0x00000000u, 0x80000000u, 0xff800000u, 0x7fc00000u,
+                                      0xffc00000u, 0x42b00000u, 0xc2ae0000u, 0xc2ae0001u,
+                                      0x3f800000u, 0xbf800000u};
+  size_t n1, n2;
+  uint32_t *pos = sweep_inputs(0x00000000u, 0x42b00000u, 1021, specials,
+                               sizeof specials / sizeof specials[0], &n1);
+  uint32_t *neg = sweep_inputs(0x80000000u, 0xff800000u, 1021, specials,
+                               sizeof specials / sizeof specials[0], &n2);
+  const size_t n = n1 + n2;
+  uint32_t *in = malloc(n * 4);
+  float *s = malloc(n * 4), *v = malloc(n * 4);
+  ck_assert(in && s && v);
+  memcpy(in, pos, n1 * 4);
+  memcpy(in + n1, neg, n2 * 4);
+  run_common_map("  vstore16(clsm_sum_exp16(vload16(i, in)), i, v);", in, n, s, v);
+  double worst = 0;
+  for (size_t i = 0; i < n; ++i) {
+    float fi;
+    memcpy(&fi, &in[i], 4);
+    if (isnan(fi)) {
+      ck_assert_msg(isnan(v[i]), "exp(NaN) = %a", (double)v[i]);
+      continue;
+    }
+    if (fi < -87.0f) {
+      ck_assert_msg(v[i] == 0, "exp(%a) = %a, not 0", (double)fi, (double)v[i]);
+      continue;
+    }
+    const double err = ulps(v[i], exp((double)fi));
+    if (err > worst) worst = err;
+    ck_assert_msg(err <= 1.02, "exp(%a) = %a is %.3f ulp from %a", (double)fi, (double)v[i], err,
+                  exp((double)fi));
+  }
+  printf("sum exp: worst %.3f ulp over %zu values\n", worst, n);
+  free(pos), free(neg), free(in), free(s), free(v);
 }
 END_TEST
 
@@ -466,6 +531,7 @@ static Suite *dtypes_suite(void) {
   tcase_add_test(tc, test_f16_reference_conversion);
   tcase_add_test(tc, test_bf16_kernel_rounding);
   tcase_add_test(tc, test_log_cpu);
+  tcase_add_test(tc, test_sum_exp_cpu);
   suite_add_tcase(s, tc);
   return s;
 }
