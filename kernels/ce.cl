@@ -355,9 +355,13 @@ CLSM_INLINE ce_sums clsm_ce_row_sums(__global const TX *xr, __global TY *yr, __l
     for (c = 0; c + 256 <= C; c += 256) {
       ACCV bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0);
       for (int k = 0; k < 256; k += 16) {
-        ACCV v = VLOADX(0, xr + c + k);
-        ACCV e = keep ? exp(v - mm) : clsm_sum_exp16(v - mm);
-        if (keep) KEEP_VSTORE(e, c + k);
+        ACCV v = VLOADX(0, xr + c + k), e;
+        if (keep) {
+          e = exp(v - mm);
+          KEEP_VSTORE(e, c + k);
+        } else {
+          e = clsm_sum_exp16(v - mm);
+        }
         bs += e;
         if (smooth) {
           ACCV wc = weighted ? VLOADX(0, w + c + k) : (ACCV)(1);
@@ -371,9 +375,13 @@ CLSM_INLINE ce_sums clsm_ce_row_sums(__global const TX *xr, __global TY *yr, __l
     }
     ACCV bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0);
     for (; c + 16 <= C; c += 16) {
-      ACCV v = VLOADX(0, xr + c);
-      ACCV e = keep ? exp(v - mm) : clsm_sum_exp16(v - mm);
-      if (keep) KEEP_VSTORE(e, c);
+      ACCV v = VLOADX(0, xr + c), e;
+      if (keep) {
+        e = exp(v - mm);
+        KEEP_VSTORE(e, c);
+      } else {
+        e = clsm_sum_exp16(v - mm);
+      }
       bs += e;
       if (smooth) {
         ACCV wc = weighted ? VLOADX(0, w + c) : (ACCV)(1);
@@ -587,8 +595,13 @@ __kernel void clsm_ce_inner_cpu(CE_ARGS) {
       bw += wc;
       for (int k = 0; k < nv; ++k) {
         ACCV v = VLOADX(k, xb + c * xsc);
-        ACCV e = keep ? exp(v - m[k]) : clsm_sum_exp16(v - m[k]);
-        if (keep) VSTOREY(e, k, gb + c * gsc);
+        ACCV e;
+        if (keep) {
+          e = exp(v - m[k]);
+          VSTOREY(e, k, gb + c * gsc);
+        } else {
+          e = clsm_sum_exp16(v - m[k]);
+        }
         bs[k] += e;
         if (smooth) bwx[k] += wc * v;
       }

@@ -333,11 +333,11 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   if (flags & F_LOG) {
     for (c = 0; c + 256 <= C; c += 256) {
       ACCV blk = (ACCV)(0);
-      for (int k = 0; k < 256; k += 16) blk += clsm_sum_exp16(VLOADX(0, xr + c + k) - mm);
+      for (int k = 0; k < 256; k += 16) blk += exp(VLOADX(0, xr + c + k) - mm);
       tot += blk;
     }
     ACCV blk = (ACCV)(0);
-    for (; c + 16 <= C; c += 16) blk += clsm_sum_exp16(VLOADX(0, xr + c) - mm);
+    for (; c + 16 <= C; c += 16) blk += exp(VLOADX(0, xr + c) - mm);
     tot += blk;
     for (; c < C; ++c) s += exp(LOADX(xr, c) - m);
   } else {
