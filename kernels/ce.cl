@@ -355,13 +355,9 @@ CLSM_INLINE ce_sums clsm_ce_row_sums(__global const TX *xr, __global TY *yr, __l
     for (c = 0; c + 256 <= C; c += 256) {
       ACCV bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0);
       for (int k = 0; k < 256; k += 16) {
-        ACCV v = VLOADX(0, xr + c + k), e;
-        if (keep) {
-          e = exp(v - mm);
-          KEEP_VSTORE(e, c + k);
-        } else {
-          e = clsm_sum_exp16(v - mm);
-        }
+        ACCV v = VLOADX(0, xr + c + k);
+        ACCV e = clsm_exp16_cpu(v - mm);
+        if (keep) KEEP_VSTORE(e, c + k);
         bs += e;
         if (smooth) {
           ACCV wc = weighted ? VLOADX(0, w + c + k) : (ACCV)(1);
@@ -375,13 +371,9 @@ CLSM_INLINE ce_sums clsm_ce_row_sums(__global const TX *xr, __global TY *yr, __l
     }
     ACCV bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0);
     for (; c + 16 <= C; c += 16) {
-      ACCV v = VLOADX(0, xr + c), e;
-      if (keep) {
-        e = exp(v - mm);
-        KEEP_VSTORE(e, c);
-      } else {
-        e = clsm_sum_exp16(v - mm);
-      }
+      ACCV v = VLOADX(0, xr + c);
+      ACCV e = clsm_exp16_cpu(v - mm);
+      if (keep) KEEP_VSTORE(e, c);
       bs += e;
       if (smooth) {
         ACCV wc = weighted ? VLOADX(0, w + c) : (ACCV)(1);
@@ -439,7 +431,7 @@ CLSM_INLINE void clsm_ce_row_out(CE_ARGS, __local ACC *sr, long p, ce_pos q, ce_
     const ACC pz = a + b * sw + zc;                /* p_c's total coefficient */
     long c;
     for (c = 0; c + 16 <= C; c += 16) {
-      ACCV pc = keep ? KEEP_VLOAD(c) * inv : exp(VLOADX(0, xr + c) - mm) * inv;
+      ACCV pc = keep ? KEEP_VLOAD(c) * inv : clsm_exp16_cpu(VLOADX(0, xr + c) - mm) * inv;
       ACCV d = pc * pz;
       if (smooth) d -= b * (weighted ? VLOADX(0, w + c) : (ACCV)(1));
       VSTOREY(d, 0, grr + c);
@@ -595,13 +587,8 @@ __kernel void clsm_ce_inner_cpu(CE_ARGS) {
       bw += wc;
       for (int k = 0; k < nv; ++k) {
         ACCV v = VLOADX(k, xb + c * xsc);
-        ACCV e;
-        if (keep) {
-          e = exp(v - m[k]);
-          VSTOREY(e, k, gb + c * gsc);
-        } else {
-          e = clsm_sum_exp16(v - m[k]);
-        }
+        ACCV e = clsm_exp16_cpu(v - m[k]);
+        if (keep) VSTOREY(e, k, gb + c * gsc);
         bs[k] += e;
         if (smooth) bwx[k] += wc * v;
       }
@@ -646,7 +633,7 @@ __kernel void clsm_ce_inner_cpu(CE_ARGS) {
     const ACC wc = weighted ? LOADX(w, c) : (ACC)1;
     for (int k = 0; k < nv; ++k) {
       ACCV ak = vload16(k, a), bk = vload16(k, b), qk = vload16(k, qz);
-      ACCV pc = (keep ? VLOADY(k, gb + c * gsc) : exp(VLOADX(k, xb + c * xsc) - m[k])) * s[k];
+      ACCV pc = (keep ? VLOADY(k, gb + c * gsc) : clsm_exp16_cpu(VLOADX(k, xb + c * xsc) - m[k])) * s[k];
       ACCV d = select(pc * (ak + qk), ak * (pc - (ACCV)(1)) + qk * pc, vload16(k, t) == (IDXV)((IDX)c));
       d -= bk * wc;
       d = select(d, (ACCV)(0), vload16(k, t) < (IDXV)(0));

@@ -203,23 +203,24 @@ typedef ushort16 TY16;
 #define F_NT 64u       /* the writing pass stores y non-temporally (VSTOREY_NT) */
 #define F_LANES_SHIFT 16 /* rows_wg: bits 16-20 hold log2 of the lanes per row */
 
-/* exp(d) for the terms of a sum of exps (log-sum-exp: log-softmax's and
- * cross-entropy's sums), d <= 88, on the CPU family: Cody-Waite reduction
- * d = n ln2 + r (ln2 in a part of 9 bits, so n * LN2_HI is exact, and the
- * rest), Cephes' degree-6 polynomial for exp(r) on |r| <= ln2 / 2, and 2^n
- * from the exponent bits; n comes from adding and subtracting 1.5 * 2^23,
- * which vectorises where rint does not. Terms below exp(-87) (1.6e-38,
- * below every sum's ulp, as the sum holds a term of about 1) are 0; -inf
- * gives 0 and NaN NaN. At most 1.0103 ulp from exp over every float d <=
- * 88 (checked once; tests/test_dtypes.c samples it). On PoCL 3.1's CPU
- * device the built-in took 1.2x the time in cross-entropy's short rows. Double programs, and
- * every output that is an exp (softmax, gradients), keep the built-in. */
+/* exp on 16 lanes for the CPU-family kernels, d <= 88: Cody-Waite
+ * reduction d = n ln2 + r (ln2 in a part of 9 bits, so n * LN2_HI is exact,
+ * and the rest), Cephes' degree-6 polynomial for exp(r) on |r| <= ln2 / 2,
+ * and 2^n from the exponent bits; n comes from adding and subtracting
+ * 1.5 * 2^23, which vectorises where rint does not. Results below FLT_MIN
+ * (d < log FLT_MIN = -87.34) are 0 instead of subnormal, as oneDNN's exp
+ * does: a probability under 1.2e-38 is 0, and the term of a sum that holds
+ * one of about 1 is far below its ulp. -inf gives 0 and NaN NaN. At most
+ * 1.0103 ulp from exp over every float d <= 88 whose exp is normal (checked
+ * once; tests/test_dtypes.c samples it). On PoCL 3.1's CPU device the
+ * built-in took 1.1-1.2x the time in cross-entropy's short rows and in
+ * softmax rows of 128 and 512. Double programs keep the built-in. */
 #ifdef ACC_IS_DOUBLE
-inline ACCV clsm_sum_exp16(ACCV d) { return exp(d); }
+inline ACCV clsm_exp16_cpu(ACCV d) { return exp(d); }
 #else
-inline float16 clsm_sum_exp16(float16 d) {
-  /* Lanes below -87 (-inf included) compute garbage that the last select
-   * replaces by 0. */
+inline float16 clsm_exp16_cpu(float16 d) {
+  /* Lanes below log FLT_MIN (-inf included) compute garbage that the last
+   * select replaces by 0. */
   const float16 t = d * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23 + n */
   const float16 n = t - 12582912.0f;
   float16 r = d - n * 0.693359375f; /* LN2_HI */
@@ -232,7 +233,7 @@ inline float16 clsm_sum_exp16(float16 d) {
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
   const float16 e = p * as_float16((as_int16(t) - 0x4b400000 + 127) << 23);
-  return select(e, (float16)(0.0f), d < -87.0f);
+  return select(e, (float16)(0.0f), d < -87.3365448f);
 }
 #endif
 
@@ -257,18 +258,23 @@ inline ACC clsm_exp_sub(ACC x, ACC m) {
 #endif
 }
 
-inline ACCV clsm_exp_sub16(ACCV x, ACCV m) {
+/* 16 lanes: with `builtin` 0 (a constant) through clsm_exp16_cpu, whose
+ * results below FLT_MIN are 0; with 1 through the built-in, for a factor
+ * that can be subnormal and is multiplied up again (a tile's exp(ref - m),
+ * ref up to LAZY_SLACK below the elements it scales). */
+inline ACCV clsm_exp_sub16_by(ACCV x, ACCV m, const int builtin) {
 #ifdef Y_IS_16BIT
-  return exp(x - m);
+  return builtin ? exp(x - m) : clsm_exp16_cpu(x - m);
 #else
   ACCV d = x - m;
   ACCV bb = d - x;
   ACCV r = (x - (d - bb)) + (-m - bb);
   r = select((ACCV)(0), r, isfinite(d));
-  ACCV e = exp(d);
+  ACCV e = builtin ? exp(d) : clsm_exp16_cpu(d);
   return e + e * r;
 #endif
 }
+inline ACCV clsm_exp_sub16(ACCV x, ACCV m) { return clsm_exp_sub16_by(x, m, 0); }
 
 /* The online (max, sum) pair: sum is sum_j exp(x_j - max) over the elements
  * seen. The merge (m, s) + (m', s') = (M, s*e^(m-M) + s'*e^(m'-M)), with the

@@ -176,7 +176,7 @@ inline void clsm_online_chunk(__global const TX *xr, __global TY *yr, int nv, AC
   for (int k = 0; k < nv; ++k) {
     const ACCV v = VLOADX(k, xr);
     if (yr) VSTOREY(v, k, yr);
-    blk += clsm_sum_exp16(v - ref);
+    blk += clsm_exp16_cpu(v - ref);
   }
   *sv += blk;
 }
@@ -205,7 +205,7 @@ inline void clsm_row_online(__global const TX *xr, __global TY *yr, long n, ACC 
     for (int k = 0; k < 16; ++k) t[k] = c + k < n ? LOADX(xr, c + k) : (ACC)(-INFINITY);
     const ACCV v = vload16(0, t);
     const ACCV ref = clsm_online_move(clsm_vmax16(mv, v), &mv, &sv);
-    sv += clsm_sum_exp16(v - ref);
+    sv += clsm_exp16_cpu(v - ref);
   }
   const ACC M = clsm_hmax16(mv);
   *m = M;
@@ -225,7 +225,7 @@ inline ACC clsm_exp_sum(__global const TX *xr, __global TY *yr, long n, ACC mref
     ACCV blk = (ACCV)(0);
     for (int k = 0; k < 256; k += 16) {
       ACCV v = VLOADX(0, xr + c + k);
-      ACCV e = keep ? clsm_exp_sub16(v, mm) : clsm_sum_exp16(v - mm);
+      ACCV e = keep ? clsm_exp_sub16(v, mm) : clsm_exp16_cpu(v - mm);
       if (keep) VSTOREY(e, 0, yr + c + k);
       blk += e;
     }
@@ -234,7 +234,7 @@ inline ACC clsm_exp_sum(__global const TX *xr, __global TY *yr, long n, ACC mref
   ACCV blk = (ACCV)(0);
   for (; c + 16 <= n; c += 16) {
     ACCV v = VLOADX(0, xr + c);
-    ACCV e = keep ? clsm_exp_sub16(v, mm) : clsm_sum_exp16(v - mm);
+    ACCV e = keep ? clsm_exp_sub16(v, mm) : clsm_exp16_cpu(v - mm);
     if (keep) VSTOREY(e, 0, yr + c);
     blk += e;
   }
@@ -456,7 +456,7 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
       if (flags & F_LOG) {
         for (int i = 0; i < n; ++i) {
           t[(c0 + i) * nv + k] = v[i];
-          blk += clsm_sum_exp16(v[i] - ref);
+          blk += clsm_exp16_cpu(v[i] - ref);
         }
       } else {
         for (int i = 0; i < n; ++i) {
@@ -485,7 +485,7 @@ inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, lo
         const ACCV r = rec[j * nv + k];
         if (j == 0 || any(r != r0)) {
           r0 = r;
-          f = clsm_exp_sub16(r, m[k]) * s[k];
+          f = clsm_exp_sub16_by(r, m[k], 1) * s[k];
         }
         rec[j * nv + k] = f;
       }
@@ -546,7 +546,7 @@ __kernel void clsm_softmax_inner_cpu(CLSM_ARGS, __local ACCV *tile) {
     for (long c = c0; c < min(C, c0 + SUM_BLOCK); ++c)
       for (int k = 0; k < nv; ++k) {
         ACCV v = VLOADX(k, xb + c * xsc);
-        ACCV e = (flags & F_LOG) ? clsm_sum_exp16(v - m[k]) : clsm_exp_sub16(v, m[k]);
+        ACCV e = (flags & F_LOG) ? clsm_exp16_cpu(v - m[k]) : clsm_exp_sub16(v, m[k]);
         if (keep) VSTOREY((flags & F_LOG) ? v - m[k] : e, k, yb + c * ysc);
         blk[k] += e;
       }

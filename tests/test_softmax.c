@@ -4,6 +4,8 @@
  * CTest runs it once per kernel family (CLSM_FAMILY=cpu / gpu). */
 #include "testutil.h"
 
+#include <float.h>
+
 #define RTOL 4e-6
 
 typedef struct shape_row {
@@ -196,6 +198,51 @@ START_TEST(test_overflow_rows) {
     ck_assert(ref_close(y[3 + i], exp(-(double)i) / s, 0, RTOL));
     ck_assert(ref_close(ly[3 + i], -(double)i - log(s), 1, RTOL));
   }
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* Probabilities near FLT_MIN: x - m at 0 down to -1000 along the axis, the
+ * same in every position of the other dims (plus a per-position shift). Outputs of at least FLT_MIN are within RTOL of the reference,
+ * relative (e^-87 / s = 1.5e-38 among them); smaller ones may be 0 instead
+ * of subnormal (the CPU kernels' exp flushes below FLT_MIN) but no further
+ * than FLT_MIN from the reference. Rows (dim 1 of 3 x 48), the tile (dim 0
+ * of 48 x 1100, rows 4400 bytes apart) and the inner passes (dim 0 of
+ * 48 x 512). */
+START_TEST(test_tiny_probabilities) {
+  static const double v[] = {0,    1,    5,    20,   60,   80,    85,  86.5, 87.0,
+                             87.2, 87.3, 87.4, 87.5, 90,   100,   103, 103.5, 104,
+                             110,  200,  1000};
+  enum { NV = sizeof v / sizeof v[0], C = 48 };
+  const int layout = _i;
+  const int64_t other = layout == 0 ? 3 : layout == 1 ? 1100 : 512;
+  const int64_t shape[2] = {layout == 0 ? other : C, layout == 0 ? C : other};
+  const int dim = layout == 0 ? 1 : 0;
+  const int64_t n = C * other;
+  float *x = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
+  ck_assert(x && y);
+  for (int64_t i = 0; i < other; ++i)
+    for (int c = 0; c < C; ++c) {
+      const float shift = 0.25f * (float)(i % 5);
+      x[layout == 0 ? i * C + c : c * other + i] = shift - (float)v[c < NV ? c : NV - 1];
+    }
+  clsm_context *ctx = test_context();
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 2, shape, dim, 0, x, y));
+  for (int64_t i = 0; i < other; ++i) {
+    const int64_t step = layout == 0 ? 1 : other, k0 = layout == 0 ? i * C : i;
+    double m = -INFINITY, s = 0;
+    for (int c = 0; c < C; ++c) m = fmax(m, (double)x[k0 + c * step]);
+    for (int c = 0; c < C; ++c) s += exp((double)x[k0 + c * step] - m);
+    for (int c = 0; c < C; ++c) {
+      const int64_t k = k0 + c * step;
+      const double ref = exp((double)x[k] - m) / s;
+      const double err = fabs((double)y[k] - ref);
+      ck_assert_msg(ref >= FLT_MIN ? err <= RTOL * ref : err <= FLT_MIN,
+                    "layout %d position %lld class %d: %a, reference %a", layout, (long long)i, c,
+                    (double)y[k], ref);
+    }
+  }
+  free(x), free(y);
   clsm_context_destroy(ctx);
 }
 END_TEST
@@ -776,6 +823,7 @@ static Suite *softmax_suite(void) {
   tcase_add_loop_test(tc, test_safe_mode, 0, 2);
   tcase_add_loop_test(tc, test_rows_specials, 0, 20);
   tcase_add_loop_test(tc, test_tile_specials, 0, 12);
+  tcase_add_loop_test(tc, test_tiny_probabilities, 0, 3);
   tcase_add_test(tc, test_tile_log_precision);
   tcase_add_loop_test(tc, test_long_rows_blocks, 0, 2);
   tcase_add_test(tc, test_split_rows_chunks);
