@@ -210,7 +210,9 @@ CLSM_API clsm_tensor clsm_tensor_contiguous(cl_mem mem, uint64_t offset, clsm_dt
 
 /* y = softmax(x) along `dim` (negative counts from the end):
  *   y_i = exp(x_i - m) / sum_j exp(x_j - m),  m = max_j x_j,
- * accumulated in float (in double for float64).
+ * accumulated in float (in double for float64). On CPU devices an output
+ * below FLT_MIN (1.2e-38) of a float computation can be 0 instead of
+ * subnormal (the kernels' exp flushes there, as oneDNN's does).
  * x and y have the same shape. dtypes: y has x's dtype (float32, float16,
  * bfloat16, float64), or float32 for a 16-bit x (PyTorch's dtype argument).
  * Any strides; y may be exactly x (in place); any other overlap of y with x's
