@@ -143,9 +143,8 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
       }
     }
     /* Rows a page or more apart share cache sets: a block goes through a
-     * tile in local memory, of at most TILE_VECTORS vectors a row (1 KB
-     * runs of float32; log-softmax TILE_VECTORS_LOG, 2 KB), narrowed until
-     * it fits. */
+     * tile in local memory, of at most TILE_VECTORS vectors a row (2 KB
+     * runs of float32), narrowed until it fits. */
     const clsm_view *v = &op->v[0];
     if (plan.kernel == K_INNER_CPU &&
         (ctx->inner_tile == 1 ||
@@ -153,8 +152,7 @@ static clsm_status enqueue(clsm_context *ctx, clsm_rowop *op, int program, cl_ui
       /* Bytes per vector of a tile row: C rows and a reference per chunk. */
       const uint64_t per_nv = (uint64_t)(op->C + (op->C + INNER_CHUNK - 1) / INNER_CHUNK) * 16 * acc;
       const uint64_t room = ctx->local_mem_size / 2;
-      const int most = (flags & F_LOG) ? TILE_VECTORS_LOG : TILE_VECTORS;
-      int nv = plan.nv < most ? plan.nv : most;
+      int nv = plan.nv < TILE_VECTORS ? plan.nv : TILE_VECTORS;
       while (nv > 1 && per_nv * nv > room) nv /= 2;
       if (per_nv * nv <= room) {
         keep = 0;
