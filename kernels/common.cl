@@ -211,8 +211,8 @@ typedef ushort16 TY16;
  * (d < log FLT_MIN = -87.34) are 0 instead of subnormal, as oneDNN's exp
  * does: a probability under 1.2e-38 is 0, and the term of a sum that holds
  * one of about 1 is far below its ulp. -inf gives 0 and NaN NaN. At most
- * 1.0103 ulp from exp over every float d <= 88 whose exp is normal (checked
- * once; tests/test_dtypes.c samples it). On PoCL 3.1's CPU device the
+ * 1.0103 ulp from exp over every float d in [log FLT_MIN, 88] (checked once
+ * on the device; tests/test_dtypes.c samples it). On PoCL 3.1's CPU device the
  * built-in took 1.1-1.2x the time in cross-entropy's short rows and in
  * softmax rows of 128 and 512. Double programs keep the built-in. */
 #ifdef ACC_IS_DOUBLE
