@@ -17,6 +17,11 @@
 #define CE_KEEP 256u
 #define CE_NV_SHIFT 16 /* inner_cpu: bits 16-23 hold the vectors per block */
 #define CE_ROWS 16 /* rows16_cpu: rows a work-item (as ce.cl) */
+/* rows16_cpu's local scratch for a 16-bit gradient's kept exps, at most:
+ * interleaved against one row a work-item (float16, fused), 0.81-0.90x the
+ * time at 65536 x 128, 0.80x at 131072 x 64, neutral at C = 160, 1.02-1.12x
+ * at C = 192-300. */
+#define ROWS16_SCRATCH (8u * 1024u)
 
 static const unsigned float_types =
     (1u << CLSM_FLOAT32) | (1u << CLSM_FLOAT16) | (1u << CLSM_BFLOAT16) | (1u << CLSM_FLOAT64);
@@ -372,15 +377,25 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   if (rk == K_CE_ROWS_CPU && !(flags & (CE_KEEP | CE_SOFTCAP)) && !c->prob &&
       opt->label_smoothing == 0 && C >= ONLINE_ROW)
     kid = K_CE_ROWS_LONG_CPU;
-  /* Short rows, CE_ROWS a work-item (ce.cl), unless the exps are kept in
-   * the local scratch or that would leave fewer than four work-items a
-   * compute unit. */
-  if (kid == K_CE_ROWS_CPU && !grad16_keep && C < ONLINE_ROW &&
+  /* Short rows, CE_ROWS a work-item (ce.cl), unless that would leave fewer
+   * than four work-items a compute unit. A 16-bit gradient's kept exps then
+   * take CE_ROWS rows of local scratch a work-item, one work-item a group
+   * (the group's scratch then stays in L1: 65536 x 128, the fastest runs took
+   * 1.05-1.09x the time with 64 a group, 1.07-1.14x with 8); past ROWS16_SCRATCH bytes of them (C > 128 for float) the rows stay one
+   * a work-item unless forced, which was as fast or faster there. */
+  if (kid == K_CE_ROWS_CPU && C < ONLINE_ROW &&
       (ctx->ce_rows16 == 1 ||
-       (ctx->ce_rows16 == -1 && p1 >= (size_t)CE_ROWS * 4 * ctx->compute_units))) {
-    kid = K_CE_ROWS16_CPU;
-    items = (p1 + CE_ROWS - 1) / CE_ROWS;
-    local = clsm__cpu_local(ctx, items);
+       (ctx->ce_rows16 == -1 && p1 >= (size_t)CE_ROWS * 4 * ctx->compute_units &&
+        (!grad16_keep || (uint64_t)CE_ROWS * C * acc <= ROWS16_SCRATCH)))) {
+    const size_t items16 = (p1 + CE_ROWS - 1) / CE_ROWS;
+    size_t local16 = grad16_keep ? 1 : clsm__cpu_local(ctx, items16);
+    const size_t bytes16 = grad16_keep ? clsm__row_scratch(ctx, &local16, CE_ROWS * C, acc) : acc;
+    if (bytes16) {
+      kid = K_CE_ROWS16_CPU;
+      items = items16;
+      local = local16;
+      scratch_bytes = bytes16;
+    }
   }
   if ((st = clsm__kernel(ctx, c->program, kid, &k)) != CLSM_SUCCESS) return st;
   cl_ulong xoff = c->xv.base, goff = c->grad ? c->gv.base : 0, gsoff = c->gs ? c->gs->offset : 0;
@@ -408,7 +423,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   for (int i = 0; i < 3; ++i)
     CLSM_CL(ctx, clSetKernelArg(k, a++, acc, (const char *)params + (size_t)i * acc));
   ARG(flags);
-  if (kid == K_CE_ROWS_CPU || kid == K_CE_ROWS_LONG_CPU)
+  if (kid == K_CE_ROWS_CPU || kid == K_CE_ROWS_LONG_CPU || kid == K_CE_ROWS16_CPU)
     CLSM_CL(ctx, clSetKernelArg(k, a++, scratch_bytes, NULL));
   const int rows_last = !loss_out && !opt->total_weight;
   if (rk == K_CE_ROWS_WG) {

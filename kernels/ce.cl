@@ -483,14 +483,15 @@ __kernel void clsm_ce_rows_long_cpu(CE_ARGS, __local ACC *scratch) {
   clsm_ce_rows(CE_ARG_NAMES, scratch, 1);
 }
 
-/* Short rows (below ONLINE_ROW, kept exps only in the gradient itself): a
+/* Short rows (below ONLINE_ROW; kept exps in the gradient itself, or for a
+ * 16-bit gradient in `scratch`, CE_ROWS rows of C values per work-item): a
  * work-item owns CE_ROWS consecutive rows, first each row's sums, then
  * their CE_ROWS logs as one vector, then each row's loss and gradient. A
  * row's log and what follows it is a chain of dependent operations that
  * out-of-order execution does not overlap with the next row's exps; the
  * vector of logs costs about what one row's did. */
 #define CE_ROWS 16
-__kernel void clsm_ce_rows16_cpu(CE_ARGS) {
+__kernel void clsm_ce_rows16_cpu(CE_ARGS, __local ACC *scratch) {
   const long p0 = get_global_id(0) * CE_ROWS;
   if (p0 >= P || flag[0]) return;
   w += woff;
@@ -499,6 +500,8 @@ __kernel void clsm_ce_rows16_cpu(CE_ARGS) {
     for (int r = 0; r < n; ++r) clsm_ce_one(CE_PASS, p0 + r, 0);
     return;
   }
+  /* Row r's kept exps with a 16-bit gradient: C values of local memory. */
+#define ROW16_SCRATCH(r) (scratch + ((size_t)get_local_id(0) * CE_ROWS + (size_t)(r)) * (size_t)C)
   ce_pos qs[CE_ROWS];
   ce_sums us[CE_ROWS];
   ACC ms[CE_ROWS], ss[CE_ROWS], xts[CE_ROWS], lses[CE_ROWS];
@@ -516,13 +519,14 @@ __kernel void clsm_ce_rows16_cpu(CE_ARGS) {
     }
     __global const TX *xr = x + xoff + p * xso;
     xts[r] = LOADX(xr, qs[r].t);
-    us[r] = clsm_ce_row_sums(xr, gr + goff + p * gso, (__local ACC *)0, w, C, eps, flags, 0);
+    us[r] = clsm_ce_row_sums(xr, gr + goff + p * gso, ROW16_SCRATCH(r), w, C, eps, flags, 0);
     ms[r] = us[r].m;
     ss[r] = us[r].s;
   }
   vstore16(vload16(0, ms) + clsm_log16_cpu(vload16(0, ss)), 0, lses);
   for (int r = 0; r < n; ++r)
-    if (!qs[r].ignored) clsm_ce_row_out(CE_PASS, (__local ACC *)0, p0 + r, qs[r], us[r], xts[r], lses[r]);
+    if (!qs[r].ignored) clsm_ce_row_out(CE_PASS, ROW16_SCRATCH(r), p0 + r, qs[r], us[r], xts[r], lses[r]);
+#undef ROW16_SCRATCH
 }
 
 /* Class indices as vector lanes, and their compare masks (what a compare of

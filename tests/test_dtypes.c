@@ -439,13 +439,17 @@ static int has_fp64(clsm_context *ctx, const dtype_tol *t) {
  * the logits' dtype, and the float32 loss for 16-bit logits), label smoothing,
  * weights and ignored positions, against the double reference on the values
  * the dtype holds; on (6, 300), on (2, 40, 48), whose class axis is not
- * last (the CPU family's block kernel), and on (2, 33000), whose rows are too
- * long to keep exp(x - m) for the gradient; in place over the logits as well. */
+ * last (the CPU family's block kernel), on (2, 33000), whose rows are too
+ * long to keep exp(x - m) for the gradient, and on (37, 40) with short rows
+ * 16 to a work-item forced on (a 16-bit gradient keeps each row's exps in
+ * local scratch; two full groups and one of 5); in place over the logits as
+ * well. */
 START_TEST(test_dtype_ce) {
   const dtype_tol *t = &dtypes[_i % 3];
   int f32_out = (_i / 3) % 2;
   const int layout = _i / 6, blocks = layout == 1;
   if (f32_out && t->dtype == CLSM_FLOAT64) return; /* float64 has no float32 output */
+  if (layout == 3) setenv("CLSM_CE_ROWS16", "1", 1);
   clsm_context *ctx = test_context();
   if (!has_fp64(ctx, t)) {
     clsm_context_destroy(ctx);
@@ -454,7 +458,8 @@ START_TEST(test_dtype_ce) {
   static const dtype_tol f32 = {CLSM_FLOAT32, 1e-5, 2e-38};
   const dtype_tol *ot = f32_out ? &f32 : t;
   enum { NMAX = 66000, CMAX = 33000, PMAX = 96 };
-  const int N = layout ? 2 : 6, C = layout == 2 ? 33000 : blocks ? 40 : 300, inner = blocks ? 48 : 1;
+  const int N = layout == 3 ? 37 : layout ? 2 : 6, inner = blocks ? 48 : 1;
+  const int C = layout == 2 ? 33000 : layout == 1 || layout == 3 ? 40 : 300;
   const int n = N * C * inner, P = N * inner;
   const int64_t shape[3] = {N, C, inner}, tshape[2] = {N, inner};
   static float xf[NMAX];
@@ -526,7 +531,7 @@ static Suite *dtypes_suite(void) {
   tcase_add_loop_test(tc, test_dtype_ops, 0, 3 * NOPS * NSHAPES);
   tcase_add_loop_test(tc, test_mixed_output, 0, 8);
   tcase_add_test(tc, test_f16_extremes);
-  tcase_add_loop_test(tc, test_dtype_ce, 0, 18);
+  tcase_add_loop_test(tc, test_dtype_ce, 0, 24);
   suite_add_tcase(s, tc);
   tc = tcase_create("Conversions");
   tcase_set_timeout(tc, 60);
