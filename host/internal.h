@@ -85,6 +85,9 @@ struct clsm_context {
   cl_int cl_error;
   char *build_log;
   cl_mem ce_flag;       /* cross-entropy's deferred error: flag, pad, position, value */
+  cl_int ce_flag_host[8]; /* the flag as read after the latest cross-entropy call (a
+                             non-blocking read that clsm_finish's clFinish completes) */
+  int ce_flag_pending;     /* a cross-entropy call was enqueued since the last check */
   cl_mem scratch;       /* per-call partials: cross-entropy's, split rows' (grown as needed) */
   size_t scratch_bytes;
 
