@@ -277,7 +277,17 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   const int mean = opt->reduction == CLSM_REDUCTION_MEAN;
   const cl_long P = c->P, C = c->C, outer = c->outer, inner = c->inner ? c->inner : 1;
   const size_t acc = c->program == P_F64 ? sizeof(double) : sizeof(float);
-  if ((st = ensure_buffers(ctx, (4 * (size_t)P + 4) * acc)) != CLSM_SUCCESS) return st;
+  const int contiguous = c->xv.inner == 1 && c->xv.sc == 1 && (!c->grad || c->gv.sc == 1);
+  /* Few long rows, index targets, no softcap or smoothing: split over
+   * work-items (clsm_ce_split_*), their pairs and target logits in scratch
+   * after the four arrays and totals. */
+  const int64_t split = contiguous && !c->prob && opt->softcap == 0 && opt->label_smoothing == 0
+                            ? clsm__split_len(ctx, P, C)
+                            : 0;
+  const cl_long chunks = split ? (C + split - 1) / split : 0;
+  if ((st = ensure_buffers(ctx, (4 * (size_t)P + 4 + (size_t)P * (2 * (size_t)chunks + 1)) * acc)) !=
+      CLSM_SUCCESS)
+    return st;
   cl_kernel k;
   cl_uint a;
   int first = 1;
@@ -339,7 +349,6 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   /* CPU: a work-item per position (vectorised for contiguous rows) or per
    * block of positions (class axis not last, positions contiguous); GPU: a
    * work-group per position. */
-  const int contiguous = c->xv.inner == 1 && c->xv.sc == 1 && (!c->grad || c->gv.sc == 1);
   const int blocks = inner > 1 && c->xv.si == 1 && (!c->grad || c->gv.si == 1) && C < INT32_MAX;
   clsm_kernel_id rk = ctx->family == CLSM_FAMILY_GPU ? K_CE_ROWS_WG
                       : contiguous                  ? K_CE_ROWS_CPU
@@ -403,6 +412,21 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
       scratch_bytes = bytes16;
     }
   }
+  if (split) {
+    /* The chunks' (max, sum) pairs and the target logits. */
+    cl_long ch = split;
+    if ((st = clsm__kernel(ctx, c->program, K_CE_SPLIT_PARTIALS, &k)) != CLSM_SUCCESS) return st;
+    a = 0;
+    cl_ulong xoff0 = c->xv.base, toff0 = c->tp.base;
+    cl_long xso0 = c->xv.so, tso0 = c->tp.so;
+    ARG(c->x->mem); ARG(xoff0); ARG(xso0); ARG(c->t->mem); ARG(toff0); ARG(tso0); ARG(tkind);
+    ARG(ctx->scratch); ARG(P); ARG(ctx->ce_flag); ARG(C); ARG(ch); ARG(chunks); ARG(ignore);
+    ENQ(k, (size_t)(P * chunks), 1, 0);
+    kid = K_CE_SPLIT_ROWS;
+    items = (size_t)(P * chunks);
+    local = 1;
+    flags &= ~CE_KEEP;
+  }
   if ((st = clsm__kernel(ctx, c->program, kid, &k)) != CLSM_SUCCESS) return st;
   cl_ulong xoff = c->xv.base, goff = c->grad ? c->gv.base : 0, gsoff = c->gs ? c->gs->offset : 0;
   cl_long xs[3] = {c->xv.so, c->xv.sc, c->xv.si};
@@ -431,8 +455,12 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   ARG(flags);
   if (kid == K_CE_ROWS_CPU || kid == K_CE_ROWS_LONG_CPU || kid == K_CE_ROWS16_CPU)
     CLSM_CL(ctx, clSetKernelArg(k, a++, scratch_bytes, NULL));
+  if (split) {
+    cl_long ch = split;
+    ARG(ch); ARG(chunks);
+  }
   const int rows_last = !loss_out && !opt->total_weight;
-  if (rk == K_CE_ROWS_WG) {
+  if (rk == K_CE_ROWS_WG && !split) {
     size_t wg = ctx->wg_size, kmax = 0;
     CLSM_CL(ctx, clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax,
                                           &kmax, NULL));

@@ -31,6 +31,8 @@ typedef enum clsm_kernel_id {
   K_BSPLIT_WRITE,
   K_CE_ROWS_LONG_CPU, /* K_CE_ROWS_CPU reading long rows once for (max, sum) */
   K_CE_ROWS16_CPU,    /* K_CE_ROWS_CPU with 16 short rows a work-item */
+  K_CE_SPLIT_PARTIALS, /* cross-entropy's few long rows split: partial (max, sum) */
+  K_CE_SPLIT_ROWS,     /* ... merged; each work-item's gradient chunk, chunk 0 the loss */
   K_COUNT_
 } clsm_kernel_id;
 
@@ -229,6 +231,7 @@ typedef struct clsm_plan {
  * where its layout preconditions hold. */
 int clsm__kernel_from_env(void);
 size_t clsm__row_scratch(const clsm_context *ctx, size_t *local, int64_t C, size_t acc);
+int64_t clsm__split_len(const clsm_context *ctx, int64_t rows, int64_t C);
 /* Float16-wide vectors per inner block for an inner extent (CLSM_INNER_VECTORS at most). */
 int clsm__inner_nv(const clsm_context *ctx, int64_t inner);
 /* Lanes per row of the work-group row kernels, a power of two up to

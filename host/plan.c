@@ -108,3 +108,20 @@ void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int gen
     break;
   }
 }
+
+/* Few long contiguous rows on the CPU family: each row split into chunks
+ * of the returned length (a multiple of 16) so that one row uses every core,
+ * or 0. Split when there are fewer rows than 8 work-items a compute unit
+ * and at least 2^18 elements; CLSM_SPLIT=0 never, =1 whenever the caller's
+ * kernel can (then chunks of 16 or more, so that the tests see many). */
+int64_t clsm__split_len(const clsm_context *ctx, int64_t rows, int64_t C) {
+  const int force = ctx->split;
+  if (force == 0 || (force < 0 && ctx->family != CLSM_FAMILY_CPU)) return 0;
+  const int64_t items = (int64_t)ctx->compute_units * 8;
+  if (force < 0 && (rows >= items || rows * C < (1 << 18))) return 0;
+  int64_t per_row = (items + rows - 1) / rows;
+  int64_t chunk = (C + per_row - 1) / per_row;
+  chunk = (chunk + 15) / 16 * 16;
+  const int64_t least = force > 0 ? 16 : 4096;
+  return chunk < least ? least : chunk;
+}

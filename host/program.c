@@ -15,7 +15,8 @@ static const char *const kernel_names[K_COUNT_] = {
     "clsm_ce_finish",          "clsm_ce_strided",          "clsm_ce_rows_cpu",
     "clsm_ce_rows_wg",         "clsm_ce_inner_cpu",        "clsm_softmax_split_partials",
     "clsm_softmax_split_write", "clsm_backward_split_partials", "clsm_backward_split_write",
-    "clsm_ce_rows_long_cpu",   "clsm_ce_rows16_cpu",
+    "clsm_ce_rows_long_cpu",   "clsm_ce_rows16_cpu",       "clsm_ce_split_partials",
+    "clsm_ce_split_rows",
 };
 
 /* Sources of every program, in order (common helpers first). */

@@ -37,21 +37,12 @@ fail:
 /* Few long contiguous rows on the CPU family: split each row over several
  * work-items (two kernels: partial (max, sum) pairs, or for the backward ops
  * partial sums and maxima of y, combined in the second), so that one row
- * uses every core. CLSM_SPLIT=0|1 turns it off or forces it on every
- * contiguous-row op. Returns the chunk length, or 0. */
+ * uses every core (clsm__split_len). Returns the chunk length, or 0. */
 static int64_t split_chunk(const clsm_context *ctx, const clsm_rowop *op) {
   if (op->generic || op->v[0].inner != 1) return 0;
   for (int i = 0; i < op->n; ++i)
     if (op->v[i].sc != 1) return 0;
-  const int force = ctx->split;
-  if (force == 0 || (force < 0 && ctx->family != CLSM_FAMILY_CPU)) return 0;
-  const int64_t items = (int64_t)ctx->compute_units * 8;
-  if (force < 0 && (op->rows >= items || op->rows * op->C < (1 << 18))) return 0;
-  int64_t per_row = (items + op->rows - 1) / op->rows;
-  int64_t chunk = (op->C + per_row - 1) / per_row;
-  chunk = (chunk + 15) / 16 * 16;
-  const int64_t least = force > 0 ? 16 : 4096; /* forced (tests): many small chunks */
-  return chunk < least ? least : chunk;
+  return clsm__split_len(ctx, op->rows, op->C);
 }
 
 /* Tensor i's buffer, offset and row stride as kernel arguments. */

@@ -742,3 +742,78 @@ __kernel void clsm_ce_rows_wg(CE_ARGS, __local ACC *lm, __local ACC *ls, __local
   }
   clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, loss, z * lse * lse, lse, q.ignored, flags);
 }
+
+/* Few long rows on the CPU family (index targets, no softcap, no label
+ * smoothing; the host splits as for softmax's long rows): each row is split
+ * into `chunks` chunks of `chunk` classes, so that one row uses every core.
+ * The chunks' pairs sit in part = scr + 4P + 4, the rows' target logits
+ * after them.
+ * clsm_ce_split_partials: work-item w = (p, k) stores its chunk's (max, sum
+ * of exp(x - max)) in part[2w], part[2w + 1], read once as the long rows'
+ * kernel does, and the chunk holding the row's target its logit in
+ * part[2 P chunks + p]: read here, before the second kernel's gradient can
+ * overwrite it in place. */
+__kernel void clsm_ce_split_partials(__global const TX *x, ulong xoff, long xso,
+                                     __global const uchar *tg, ulong toff, long tso, int tkind,
+                                     __global ACC *scr, long P, __global const int *flag, long C,
+                                     long chunk, long chunks, long ignore) {
+  const long wi = get_global_id(0);
+  if (wi >= P * chunks || flag[0]) return;
+  const long p = wi / chunks, k = wi - p * chunks, c0 = k * chunk;
+  __global const TX *xr = x + xoff + p * xso;
+  __global ACC *part = scr + 4 * P + 4;
+  ACC m, s;
+  clsm_row_online(xr + c0, (__global TY *)0, min(chunk, C - c0), &m, &s);
+  part[2 * wi] = m;
+  part[2 * wi + 1] = s;
+  const long t = clsm_target(tg, (long)toff + p * tso, tkind);
+  if (t != ignore && t >= c0 && t < c0 + chunk) part[2 * P * chunks + p] = LOADX(xr, t);
+}
+
+/* clsm_ce_split_rows: work-item (p, k) merges row p's pairs in chunk order
+ * (every work-item of the row gets the same max, sum and lse), writes its
+ * chunk of the gradient and the target entry if the chunk holds it; chunk 0
+ * stores the row's loss parts and lse. The formulas are clsm_ce_row_out's
+ * without smoothing. An all -inf row has NaN for its sum, as the two-pass
+ * form (exp(-inf - -inf)); a +inf or NaN logit makes it NaN too. */
+__kernel void clsm_ce_split_rows(CE_ARGS, long chunk, long chunks) {
+  const long wi = get_global_id(0);
+  if (wi >= P * chunks || flag[0]) return;
+  w += woff;
+  const long p = wi / chunks, k = wi - p * chunks, c0 = k * chunk, n = min(chunk, C - c0);
+  __global const ACC *part = scr + 4 * P + 4;
+  ACC m = -INFINITY, s = 0;
+  for (long j = 0; j < chunks; ++j)
+    clsm_online_merge(&m, &s, part[2 * (p * chunks + j)], part[2 * (p * chunks + j) + 1]);
+  s = clsm_finish_sum(m, s);
+  if (m == -INFINITY) s = NAN;
+  const ACC lsv = m + clsm_log_cpu(s);
+  const ce_pos q = clsm_ce_pos(tg, toff, tso, tsi, tkind, gs, gsoff, gsso, gssi, scr, P, p, 0,
+                               ignore, flags);
+  __global const TX *xr = x + xoff + p * xso + c0;
+  __global TY *grr = gr + goff + p * gso + c0;
+  if (q.ignored) {
+    if (flags & CE_GRAD)
+      for (long c = 0; c < n; ++c) STOREY(grr, c, (ACC)0);
+    if (k == 0) clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, p, 0, 0, 0, lsv, 1, flags);
+    return;
+  }
+  const ACC xt = part[2 * P * chunks + p];
+  const ACC wt = (flags & CE_WEIGHT) ? LOADX(w, q.t) : (ACC)1;
+  if (k == 0)
+    clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, p, 0, wt * (lsv - xt), (ACC)z * lsv * lsv,
+                  lsv, 0, flags);
+  if (!(flags & CE_GRAD)) return;
+  const ACC coef = q.g / q.W, zc = (ACC)2 * (ACC)z * lsv * q.g / q.Z, inv = (ACC)1 / s;
+  const ACC a = coef * wt, pz = a + zc;
+  const ACCV mm = (ACCV)(m);
+  long c = 0;
+  for (; c + 16 <= n; c += 16) VSTOREY(clsm_exp16_cpu(VLOADX(0, xr + c) - mm) * inv * pz, 0, grr + c);
+  for (; c < n; ++c) STOREY(grr, c, exp(LOADX(xr, c) - m) * inv * pz);
+  if (q.t >= c0 && q.t < c0 + n) {
+    const ACC pt = exp(xt - m) * inv;
+    /* bfloat16 vectors were stored as uints: keep this store after them. */
+    mem_fence(CLK_GLOBAL_MEM_FENCE);
+    STOREY(grr, q.t - c0, a * (pt - (ACC)1) + zc * pt);
+  }
+}

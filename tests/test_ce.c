@@ -380,11 +380,14 @@ END_TEST
  * hundreds between rows, against the double reference; a NaN, a +inf or a
  * row of -inf only gives a NaN loss. Cases 0-2: forward only, C 600, 1031,
  * 4099 (chunks, whole vectors and a scalar tail); case 3: with the
- * gradient, C 33000 (too long to keep exps, so it also reads the row once). */
+ * gradient, C 33000 (too long to keep exps, so it also reads the row once).
+ * Cases 4-7: the same rows split over work-items (forced on), 8 or 9 rows,
+ * so two chunks a row whose pairs are merged. */
 START_TEST(test_ce_long_rows_specials) {
   static const int64_t Cs[] = {600, 1031, 4099, 33000};
-  const int64_t C = Cs[_i], N = _i == 3 ? 9 : 97;
-  const int grad = _i == 3;
+  if (_i >= 4) setenv("CLSM_SPLIT", "1", 1);
+  const int64_t C = Cs[_i % 4], N = _i % 4 == 3 ? 9 : _i >= 4 ? 8 : 97;
+  const int grad = _i % 4 == 3;
   const float inf = INFINITY;
   clsm_context *ctx = test_context();
   float *x = malloc(sizeof(float) * (size_t)(N * C)), *gr = malloc(sizeof(float) * (size_t)(N * C));
@@ -588,14 +591,33 @@ START_TEST(test_ce_rows16) {
 }
 END_TEST
 
+/* Few long rows split over work-items (clsm_ce_split_*, forced on: chunks
+ * of 16 or more): 3 rows of 1000 classes (6 chunks of 176, the last 120
+ * with a scalar tail) and one row of 4099 (16 chunks); every option variant
+ * (label smoothing, the softcap and probability targets take the row
+ * kernels instead), target kind and reduction. */
+START_TEST(test_ce_split) {
+  setenv("CLSM_SPLIT", "1", 1);
+  const ce_shape s = _i % 2 ? (ce_shape){2, {1, 4099}} : (ce_shape){2, {3, 1000}};
+  const int tk = (_i / 2) % 4, reduction = _i / 8;
+  clsm_context *ctx = test_context();
+  for (int v = 0; v < n_variants(); ++v)
+    check_case(ctx, &s, reduction, tk, variant_at(v), 4400 + (uint64_t)(_i * 64 + v));
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
 /* The in-place gradient equals the out-of-place one bit for bit, for the
  * row path (C = 300), the strided one (C on a non-last layout, 5 positions)
- * the block one (48 positions, which keeps exp in the gradient) and short
- * rows 16 to a work-item (37 rows). */
+ * the block one (48 positions, which keeps exp in the gradient), short
+ * rows 16 to a work-item (37 rows) and rows split over work-items (3 rows
+ * of 1000, without label smoothing, which the split does not take). */
 START_TEST(test_ce_in_place) {
   if (_i == 3) setenv("CLSM_CE_ROWS16", "1", 1);
+  if (_i == 4) setenv("CLSM_SPLIT", "1", 1);
   clsm_context *ctx = test_context();
-  const ce_shape s = _i == 3 ? (ce_shape){2, {37, 300}}
+  const ce_shape s = _i == 4 ? (ce_shape){2, {3, 1000}}
+                     : _i == 3 ? (ce_shape){2, {37, 300}}
                      : _i == 2 ? (ce_shape){3, {2, 30, 48}}
                      : _i   ? (ce_shape){3, {3, 7, 5}}
                             : (ce_shape){2, {6, 300}};
@@ -616,7 +638,7 @@ START_TEST(test_ce_in_place) {
   clsm_tensor lt1 = clsm_tensor_contiguous(l1, 0, CLSM_FLOAT32, 0, NULL);
   clsm_tensor lt2 = clsm_tensor_contiguous(l2, 0, CLSM_FLOAT32, 0, NULL);
   clsm_ce_options opt = CLSM_CE_OPTIONS_INIT;
-  opt.label_smoothing = 0.1;
+  opt.label_smoothing = _i == 4 ? 0.0 : 0.1;
   opt.z_loss = 1e-4;
   opt.grad = &gt;
   CK_STATUS(ctx, clsm_cross_entropy(ctx, &xt, &tt, &lt1, &opt, 0, NULL, NULL));
@@ -768,12 +790,13 @@ static Suite *ce_suite(void) {
   tcase_add_test(tc, test_ce_starting_example);
   tcase_add_test(tc, test_ce_all_ignored);
   tcase_add_test(tc, test_ce_extreme_logits);
-  tcase_add_loop_test(tc, test_ce_long_rows_specials, 0, 4);
+  tcase_add_loop_test(tc, test_ce_long_rows_specials, 0, 8);
   tcase_add_test(tc, test_ce_out_of_range);
   tcase_add_loop_test(tc, test_ce_out_of_range_forward, 0, 4);
   tcase_add_test(tc, test_ce_inner_no_keep);
   tcase_add_loop_test(tc, test_ce_rows16, 0, 24);
-  tcase_add_loop_test(tc, test_ce_in_place, 0, 4);
+  tcase_add_loop_test(tc, test_ce_split, 0, 24);
+  tcase_add_loop_test(tc, test_ce_in_place, 0, 5);
   tcase_add_loop_test(tc, test_ce_backward, 0, 2);
   tcase_add_test(tc, test_ce_no_logits_sized_buffer);
   tcase_add_test(tc, test_ce_errors);

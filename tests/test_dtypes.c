@@ -448,14 +448,16 @@ static int has_fp64(clsm_context *ctx, const dtype_tol *t) {
  * last (the CPU family's block kernel), on (2, 33000), whose rows are too
  * long to keep exp(x - m) for the gradient, and on (37, 40) with short rows
  * 16 to a work-item forced on (a 16-bit gradient keeps each row's exps in
- * local scratch; two full groups and one of 5); in place over the logits as
- * well. */
+ * local scratch; two full groups and one of 5), and again on (2, 33000)
+ * with the rows split over work-items forced on (without label smoothing,
+ * which the split does not take); in place over the logits as well. */
 START_TEST(test_dtype_ce) {
   const dtype_tol *t = &dtypes[_i % 3];
   int f32_out = (_i / 3) % 2;
   const int layout = _i / 6, blocks = layout == 1;
   if (f32_out && t->dtype == CLSM_FLOAT64) return; /* float64 has no float32 output */
   if (layout == 3) setenv("CLSM_CE_ROWS16", "1", 1);
+  if (layout == 4) setenv("CLSM_SPLIT", "1", 1);
   clsm_context *ctx = test_context();
   if (!has_fp64(ctx, t)) {
     clsm_context_destroy(ctx);
@@ -465,7 +467,7 @@ START_TEST(test_dtype_ce) {
   const dtype_tol *ot = f32_out ? &f32 : t;
   enum { NMAX = 66000, CMAX = 33000, PMAX = 96 };
   const int N = layout == 3 ? 37 : layout ? 2 : 6, inner = blocks ? 48 : 1;
-  const int C = layout == 2 ? 33000 : layout == 1 || layout == 3 ? 40 : 300;
+  const int C = layout == 2 || layout == 4 ? 33000 : layout == 1 || layout == 3 ? 40 : 300;
   const int n = N * C * inner, P = N * inner;
   const int64_t shape[3] = {N, C, inner}, tshape[2] = {N, inner};
   static float xf[NMAX];
@@ -493,7 +495,8 @@ START_TEST(test_dtype_ce) {
   clsm_tensor gt = clsm_tensor_contiguous(gb, 0, ot->dtype, rank, shape);
   clsm_tensor lt = clsm_tensor_contiguous(lb, 0, ot->dtype, 0, NULL);
   clsm_ce_options opt = CLSM_CE_OPTIONS_INIT;
-  opt.label_smoothing = 0.1;
+  const double eps = layout == 4 ? 0.0 : 0.1; /* the split takes no smoothing */
+  opt.label_smoothing = eps;
   opt.weight = &wt;
   opt.grad = &gt;
   CK_STATUS(ctx, clsm_cross_entropy(ctx, &xt, &tt, &lt, &opt, 0, NULL, NULL));
@@ -503,7 +506,7 @@ START_TEST(test_dtype_ce) {
   double loss;
   from_storage(ot->dtype, ls, &loss, 1);
   from_storage(ot->dtype, gs_, grad, n);
-  ref_ce_opts ro = {0, -100, 0.1, 0.0, 0.0, w};
+  ref_ce_opts ro = {0, -100, eps, 0.0, 0.0, w};
   ref_cross_entropy(x, N, C, inner, tg, NULL, &ro, rl, &total, &W, NULL, NULL, &g, ref_grad);
   double rtol = ot->rtol < 1e-5 ? 1e-5 : ot->rtol; /* float32 loss bound: 1e-5 */
   if (t->dtype == CLSM_FLOAT64) rtol = 1e-12;
@@ -537,7 +540,7 @@ static Suite *dtypes_suite(void) {
   tcase_add_loop_test(tc, test_dtype_ops, 0, 3 * NOPS * NSHAPES);
   tcase_add_loop_test(tc, test_mixed_output, 0, 8);
   tcase_add_test(tc, test_f16_extremes);
-  tcase_add_loop_test(tc, test_dtype_ce, 0, 24);
+  tcase_add_loop_test(tc, test_dtype_ce, 0, 30);
   suite_add_tcase(s, tc);
   tc = tcase_create("Conversions");
   tcase_set_timeout(tc, 60);
