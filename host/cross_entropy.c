@@ -285,9 +285,8 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
                             ? clsm__split_len(ctx, P, C)
                             : 0;
   const cl_long chunks = split ? (C + split - 1) / split : 0;
-  if ((st = ensure_buffers(ctx, (4 * (size_t)P + 4 + (size_t)P * (2 * (size_t)chunks + 1)) * acc)) !=
-      CLSM_SUCCESS)
-    return st;
+  const size_t split_vals = split ? (size_t)P * (2 * (size_t)chunks + 1) : 0;
+  if ((st = ensure_buffers(ctx, (4 * (size_t)P + 4 + split_vals) * acc)) != CLSM_SUCCESS) return st;
   cl_kernel k;
   cl_uint a;
   int first = 1;
@@ -395,9 +394,10 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   /* Short rows, CE_ROWS a work-item (ce.cl), unless that would leave fewer
    * than four work-items a compute unit. A 16-bit gradient's kept exps then
    * take CE_ROWS rows of local scratch a work-item, one work-item a group
-   * (the group's scratch then stays in L1: 65536 x 128, the fastest runs took
-   * 1.05-1.09x the time with 64 a group, 1.07-1.14x with 8); past ROWS16_SCRATCH bytes of them (C > 128 for float) the rows stay one
-   * a work-item unless forced, which was as fast or faster there. */
+   * (the group's scratch then stays in L1: on 65536 x 128 the fastest runs
+   * took 1.05-1.09x the time with 64 a group, 1.07-1.14x with 8); past
+   * ROWS16_SCRATCH bytes of them (C > 128 for float) the rows stay one a
+   * work-item unless forced, which was as fast or faster there. */
   if (kid == K_CE_ROWS_CPU && C < ONLINE_ROW &&
       (ctx->ce_rows16 == 1 ||
        (ctx->ce_rows16 == -1 && p1 >= (size_t)CE_ROWS * 4 * ctx->compute_units &&
