@@ -116,6 +116,7 @@ void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int gen
  * kernel can (then chunks of 16 or more, so that the tests see many). */
 int64_t clsm__split_len(const clsm_context *ctx, int64_t rows, int64_t C) {
   const int force = ctx->split;
+  if (rows <= 0 || C <= 0) return 0; /* empty: nothing to split */
   if (force == 0 || (force < 0 && ctx->family != CLSM_FAMILY_CPU)) return 0;
   const int64_t items = (int64_t)ctx->compute_units * 8;
   if (force < 0 && (rows >= items || rows * C < (1 << 18))) return 0;
