@@ -284,7 +284,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   const int64_t split = contiguous && !c->prob && opt->softcap == 0 && opt->label_smoothing == 0
                             ? clsm__split_len(ctx, P, C)
                             : 0;
-  const cl_long chunks = split ? (C + split - 1) / split : 0;
+  const cl_long ch = split, chunks = split ? (C + split - 1) / split : 0;
   const size_t split_vals = split ? (size_t)P * (2 * (size_t)chunks + 1) : 0;
   if ((st = ensure_buffers(ctx, (4 * (size_t)P + 4 + split_vals) * acc)) != CLSM_SUCCESS) return st;
   cl_kernel k;
@@ -414,7 +414,6 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   }
   if (split) {
     /* The chunks' (max, sum) pairs and the target logits. */
-    cl_long ch = split;
     if ((st = clsm__kernel(ctx, c->program, K_CE_SPLIT_PARTIALS, &k)) != CLSM_SUCCESS) return st;
     a = 0;
     cl_ulong xoff0 = c->xv.base, toff0 = c->tp.base;
@@ -456,7 +455,6 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   if (kid == K_CE_ROWS_CPU || kid == K_CE_ROWS_LONG_CPU || kid == K_CE_ROWS16_CPU)
     CLSM_CL(ctx, clSetKernelArg(k, a++, scratch_bytes, NULL));
   if (split) {
-    cl_long ch = split;
     ARG(ch); ARG(chunks);
   }
   const int rows_last = !loss_out && !opt->total_weight;
