@@ -345,7 +345,7 @@ void clsm_context_destroy(clsm_context *ctx) {
   if (!ctx) return;
   if (ctx->queue) clFinish(ctx->queue);
   clsm__programs_release(ctx);
-  if (ctx->ce_flag) clReleaseMemObject(ctx->ce_flag);
+  clsm__calls_release(ctx);
   if (ctx->scratch) clReleaseMemObject(ctx->scratch);
   if (ctx->queue) clReleaseCommandQueue(ctx->queue);
   if (ctx->cl_ctx) clReleaseContext(ctx->cl_ctx);
@@ -369,9 +369,23 @@ clsm_status clsm_finish(clsm_context *ctx) {
   clsm_status st = CLSM_SUCCESS;
   pthread_mutex_lock(&ctx->lock);
   CLSM_CL(ctx, clFinish(ctx->queue));
-  st = clsm__ce_check_flag(ctx);
+  st = clsm__calls_report(ctx, 0);
 fail:
   pthread_mutex_unlock(&ctx->lock);
+  return st;
+}
+
+clsm_status clsm_context_release(clsm_context *ctx, char *detail, size_t detail_size) {
+  if (detail && detail_size) detail[0] = '\0';
+  if (!ctx) return CLSM_SUCCESS;
+  clsm_status st = CLSM_SUCCESS;
+  pthread_mutex_lock(&ctx->lock);
+  CLSM_CL(ctx, clFinish(ctx->queue));
+  st = clsm__calls_report(ctx, 1);
+fail:
+  if (st != CLSM_SUCCESS) put_detail(detail, detail_size, ctx->error);
+  pthread_mutex_unlock(&ctx->lock);
+  clsm_context_destroy(ctx);
   return st;
 }
 

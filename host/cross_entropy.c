@@ -47,6 +47,7 @@ typedef struct ce_call {
   pos_view tp, lp, gsp, lsep; /* index targets, loss (none), grad_scale (none), lse */
   int prob, tkind, program;
   int64_t P, C, outer, inner;
+  cl_mem flag; /* this call's deferred-error flag (deferred.c) */
 } ce_call;
 
 static int positions_match(const clsm_tensor *x, int axis, const clsm_tensor *p) {
@@ -97,7 +98,7 @@ static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *
   memset(c, 0, sizeof *c);
   c->x = logits, c->t = target, c->loss = loss, c->grad = grad, c->gs = gs, c->opt = opt;
   if (!opt) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "options are NULL");
-  if (opt->version != CLSM_CE_OPTIONS_VERSION)
+  if (opt->version < 1 || opt->version > CLSM_CE_OPTIONS_VERSION)
     return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT,
                       "options.version is %u: start from CLSM_CE_OPTIONS_INIT", opt->version);
   if ((st = clsm__check_tensor(ctx, logits, float_types, "logits")) != CLSM_SUCCESS) return st;
@@ -223,49 +224,6 @@ static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *
   return CLSM_SUCCESS;
 }
 
-/* The flag buffer (zeroed once) and scratch of at least `bytes`. */
-static clsm_status ensure_buffers(clsm_context *ctx, size_t bytes) {
-  clsm_status st = CLSM_SUCCESS;
-  cl_int err = CL_SUCCESS;
-  if (!ctx->ce_flag) {
-    int zero[8] = {0};
-    cl_mem m = NULL;
-    if (!clsm__inject_buffer(ctx, sizeof zero, &err))
-      m = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof zero, zero, &err);
-    CLSM_CL_ERR(ctx, err, "clCreateBuffer");
-    ctx->ce_flag = m;
-  }
-  st = clsm__scratch(ctx, bytes);
-fail:
-  return st;
-}
-
-/* Called by clsm_finish after clFinish, which completed the flag's read
- * enqueued behind the latest cross-entropy call: no round trip of its own
- * through the queue, which took about as long as a small call's kernels.
- * Interleaved against a blocking read here, a call and clsm_finish took
- * 0.59-0.67x the time on 64 x 80 and 1 x 1000 (0.05-0.07 against 0.08-0.11
- * ms), 0.95x on 8192 x 4096. */
-clsm_status clsm__ce_check_flag(clsm_context *ctx) {
-  clsm_status st = CLSM_SUCCESS;
-  if (!ctx->ce_flag || !ctx->ce_flag_pending) return CLSM_SUCCESS;
-  ctx->ce_flag_pending = 0;
-  const cl_int *f = ctx->ce_flag_host;
-  if (f[0]) {
-    long long pos = (long long)(((uint64_t)(uint32_t)f[3] << 32) | (uint32_t)f[2]);
-    long long val = (long long)(((uint64_t)(uint32_t)f[5] << 32) | (uint32_t)f[4]);
-    int zero[8] = {0};
-    CLSM_CL(ctx, clEnqueueWriteBuffer(ctx->queue, ctx->ce_flag, CL_TRUE, 0, sizeof zero, zero, 0,
-                                      NULL, NULL));
-    st = clsm__fail(ctx, CLSM_ERR_TARGET_OUT_OF_RANGE,
-                    "target at position %lld is %lld: outside [0, C) and not ignore_index; "
-                    "the call wrote nothing",
-                    pos, val);
-  }
-fail:
-  return st;
-}
-
 /* Sequential kernel arguments. */
 #define ARG(v) CLSM_ARG(ctx, k, a++, v)
 
@@ -286,7 +244,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
                             : 0;
   const cl_long ch = split, chunks = split ? (C + split - 1) / split : 0;
   const size_t split_vals = split ? (size_t)P * (2 * (size_t)chunks + 1) : 0;
-  if ((st = ensure_buffers(ctx, (4 * (size_t)P + 4 + split_vals) * acc)) != CLSM_SUCCESS) return st;
+  if ((st = clsm__scratch(ctx, (4 * (size_t)P + 4 + split_vals) * acc)) != CLSM_SUCCESS) return st;
   cl_kernel k;
   cl_uint a;
   int first = 1;
@@ -299,7 +257,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
     first = 0;                                                                                   \
   } while (0)
 
-  cl_mem w = opt->weight ? opt->weight->mem : ctx->ce_flag;
+  cl_mem w = opt->weight ? opt->weight->mem : c->flag;
   cl_ulong woff = opt->weight ? opt->weight->offset : 0;
   cl_uint flags = opt->weight ? CE_WEIGHT : 0;
   const cl_long ignore = opt->ignore_index;
@@ -319,7 +277,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   cl_ulong toff = c->tp.base;
   cl_int tkind = c->tkind;
   ARG(c->t->mem); ARG(toff); ARG(tso); ARG(tsi); ARG(tkind); ARG(w); ARG(woff);
-  ARG(ctx->scratch); ARG(P); ARG(ctx->ce_flag); ARG(inner); ARG(C); ARG(ignore); ARG(flags);
+  ARG(ctx->scratch); ARG(P); ARG(c->flag); ARG(inner); ARG(C); ARG(ignore); ARG(flags);
   ENQ(k, p1, 0, 0);
 
   /* 2. W and the non-ignored count. */
@@ -337,7 +295,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
     cl_int k0 = (k0_), k1 = (k1_);                                         \
     k = red;                                                               \
     a = 0;                                                                 \
-    ARG(ctx->scratch); ARG(P); ARG(k0); ARG(k1); ARG(ctx->ce_flag);        \
+    ARG(ctx->scratch); ARG(P); ARG(k0); ARG(k1); ARG(c->flag);        \
     CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * acc, NULL));           \
     ARG(chunked);                                                          \
     ENQ(k, red_local, red_local, 0);                                       \
@@ -419,7 +377,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
     cl_ulong xoff0 = c->xv.base, toff0 = c->tp.base;
     cl_long xso0 = c->xv.so, tso0 = c->tp.so;
     ARG(c->x->mem); ARG(xoff0); ARG(xso0); ARG(c->t->mem); ARG(toff0); ARG(tso0); ARG(tkind);
-    ARG(ctx->scratch); ARG(P); ARG(ctx->ce_flag); ARG(C); ARG(ch); ARG(chunks); ARG(ignore);
+    ARG(ctx->scratch); ARG(P); ARG(c->flag); ARG(C); ARG(ch); ARG(chunks); ARG(ignore);
     ENQ(k, (size_t)(P * chunks), 1, 0);
     kid = K_CE_SPLIT_ROWS;
     items = (size_t)(P * chunks);
@@ -435,7 +393,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   cl_ulong loff = c->lsep.base;
   cl_long lso = c->lsep.so, lsi = c->lsep.si;
   cl_mem gmem = c->grad ? c->grad->mem : ctx->scratch;
-  cl_mem gsmem = c->gs ? c->gs->mem : ctx->ce_flag;
+  cl_mem gsmem = c->gs ? c->gs->mem : c->flag;
   cl_mem lsemem = opt->lse ? opt->lse->mem : ctx->scratch;
   /* eps, z and cap in the compute type (double for float64 logits). */
   const double dparams[3] = {opt->label_smoothing, opt->z_loss, opt->softcap};
@@ -447,7 +405,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
   ARG(gmem); ARG(goff); ARG(gsx[0]); ARG(gsx[1]); ARG(gsx[2]);
   ARG(gsmem); ARG(gsoff); ARG(gsso); ARG(gssi);
   ARG(lsemem); ARG(loff); ARG(lso); ARG(lsi);
-  ARG(ctx->scratch); ARG(P); ARG(ctx->ce_flag);
+  ARG(ctx->scratch); ARG(P); ARG(c->flag);
   ARG(outer); ARG(C); ARG(inner); ARG(ignore);
   for (int i = 0; i < 3; ++i)
     CLSM_CL(ctx, clSetKernelArg(k, a++, acc, (const char *)params + (size_t)i * acc));
@@ -484,7 +442,7 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
     cl_ulong twoff = opt->total_weight ? opt->total_weight->offset : 0;
     cl_int tw_on = opt->total_weight != NULL;
     ARG(ctx->scratch); ARG(P); ARG(lmem); ARG(lo); ARG(lpso); ARG(lpsi); ARG(inner);
-    ARG(red_i); ARG(mean_i); ARG(loss_on); ARG(twmem); ARG(twoff); ARG(tw_on); ARG(ctx->ce_flag);
+    ARG(red_i); ARG(mean_i); ARG(loss_on); ARG(twmem); ARG(twoff); ARG(tw_on); ARG(c->flag);
     ENQ(k, red_i ? 1 : p1, 0, 1);
   }
   return CLSM_SUCCESS;
@@ -494,30 +452,28 @@ fail:
 #undef ENQ
 }
 
-/* The flag's read behind the call, for clsm_finish to look at. */
-static clsm_status read_flag(clsm_context *ctx) {
-  clsm_status st = CLSM_SUCCESS;
-  CLSM_CL(ctx, clEnqueueReadBuffer(ctx->queue, ctx->ce_flag, CL_FALSE, 0, sizeof ctx->ce_flag_host,
-                                   ctx->ce_flag_host, 0, NULL, NULL));
-  ctx->ce_flag_pending = 1;
-fail:
-  return st;
-}
-
 static clsm_status ce_common(clsm_context *ctx, const clsm_tensor *logits, const clsm_tensor *target,
                              const clsm_tensor *loss, const clsm_tensor *grad,
                              const clsm_tensor *gs, const clsm_ce_options *opt, int backward,
                              cl_uint num_wait, const cl_event *wait, cl_event *event) {
   if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
   if (event) *event = NULL;
+  if (opt && opt->version >= 2 && opt->check) *opt->check = NULL;
   clsm_status st;
   ce_call c;
   pthread_mutex_lock(&ctx->lock);
   ctx->error[0] = '\0';
+  clsm_check *rec = NULL;
   if ((st = clsm__check_wait(ctx, num_wait, wait)) == CLSM_SUCCESS &&
       (st = check_call(ctx, &c, logits, target, loss, grad, gs, opt)) == CLSM_SUCCESS &&
-      (st = enqueue_ce(ctx, &c, backward, num_wait, wait, event)) == CLSM_SUCCESS)
-    st = read_flag(ctx);
+      (st = clsm__call_begin(ctx, &rec)) == CLSM_SUCCESS) {
+    c.flag = clsm__call_flag(rec);
+    clsm_check **handle = opt->version >= 2 ? opt->check : NULL;
+    if ((st = enqueue_ce(ctx, &c, backward, num_wait, wait, event)) == CLSM_SUCCESS)
+      st = clsm__call_commit(ctx, rec, handle);
+    else
+      clsm__call_abort(ctx, rec);
+  }
   pthread_mutex_unlock(&ctx->lock);
   return st;
 }

@@ -192,8 +192,16 @@ clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int ran
   o.grad_scale = grad_scale ? &ts_ : NULL;
   o.lse = lse ? &te : NULL;
   o.total_weight = total_weight ? &ttw : NULL;
+  o.version = CLSM_CE_OPTIONS_VERSION;
+  clsm_check *check = NULL;
+  o.check = &check;
   if ((st = clsm_cross_entropy(ctx, &tx, &tt, &tl, &o, 0, NULL, NULL)) != CLSM_SUCCESS) goto out;
-  if ((st = clsm_finish(ctx)) != CLSM_SUCCESS) goto out;
+  /* This call's own outcome, never another call's. */
+  char detail[256];
+  if ((st = clsm_check_wait(check, detail, sizeof detail)) != CLSM_SUCCESS) {
+    fail_locked(ctx, st, detail);
+    goto out;
+  }
   void *dst[NB] = {NULL, NULL, NULL, loss, grad, NULL, lse, total_weight};
   for (int i = BL; i < NB; ++i) {
     if (!dst[i] || !sizes[i]) continue;

@@ -86,10 +86,10 @@ struct clsm_context {
   char error[1024];
   cl_int cl_error;
   char *build_log;
-  cl_mem ce_flag;       /* cross-entropy's deferred error: flag, pad, position, value */
-  cl_int ce_flag_host[8]; /* the flag as read after the latest cross-entropy call (a
-                             non-blocking read that clsm_finish's clFinish completes) */
-  int ce_flag_pending;     /* a cross-entropy call was enqueued since the last check */
+  clsm_check *calls;    /* deferred checks not yet reported (deferred.c), newest first */
+  clsm_check *spare;    /* records of passed calls, their flag buffers still zero */
+  int spare_count;
+  unsigned long long call_seq; /* calls with a deferred check, numbered from 1 */
   cl_mem scratch;       /* per-call partials: cross-entropy's, split rows' (grown as needed) */
   size_t scratch_bytes;
 
@@ -104,8 +104,20 @@ struct clsm_context {
  * once the commands using it finish). Lock held. */
 clsm_status clsm__scratch(clsm_context *ctx, size_t bytes);
 
-/* Reads and clears cross-entropy's deferred error flag (blocking); lock held. */
-clsm_status clsm__ce_check_flag(clsm_context *ctx);
+/* Deferred device-side checks (deferred.c), lock held throughout. A call
+ * takes a record (begin), passes its flag buffer to its kernels, and after
+ * enqueueing them commits it (a non-blocking read of the flag behind the
+ * call; `handle`, when not NULL, receives it for clsm_check_wait) or, when
+ * enqueueing failed, aborts it. */
+clsm_status clsm__call_begin(clsm_context *ctx, clsm_check **out);
+cl_mem clsm__call_flag(const clsm_check *c);
+clsm_status clsm__call_commit(clsm_context *ctx, clsm_check *c, clsm_check **handle);
+void clsm__call_abort(clsm_context *ctx, clsm_check *c);
+/* After clFinish: reports (into the error detail) and retires the failed
+ * calls of the calling thread, or of every thread when `all` is 1. */
+clsm_status clsm__calls_report(clsm_context *ctx, int all);
+/* Frees every record (the context's end). */
+void clsm__calls_release(clsm_context *ctx);
 /* Batch size for CPU-family work-items (plan.c). */
 size_t clsm__cpu_local(const clsm_context *ctx, size_t items);
 

@@ -119,8 +119,15 @@ CLSM_API clsm_status clsm_context_create(clsm_context **out, const char *spec,
 CLSM_API clsm_status clsm_context_adopt(clsm_context **out, cl_command_queue queue,
                                         char *detail, size_t detail_size);
 
-/* Waits for everything enqueued, releases all OpenCL objects the context holds.
- * NULL is allowed and does nothing. */
+/* Waits for everything enqueued, reports the device-side failures nobody
+ * has asked about yet (of any thread; as clsm_finish does, into `detail`,
+ * which may be NULL), and releases the context and every OpenCL object it
+ * holds, whatever the status. NULL is allowed and returns CLSM_SUCCESS.
+ * Errors: CLSM_ERR_TARGET_OUT_OF_RANGE, CLSM_ERR_OPENCL. Blocking. */
+CLSM_API clsm_status clsm_context_release(clsm_context *ctx, char *detail, size_t detail_size);
+
+/* clsm_context_release without a status: any unreported device-side failure
+ * is discarded. NULL is allowed and does nothing. */
 CLSM_API void clsm_context_destroy(clsm_context *ctx);
 
 /* Borrowed handles (owned by the context; do not release). */
@@ -132,9 +139,33 @@ CLSM_API const char *clsm_context_device_name(const clsm_context *ctx);
 CLSM_API clsm_family clsm_context_family(const clsm_context *ctx);
 
 /* Waits until everything enqueued on the context's queue has completed
- * (clFinish) and returns the first error that could only be seen then.
- * Errors: CLSM_ERR_NULL_ARGUMENT, CLSM_ERR_OPENCL. Blocking. */
+ * (clFinish) and reports the device-side failures of the calling thread's
+ * calls since its last clsm_finish (cross-entropy's out-of-range class
+ * indices): every such call, oldest first, with its call number and its
+ * first bad position and value, in the error detail; the status is the
+ * oldest one's. Each failure is reported once; calls of other threads are
+ * left to them (a call with a check handle is still reported by its handle
+ * too). Errors: CLSM_ERR_NULL_ARGUMENT, CLSM_ERR_OPENCL,
+ * CLSM_ERR_TARGET_OUT_OF_RANGE. Blocking. */
 CLSM_API clsm_status clsm_finish(clsm_context *ctx);
+
+/* The outcome of one asynchronous call that is checked on the device
+ * (clsm_cross_entropy, clsm_cross_entropy_backward): ask for one through
+ * clsm_ce_options.check. A handle belongs to its context; wait on every
+ * handle before releasing the context. */
+typedef struct clsm_check clsm_check;
+
+/* Waits for the call behind `check` to complete and returns its own
+ * outcome: CLSM_SUCCESS, CLSM_ERR_TARGET_OUT_OF_RANGE (the call wrote
+ * nothing) or CLSM_ERR_OPENCL. On failure `detail` (may be NULL) gets at
+ * most detail_size bytes of a NUL-terminated message: the call number,
+ * position and value. Frees the handle (even on failure). Other calls'
+ * failures never show here. Errors: CLSM_ERR_NULL_ARGUMENT and the above.
+ * Blocking; any thread. */
+CLSM_API clsm_status clsm_check_wait(clsm_check *check, char *detail, size_t detail_size);
+/* The call's number on its context (from 1, in enqueue order), as the
+ * details of clsm_finish and clsm_check_wait name it; 0 for NULL. */
+CLSM_API unsigned long long clsm_check_sequence(const clsm_check *check);
 
 /* Detail of the most recent failure on this context: what failed, where,
  * the OpenCL call and its error name. Copies at most `size` bytes including
@@ -290,11 +321,15 @@ typedef struct clsm_ce_options {
                                     target's shape for none; the logits' dtype */
   const clsm_tensor *lse;        /* extension: per-position log-sum-exp, float32, target's shape */
   const clsm_tensor *total_weight; /* extension: 0-d float32: W, the mean's denominator */
+  clsm_check **check;            /* NULL, or where the call puts a handle on its own device-side
+                                    outcome (NULL when the call fails before enqueueing); wait
+                                    on it with clsm_check_wait. Version 2 and later. */
 } clsm_ce_options;
 
-#define CLSM_CE_OPTIONS_VERSION 1u
+/* Version 1 structs (without `check`) are still accepted. */
+#define CLSM_CE_OPTIONS_VERSION 2u
 #define CLSM_CE_OPTIONS_INIT \
-  {CLSM_CE_OPTIONS_VERSION, CLSM_REDUCTION_MEAN, -100, 0.0, NULL, 0.0, 0.0, NULL, NULL, NULL, NULL}
+  {CLSM_CE_OPTIONS_VERSION, CLSM_REDUCTION_MEAN, -100, 0.0, NULL, 0.0, 0.0, NULL, NULL, NULL, NULL, NULL}
 
 /* The defaults, as a value (same as CLSM_CE_OPTIONS_INIT). */
 CLSM_API clsm_ce_options clsm_ce_options_default(void);
@@ -318,10 +353,11 @@ CLSM_API clsm_ce_options clsm_ce_options_default(void);
  * reading the logits at most twice; grad may be the logits themselves.
  * Out-of-range class indices are found on the device before anything is
  * written: none of the call's outputs (nor in-place logits) change, and the
- * error, CLSM_ERR_TARGET_OUT_OF_RANGE with the position and value in the
- * detail, is returned by the next clsm_finish (the host version returns it
- * itself). Until that clsm_finish, further cross-entropy calls on the
- * context write nothing either.
+ * error, CLSM_ERR_TARGET_OUT_OF_RANGE with the call number, position and
+ * value in the detail, belongs to this call alone: its check handle
+ * (opt->check) returns it, the calling thread's next clsm_finish reports it,
+ * and clsm_context_release reports it if neither did (the host version
+ * returns it itself). Later calls are not affected: they compute and write.
  * Asynchronous like clsm_softmax. Errors: those of clsm_softmax, and
  * CLSM_ERR_INVALID_ARGUMENT for options (uninitialised, reduction, NaN or
  * out-of-range eps, negative z-loss or softcap, ignore_index >= 0 with

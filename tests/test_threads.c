@@ -111,11 +111,84 @@ START_TEST(test_shared_context) {
 }
 END_TEST
 
+/* Two threads on one context: thread 0's bad asynchronous cross-entropy
+ * call and thread 1's good one, ordered by a barrier so that the bad one is
+ * enqueued first; each thread's clsm_finish reports its own calls only, and
+ * thread 1's host call in between sees nothing of thread 0's error. */
+enum { TN = 3, TC = 4 };
+static pthread_barrier_t barrier;
+typedef struct two_result {
+  int bad; /* this thread's call has an out-of-range class index */
+  clsm_status finish, host;
+  float loss, host_loss;
+} two_result;
+
+static void *two_worker(void *arg) {
+  two_result *r = arg;
+  const int bad = r->bad;
+  float x[TN * TC];
+  for (int i = 0; i < TN * TC; ++i) x[i] = (float)(i % 5) * 0.25f;
+  int64_t t[TN] = {0, bad ? TC : 1, 2};
+  const int64_t shape[2] = {TN, TC};
+  const float sentinel = 123.0f;
+  cl_int err;
+  cl_context cctx = clsm_context_cl_context(shared);
+  cl_mem xb = clCreateBuffer(cctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof x, x, &err);
+  cl_mem tb = clCreateBuffer(cctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof t, t, &err);
+  cl_mem lb = clCreateBuffer(cctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, 4, (void *)&sentinel, &err);
+  clsm_tensor xt = clsm_tensor_contiguous(xb, 0, CLSM_FLOAT32, 2, shape);
+  clsm_tensor tt = clsm_tensor_contiguous(tb, 0, CLSM_INT64, 1, shape);
+  clsm_tensor lt = clsm_tensor_contiguous(lb, 0, CLSM_FLOAT32, 0, NULL);
+  clsm_ce_options opt = CLSM_CE_OPTIONS_INIT;
+  if (bad) clsm_cross_entropy(shared, &xt, &tt, &lt, &opt, 0, NULL, NULL);
+  pthread_barrier_wait(&barrier);
+  if (!bad) {
+    clsm_cross_entropy(shared, &xt, &tt, &lt, &opt, 0, NULL, NULL);
+    r->host = clsm_cross_entropy_host(shared, CLSM_FLOAT32, 2, shape, x, CLSM_INT64, t, &opt, NULL,
+                                      &r->host_loss, NULL, NULL, NULL, NULL);
+  }
+  pthread_barrier_wait(&barrier);
+  r->finish = clsm_finish(shared);
+  clEnqueueReadBuffer(clsm_context_queue(shared), lb, CL_TRUE, 0, 4, &r->loss, 0, NULL, NULL);
+  clReleaseMemObject(xb);
+  clReleaseMemObject(tb);
+  clReleaseMemObject(lb);
+  return NULL;
+}
+
+START_TEST(test_two_threads_deferred) {
+  shared = test_context();
+  ck_assert(pthread_barrier_init(&barrier, NULL, 2) == 0);
+  two_result r[2] = {{1, 0, 0, 0, 0}, {0, 0, 0, 0, 0}};
+  pthread_t th[2];
+  for (int i = 0; i < 2; ++i) ck_assert(pthread_create(&th[i], NULL, two_worker, &r[i]) == 0);
+  for (int i = 0; i < 2; ++i) pthread_join(th[i], NULL);
+  pthread_barrier_destroy(&barrier);
+  /* The good call's loss from the double reference. */
+  double want = 0;
+  const int64_t t[TN] = {0, 1, 2};
+  for (int n = 0; n < TN; ++n) {
+    double m = -INFINITY, s = 0;
+    for (int c = 0; c < TC; ++c) m = fmax(m, (double)((n * TC + c) % 5) * 0.25);
+    for (int c = 0; c < TC; ++c) s += exp((double)((n * TC + c) % 5) * 0.25 - m);
+    want += (m + log(s) - (double)((n * TC + t[n]) % 5) * 0.25) / TN;
+  }
+  ck_assert_int_eq(r[0].finish, CLSM_ERR_TARGET_OUT_OF_RANGE);
+  ck_assert_float_eq(r[0].loss, 123.0f);
+  ck_assert_int_eq(r[1].finish, CLSM_SUCCESS);
+  ck_assert_int_eq(r[1].host, CLSM_SUCCESS);
+  ck_assert_msg(fabs(r[1].loss - want) <= 1e-6 && fabs(r[1].host_loss - want) <= 1e-6,
+                "losses %.9g, %.9g; reference %.9g", (double)r[1].loss, (double)r[1].host_loss, want);
+  ck_assert_int_eq(clsm_context_release(shared, NULL, 0), CLSM_SUCCESS);
+}
+END_TEST
+
 static Suite *threads_suite(void) {
   Suite *s = suite_create("threads");
   TCase *tc = tcase_create("Shared");
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_shared_context);
+  tcase_add_test(tc, test_two_threads_deferred);
   suite_add_tcase(s, tc);
   return s;
 }
