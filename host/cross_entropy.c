@@ -71,19 +71,34 @@ static int pos_of(const clsm_tensor *t, int logits_rank, pos_view *v) {
   return clsm__collapse(t, 1, t->rank, &n, &v->si);
 }
 
+/* A per-position tensor whose shape is not the logits' without the class
+ * axis: both shapes in the detail. */
+static clsm_status shape_mismatch(clsm_context *ctx, const char *what, const clsm_tensor *p,
+                                  const clsm_tensor *x, int axis) {
+  char sp[160], sx[160], sw[160];
+  clsm_tensor want = *x;
+  want.rank = 0;
+  for (int d = 0; d < x->rank; ++d)
+    if (d != axis) want.shape[want.rank++] = x->shape[d];
+  clsm__shape_str(p, sp, sizeof sp);
+  clsm__shape_str(x, sx, sizeof sx);
+  clsm__shape_str(&want, sw, sizeof sw);
+  return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
+                    "%s has shape %s: logits of shape %s need %s (their shape without the class "
+                    "axis)", what, sp, sx, sw);
+}
+
 static clsm_status check_pos_tensor(clsm_context *ctx, const clsm_tensor *p, const clsm_tensor *x,
                                     int axis, unsigned allowed, const char *what) {
-  clsm_status st = clsm__check_tensor(ctx, p, allowed, what);
+  clsm_status st = clsm__check_desc(ctx, p, allowed, what);
   if (st != CLSM_SUCCESS) return st;
-  if (!positions_match(x, axis, p))
-    return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
-                      "%s must have the logits' shape without the class axis", what);
+  if (!positions_match(x, axis, p)) return shape_mismatch(ctx, what, p, x, axis);
   return CLSM_SUCCESS;
 }
 
 static clsm_status check_scalar(clsm_context *ctx, const clsm_tensor *p, unsigned allowed,
                                 const char *what) {
-  clsm_status st = clsm__check_tensor(ctx, p, allowed, what);
+  clsm_status st = clsm__check_desc(ctx, p, allowed, what);
   if (st != CLSM_SUCCESS) return st;
   if (p->rank != 0)
     return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s must be 0-d (rank %d given)", what, p->rank);
@@ -93,35 +108,41 @@ static clsm_status check_scalar(clsm_context *ctx, const clsm_tensor *p, unsigne
 static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *logits,
                               const clsm_tensor *target, const clsm_tensor *loss,
                               const clsm_tensor *grad, const clsm_tensor *gs,
-                              const clsm_ce_options *opt) {
+                              const clsm_ce_options *opt, int backward) {
   clsm_status st;
+  /* The backward's gradient and upstream gradient go by their own names. */
+  const char *gname = backward ? "dlogits" : "grad", *gsname = backward ? "dloss" : "grad_scale";
   memset(c, 0, sizeof *c);
   c->x = logits, c->t = target, c->loss = loss, c->grad = grad, c->gs = gs, c->opt = opt;
-  if (!opt) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "options are NULL");
+  if (!opt) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "opt (the options) is NULL");
   if (opt->version < 1 || opt->version > CLSM_CE_OPTIONS_VERSION)
     return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT,
                       "options.version is %u: start from CLSM_CE_OPTIONS_INIT", opt->version);
-  if ((st = clsm__check_tensor(ctx, logits, float_types, "logits")) != CLSM_SUCCESS) return st;
+  if ((st = clsm__check_desc(ctx, logits, float_types, "logits")) != CLSM_SUCCESS) return st;
   if (logits->rank < 1)
     return clsm__fail(ctx, CLSM_ERR_INVALID_RANK, "logits must have rank 1..8 (rank 0 given)");
   const int axis = logits->rank == 1 ? 0 : 1;
   c->C = logits->shape[axis];
   if (!target) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "target is NULL");
-  if ((st = clsm__check_tensor(ctx, target, float_types | index_types, "target")) != CLSM_SUCCESS)
+  if ((st = clsm__check_desc(ctx, target, float_types | index_types, "target")) != CLSM_SUCCESS)
     return st;
   c->prob = (float_types >> target->dtype) & 1u;
   if (c->prob) {
     int same = target->rank == logits->rank && target->dtype == logits->dtype;
     for (int d = 0; same && d < logits->rank; ++d) same = target->shape[d] == logits->shape[d];
-    if (!same)
+    if (!same) {
+      char st_[160], sx[160];
+      clsm__shape_str(target, st_, sizeof st_);
+      clsm__shape_str(logits, sx, sizeof sx);
       return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
-                        "probability targets must have the logits' shape and dtype (%s)",
-                        clsm_dtype_name(logits->dtype));
+                        "probability targets must have the logits' shape %s and dtype %s (target: "
+                        "%s %s)",
+                        sx, clsm_dtype_name(logits->dtype), st_, clsm_dtype_name(target->dtype));
+    }
     c->tkind = 3;
   } else {
     if (!positions_match(logits, axis, target))
-      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
-                        "class-index targets must have the logits' shape without the class axis");
+      return shape_mismatch(ctx, "target (class indices)", target, logits, axis);
     c->tkind = target->dtype == CLSM_INT64 ? 0 : target->dtype == CLSM_INT32 ? 1 : 2;
   }
   if (opt->reduction != CLSM_REDUCTION_MEAN && opt->reduction != CLSM_REDUCTION_SUM &&
@@ -158,20 +179,30 @@ static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *
     if (st != CLSM_SUCCESS) return st;
   }
   if (grad) {
-    if ((st = clsm__check_tensor(ctx, grad, out_type, "grad")) != CLSM_SUCCESS) return st;
+    if (loss && clsm_dtype_size(grad->dtype) && grad->dtype != loss->dtype)
+      return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
+                        "%s is %s: the gradient takes the loss dtype (%s)", gname,
+                        clsm_dtype_name(grad->dtype), clsm_dtype_name(loss->dtype));
+    if ((st = clsm__check_desc(ctx, grad, out_type, gname)) != CLSM_SUCCESS) return st;
     int same = grad->rank == logits->rank;
     for (int d = 0; same && d < logits->rank; ++d) same = grad->shape[d] == logits->shape[d];
-    if (!same) return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "grad must have the logits' shape");
+    if (!same) {
+      char sg[160], sx[160];
+      clsm__shape_str(grad, sg, sizeof sg);
+      clsm__shape_str(logits, sx, sizeof sx);
+      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s has shape %s but the logits have %s",
+                        gname, sg, sx);
+    }
   }
   if (gs) {
     const unsigned xt = 1u << logits->dtype;
-    st = reduced ? check_scalar(ctx, gs, xt, "grad_scale")
-                 : check_pos_tensor(ctx, gs, logits, axis, xt, "grad_scale");
+    st = reduced ? check_scalar(ctx, gs, xt, gsname)
+                 : check_pos_tensor(ctx, gs, logits, axis, xt, gsname);
     if (st != CLSM_SUCCESS) return st;
   }
   if (opt->weight) {
     const clsm_tensor *w = opt->weight;
-    if ((st = clsm__check_tensor(ctx, w, 1u << logits->dtype, "weight")) != CLSM_SUCCESS) return st;
+    if ((st = clsm__check_desc(ctx, w, 1u << logits->dtype, "weight")) != CLSM_SUCCESS) return st;
     if (w->rank != 1 || w->shape[0] != c->C)
       return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "weight must have shape (C) = (%lld)",
                         (long long)c->C);
@@ -184,11 +215,20 @@ static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *
       (st = check_scalar(ctx, opt->total_weight, 1u << CLSM_FLOAT32, "total_weight")) != CLSM_SUCCESS)
     return st;
 
+  /* Every descriptor agrees: now their buffers. */
+  {
+    const clsm_tensor *all[8] = {logits, target, loss, grad, gs, opt->weight, opt->lse,
+                                 opt->total_weight};
+    const char *names[8] = {"logits", "target", "loss", gname, gsname, "weight", "lse",
+                            "total_weight"};
+    for (int i = 0; i < 8; ++i)
+      if (all[i] && (st = clsm__check_mem(ctx, all[i], names[i])) != CLSM_SUCCESS) return st;
+  }
   /* Outputs may not overlap inputs, except grad over exactly the logits. */
   const clsm_tensor *ins[4] = {logits, target, opt->weight, gs};
-  const char *in_names[4] = {"logits", "target", "weight", "grad_scale"};
+  const char *in_names[4] = {"logits", "target", "weight", gsname};
   const clsm_tensor *outs[4] = {loss, grad, opt->lse, opt->total_weight};
-  const char *out_names[4] = {"loss", "grad", "lse", "total_weight"};
+  const char *out_names[4] = {"loss", gname, "lse", "total_weight"};
   for (int o = 0; o < 4; ++o) {
     if (!outs[o]) continue;
     for (int i = 0; i < 4; ++i)
@@ -199,17 +239,31 @@ static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *
         return st;
   }
   /* Views. */
-  int ok = clsm__make_view(logits, axis, &c->xv);
-  if (ok && c->prob) ok = clsm__make_view(target, axis, &c->tv);
-  if (ok && !c->prob) ok = pos_of(target, logits->rank, &c->tp);
-  if (ok && grad) ok = clsm__make_view(grad, axis, &c->gv);
-  if (ok && loss && !reduced) ok = pos_of(loss, logits->rank, &c->lp);
-  if (ok && gs && !reduced) ok = pos_of(gs, logits->rank, &c->gsp);
-  if (ok && opt->lse) ok = pos_of(opt->lse, logits->rank, &c->lsep);
-  if (!ok)
+  const clsm_tensor *bad = NULL;
+  if (!clsm__make_view(logits, axis, &c->xv)) bad = logits;
+  else if (c->prob && !clsm__make_view(target, axis, &c->tv)) bad = target;
+  else if (!c->prob && !pos_of(target, logits->rank, &c->tp)) bad = target;
+  else if (grad && !clsm__make_view(grad, axis, &c->gv)) bad = grad;
+  else if (loss && !reduced && !pos_of(loss, logits->rank, &c->lp)) bad = loss;
+  else if (gs && !reduced && !pos_of(gs, logits->rank, &c->gsp)) bad = gs;
+  else if (opt->lse && !pos_of(opt->lse, logits->rank, &c->lsep)) bad = opt->lse;
+  if (bad) {
+    const char *name = bad == logits ? "logits" : bad == target ? "target" : bad == grad ? gname
+                       : bad == loss ? "loss" : bad == gs ? gsname : "lse";
+    /* Which run of dims: logits-shaped tensors have N, C, then the
+     * positions' dims; per-position tensors N, then the rest. */
+    const int full = bad == logits || bad == grad || (bad == target && c->prob);
+    const int first = full ? 2 : 1;
+    char shp[160], str[160];
+    clsm__shape_str(bad, shp, sizeof shp);
+    clsm_tensor strides = *bad;
+    for (int d = 0; d < bad->rank; ++d) strides.shape[d] = bad->strides[d];
+    clsm__shape_str(&strides, str, sizeof str);
     return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_LAYOUT,
-                      "a tensor's dims before or after the class axis do not collapse into one "
-                      "stride each");
+                      "%s: dims %d..%d (the positions after the batch dim) of shape %s with "
+                      "strides %s do not collapse into one stride",
+                      name, first, bad->rank - 1, shp, str);
+  }
   if (c->prob) {
     c->tp.mem = target->mem;
     c->tp.base = c->tv.base;
@@ -465,7 +519,7 @@ static clsm_status ce_common(clsm_context *ctx, const clsm_tensor *logits, const
   ctx->error[0] = '\0';
   clsm_check *rec = NULL;
   if ((st = clsm__check_wait(ctx, num_wait, wait)) == CLSM_SUCCESS &&
-      (st = check_call(ctx, &c, logits, target, loss, grad, gs, opt)) == CLSM_SUCCESS &&
+      (st = check_call(ctx, &c, logits, target, loss, grad, gs, opt, backward)) == CLSM_SUCCESS &&
       (st = clsm__call_begin(ctx, &rec)) == CLSM_SUCCESS) {
     c.flag = clsm__call_flag(rec);
     clsm_check **handle = opt->version >= 2 ? opt->check : NULL;
@@ -482,11 +536,16 @@ clsm_status clsm_cross_entropy(clsm_context *ctx, const clsm_tensor *logits,
                                const clsm_tensor *target, const clsm_tensor *loss,
                                const clsm_ce_options *opt, cl_uint num_wait, const cl_event *wait,
                                cl_event *event) {
-  if (ctx && !loss) {
+  if (ctx && (!loss || (opt && opt->grad_scale && !opt->grad))) {
+    if (event) *event = NULL;
     pthread_mutex_lock(&ctx->lock);
-    clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "loss is NULL");
+    clsm_status st =
+        !loss ? clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "loss is NULL")
+              : clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT,
+                           "options.grad_scale is given without options.grad: it scales the "
+                           "fused gradient only");
     pthread_mutex_unlock(&ctx->lock);
-    return CLSM_ERR_NULL_ARGUMENT;
+    return st;
   }
   return ce_common(ctx, logits, target, loss, opt ? opt->grad : NULL, opt ? opt->grad_scale : NULL,
                    opt, 0, num_wait, wait, event);
@@ -496,10 +555,17 @@ clsm_status clsm_cross_entropy_backward(clsm_context *ctx, const clsm_tensor *lo
                                         const clsm_tensor *target, const clsm_tensor *dloss,
                                         const clsm_tensor *dlogits, const clsm_ce_options *opt,
                                         cl_uint num_wait, const cl_event *wait, cl_event *event) {
-  if (ctx && (!dloss || !dlogits || (opt && (opt->grad || opt->grad_scale)))) {
+  const char *bad = !dloss                               ? "dloss is NULL"
+                    : !dlogits                           ? "dlogits is NULL"
+                    : opt && (opt->grad || opt->grad_scale) ? "options.grad and options.grad_scale "
+                                                            "must be NULL for the backward (dlogits "
+                                                            "and dloss take their place)"
+                                                          : NULL;
+  if (ctx && bad) {
+    if (event) *event = NULL;
     pthread_mutex_lock(&ctx->lock);
     clsm_status st = clsm__fail(ctx, !dloss || !dlogits ? CLSM_ERR_NULL_ARGUMENT : CLSM_ERR_INVALID_ARGUMENT,
-                                "backward needs dloss and dlogits, and no grad / grad_scale option");
+                                "%s", bad);
     pthread_mutex_unlock(&ctx->lock);
     return st;
   }

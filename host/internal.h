@@ -178,6 +178,15 @@ int64_t clsm__numel(const clsm_tensor *t);
  * names it in the error detail. */
 clsm_status clsm__check_tensor(clsm_context *ctx, const clsm_tensor *t, unsigned allowed,
                                const char *what);
+/* The two halves of clsm__check_tensor: the descriptor alone (NULLs, rank,
+ * dtype, shape, strides), and its cl_mem (the library's cl_context, every
+ * reachable element inside it). Operations check every descriptor and their
+ * agreement before any cl_mem, so that a mismatch is named as such. */
+clsm_status clsm__check_desc(clsm_context *ctx, const clsm_tensor *t, unsigned allowed,
+                             const char *what);
+clsm_status clsm__check_mem(clsm_context *ctx, const clsm_tensor *t, const char *what);
+/* "(3, 4)": a tensor's shape for messages. */
+void clsm__shape_str(const clsm_tensor *t, char *buf, size_t size);
 /* Normalises dim in [-rank, rank-1] (rank 0 counts as rank 1) into *out. */
 clsm_status clsm__check_dim(clsm_context *ctx, int rank, int dim, int *out);
 /* An output view must not overlap itself, nor overlap `in` unless it is exactly `in`. */

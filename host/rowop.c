@@ -233,17 +233,18 @@ clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num
   clsm_status st;
   int d = 0;
   for (int i = 0; i < op->n; ++i)
-    if ((st = clsm__check_tensor(ctx, op->t[i], float_types, names[i])) != CLSM_SUCCESS) return st;
+    if ((st = clsm__check_desc(ctx, op->t[i], float_types, names[i])) != CLSM_SUCCESS) return st;
   for (int i = 1; i < op->n; ++i) {
     const clsm_tensor *a = op->t[0], *b = op->t[i];
-    if (a->rank != b->rank)
-      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s has rank %d but %s has rank %d",
-                        names[0], a->rank, names[i], b->rank);
-    for (int k = 0; k < a->rank; ++k)
-      if (a->shape[k] != b->shape[k])
-        return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
-                          "%s.shape[%d] = %lld but %s.shape[%d] = %lld", names[0], k,
-                          (long long)a->shape[k], names[i], k, (long long)b->shape[k]);
+    int same = a->rank == b->rank;
+    for (int k = 0; same && k < a->rank; ++k) same = a->shape[k] == b->shape[k];
+    if (!same) {
+      char sa[160], sb[160];
+      clsm__shape_str(a, sa, sizeof sa);
+      clsm__shape_str(b, sb, sizeof sb);
+      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s has shape %s but %s has shape %s",
+                        names[0], sa, names[i], sb);
+    }
   }
   for (int i = 1; i < last; ++i)
     if (op->t[i]->dtype != op->t[0]->dtype)
@@ -258,6 +259,8 @@ clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num
                       names[last], clsm_dtype_name(out), clsm_dtype_name(in));
   if ((st = clsm__check_fp64(ctx, program)) != CLSM_SUCCESS) return st;
   if ((st = clsm__check_dim(ctx, op->t[0]->rank, dim, &d)) != CLSM_SUCCESS) return st;
+  for (int i = 0; i < op->n; ++i)
+    if ((st = clsm__check_mem(ctx, op->t[i], names[i])) != CLSM_SUCCESS) return st;
   if ((st = clsm__check_wait(ctx, num_wait, wait)) != CLSM_SUCCESS) return st;
   for (int i = 0; i < last; ++i)
     if ((st = clsm__check_output(ctx, op->t[last], names[last], op->t[i], names[i])) != CLSM_SUCCESS)

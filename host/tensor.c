@@ -2,6 +2,7 @@
  * overlap), and the (outer, C, inner) view of a tensor along one axis. */
 #include "internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
 clsm_tensor clsm_tensor_contiguous(cl_mem mem, uint64_t offset, clsm_dtype dtype, int rank,
@@ -11,7 +12,11 @@ clsm_tensor clsm_tensor_contiguous(cl_mem mem, uint64_t offset, clsm_dtype dtype
   t.mem = mem;
   t.offset = offset;
   t.dtype = dtype;
-  if (rank < 0 || rank > CLSM_MAX_RANK || (rank > 0 && !shape)) {
+  if (rank < 0 || rank > CLSM_MAX_RANK) {
+    t.rank = rank; /* refused by every operation, with this rank in the detail */
+    return t;
+  }
+  if (rank > 0 && !shape) {
     t.rank = -1;
     return t;
   }
@@ -32,21 +37,47 @@ int64_t clsm__numel(const clsm_tensor *t) {
   return n;
 }
 
-clsm_status clsm__check_tensor(clsm_context *ctx, const clsm_tensor *t, unsigned allowed,
-                               const char *what) {
-  if (!t) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "%s: tensor descriptor is NULL", what);
+/* Names the dtypes of an `allowed` mask: "float32, float16 or bfloat16". */
+static void dtype_list(unsigned allowed, char *buf, size_t size) {
+  int n = 0, total = 0;
+  for (int d = 0; d < 8; ++d) total += (allowed >> d) & 1u;
+  buf[0] = '\0';
+  for (int d = 0; d < 8; ++d) {
+    if (!((allowed >> d) & 1u)) continue;
+    size_t len = strlen(buf);
+    snprintf(buf + len, size - len, "%s%s", n == 0 ? "" : n == total - 1 ? " or " : ", ",
+             clsm_dtype_name((clsm_dtype)d));
+    ++n;
+  }
+}
+
+void clsm__shape_str(const clsm_tensor *t, char *buf, size_t size) {
+  size_t len = 0;
+  buf[0] = '\0';
+  len += (size_t)snprintf(buf, size, "(");
+  for (int d = 0; d < t->rank && len < size; ++d)
+    len += (size_t)snprintf(buf + len, size - len, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+  if (len < size) snprintf(buf + len, size - len, ")");
+}
+
+clsm_status clsm__check_desc(clsm_context *ctx, const clsm_tensor *t, unsigned allowed,
+                             const char *what) {
+  if (!t) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "%s is NULL", what);
   if (t->rank < 0 || t->rank > CLSM_MAX_RANK)
-    return clsm__fail(ctx, CLSM_ERR_INVALID_RANK, "%s: rank %d is outside 0..%d", what, t->rank,
-                      CLSM_MAX_RANK);
+    return clsm__fail(ctx, CLSM_ERR_INVALID_RANK, "%s: rank %d is outside 0..%d%s", what, t->rank,
+                      CLSM_MAX_RANK,
+                      t->rank == -1 ? " (clsm_tensor_contiguous gives -1 for a NULL shape)" : "");
   if (!t->mem) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "%s: cl_mem is NULL", what);
   size_t esize = clsm_dtype_size(t->dtype);
   if (esize == 0)
     return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT, "%s: unknown dtype %d", what,
                       (int)t->dtype);
-  if (!(allowed & (1u << t->dtype)))
-    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE, "%s: dtype %s is not supported here",
-                      what, clsm_dtype_name(t->dtype));
-  int empty = 0;
+  if (!(allowed & (1u << t->dtype))) {
+    char list[96];
+    dtype_list(allowed, list, sizeof list);
+    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE, "%s: dtype %s is not supported here (%s)",
+                      what, clsm_dtype_name(t->dtype), list);
+  }
   for (int d = 0; d < t->rank; ++d) {
     if (t->shape[d] < 0)
       return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT, "%s: shape[%d] = %lld is negative", what,
@@ -54,11 +85,24 @@ clsm_status clsm__check_tensor(clsm_context *ctx, const clsm_tensor *t, unsigned
     if (t->strides[d] < 0)
       return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT, "%s: strides[%d] = %lld is negative",
                         what, d, (long long)t->strides[d]);
-    if (t->shape[d] == 0) empty = 1;
   }
   if (clsm__numel(t) < 0)
     return clsm__fail(ctx, CLSM_ERR_TOO_LARGE, "%s: element count overflows 64 bits", what);
+  return CLSM_SUCCESS;
+}
 
+clsm_status clsm__check_mem(clsm_context *ctx, const clsm_tensor *t, const char *what) {
+  cl_context owner = NULL;
+  cl_int err = clGetMemObjectInfo(t->mem, CL_MEM_CONTEXT, sizeof owner, &owner, NULL);
+  if (err != CL_SUCCESS)
+    return clsm__cl_fail(ctx, err, "clGetMemObjectInfo(CL_MEM_CONTEXT)", __FILE__, __LINE__);
+  if (owner != ctx->cl_ctx)
+    return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT,
+                      "%s: its cl_mem belongs to another cl_context than the library context's",
+                      what);
+  int empty = 0;
+  for (int d = 0; d < t->rank; ++d)
+    if (t->shape[d] == 0) empty = 1;
   /* The last element reached: offset + sum (shape-1)*stride. */
   uint64_t last = t->offset;
   if (!empty) {
@@ -71,17 +115,24 @@ clsm_status clsm__check_tensor(clsm_context *ctx, const clsm_tensor *t, unsigned
     }
   }
   size_t memsize = 0;
-  cl_int err = clGetMemObjectInfo(t->mem, CL_MEM_SIZE, sizeof memsize, &memsize, NULL);
+  err = clGetMemObjectInfo(t->mem, CL_MEM_SIZE, sizeof memsize, &memsize, NULL);
   if (err != CL_SUCCESS) return clsm__cl_fail(ctx, err, "clGetMemObjectInfo(CL_MEM_SIZE)", __FILE__, __LINE__);
   uint64_t end_bytes;
   /* An empty view touches nothing; its offset may still not pass the end. */
   uint64_t elems = empty ? last : last + 1;
-  if (__builtin_mul_overflow(elems, (uint64_t)esize, &end_bytes) || end_bytes > memsize)
+  if (__builtin_mul_overflow(elems, (uint64_t)clsm_dtype_size(t->dtype), &end_bytes) ||
+      end_bytes > memsize)
     return clsm__fail(ctx, CLSM_ERR_OUT_OF_BOUNDS,
                       "%s: reaches element %llu (byte %llu) of a cl_mem of %llu bytes", what,
-                      (unsigned long long)(empty ? last : last), (unsigned long long)end_bytes,
+                      (unsigned long long)last, (unsigned long long)end_bytes,
                       (unsigned long long)memsize);
   return CLSM_SUCCESS;
+}
+
+clsm_status clsm__check_tensor(clsm_context *ctx, const clsm_tensor *t, unsigned allowed,
+                               const char *what) {
+  clsm_status st = clsm__check_desc(ctx, t, allowed, what);
+  return st != CLSM_SUCCESS ? st : clsm__check_mem(ctx, t, what);
 }
 
 clsm_status clsm__check_dim(clsm_context *ctx, int rank, int dim, int *out) {
@@ -192,9 +243,18 @@ clsm_status clsm__check_wait(clsm_context *ctx, cl_uint num_wait, const cl_event
     return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT,
                       "wait list: num_wait is %u but wait is %s", num_wait,
                       wait ? "not NULL" : "NULL");
-  for (cl_uint i = 0; i < num_wait; ++i)
+  for (cl_uint i = 0; i < num_wait; ++i) {
     if (!wait[i])
       return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "wait list: event %u is NULL", i);
+    cl_context owner = NULL;
+    cl_int err = clGetEventInfo(wait[i], CL_EVENT_CONTEXT, sizeof owner, &owner, NULL);
+    if (err != CL_SUCCESS)
+      return clsm__cl_fail(ctx, err, "clGetEventInfo(CL_EVENT_CONTEXT)", __FILE__, __LINE__);
+    if (owner != ctx->cl_ctx)
+      return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT,
+                        "wait list: event %u belongs to another cl_context than the library "
+                        "context's", i);
+  }
   return CLSM_SUCCESS;
 }
 

@@ -228,8 +228,9 @@ typedef struct clsm_tensor {
 } clsm_tensor;
 
 /* A C-order (row-major) view of `rank` dims starting at element `offset`.
- * rank outside 0..8 or a NULL shape with rank > 0 yields rank -1, which every
- * operation rejects with CLSM_ERR_INVALID_RANK. */
+ * A rank outside 0..8 is kept as given (no shape), and a NULL shape with
+ * rank > 0 yields rank -1: every operation rejects both with
+ * CLSM_ERR_INVALID_RANK. */
 CLSM_API clsm_tensor clsm_tensor_contiguous(cl_mem mem, uint64_t offset, clsm_dtype dtype,
                                             int rank, const int64_t *shape);
 
