@@ -38,6 +38,44 @@ long clsm__env_long(const char *name, long dflt, long lo, long hi) {
   return v;
 }
 
+/* A tuning variable: unset (or empty) gives `dflt`; a value that is not an
+ * integer in [lo, hi] (a power of two when pow2) is refused with a message
+ * naming the variable. Returns 0 when refused. */
+static int env_int(const char *name, long dflt, long lo, long hi, int pow2, long *out, char *msg,
+                   size_t msize) {
+  const char *s = getenv(name);
+  *out = dflt;
+  if (!s || !*s) return 1;
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || v < lo || v > hi || (pow2 && (v & (v - 1)) != 0)) {
+    snprintf(msg, msize, "%s=\"%s\" is not understood: %s in %ld..%ld", name, s,
+             pow2 ? "a power of two" : "an integer", lo, hi);
+    return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+/* A variable that takes one of `words` (NULL-terminated): its index, -1
+ * when unset; 0 returned when the value is none of them. */
+static int env_word(const char *name, const char *const *words, int *out, char *msg,
+                    size_t msize) {
+  const char *s = getenv(name);
+  *out = -1;
+  if (!s || !*s) return 1;
+  for (int i = 0; words[i]; ++i)
+    if (!strcmp(s, words[i])) {
+      *out = i;
+      return 1;
+    }
+  size_t len = (size_t)snprintf(msg, msize, "%s=\"%s\" is not understood: one of ", name, s);
+  for (int i = 0; words[i] && len < msize; ++i)
+    len += (size_t)snprintf(msg + len, msize - len, "%s%s", i ? ", " : "", words[i]);
+  return 0;
+}
+
 static void put_detail(char *detail, size_t size, const char *msg) {
   if (detail && size) snprintf(detail, size, "%s", msg);
 }
@@ -134,8 +172,10 @@ static size_t fit_lanes(const clsm_context *ctx, size_t want) {
   return want;
 }
 
-/* Reads device properties and sets the tunables. */
-static void query_device(clsm_context *ctx) {
+/* Reads device properties and sets the tunables; every tuning variable of
+ * the environment is validated (docs/design.md lists them). Returns 0, with
+ * `msg` naming the variable, when one is not understood. */
+static int query_device(clsm_context *ctx, char *msg, size_t msize) {
   clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof ctx->device_type, &ctx->device_type, NULL);
   clGetDeviceInfo(ctx->device, CL_DEVICE_NAME, sizeof ctx->device_name - 1, ctx->device_name,
                   NULL);
@@ -153,40 +193,51 @@ static void query_device(clsm_context *ctx) {
     ctx->has_fp64 = fp64 != 0;
   if (ctx->max_wg_size == 0) ctx->max_wg_size = 1;
   if (ctx->compute_units == 0) ctx->compute_units = 1;
+  const int cpu = (ctx->device_type & CL_DEVICE_TYPE_CPU) != 0;
 
-  ctx->family = (ctx->device_type & CL_DEVICE_TYPE_CPU) ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU;
-  const char *fam = getenv("CLSM_FAMILY");
-  if (fam && !strcmp(fam, "cpu")) ctx->family = CLSM_FAMILY_CPU;
-  if (fam && !strcmp(fam, "gpu")) ctx->family = CLSM_FAMILY_GPU;
+  static const char *const families[] = {"cpu", "gpu", NULL};
+  int fam = -1, kern = -1;
+  long wg_env, inner_vectors, split, row_blocks, inner_tile, rows16, packed, nt, lanes;
+  if (!env_word("CLSM_FAMILY", families, &fam, msg, msize) ||
+      !env_word("CLSM_KERNEL", clsm__forceable_kernels, &kern, msg, msize) ||
+      !env_int("CLSM_WG_SIZE", 0, 1, (long)ctx->max_wg_size, 1, &wg_env, msg, msize) ||
+      !env_int("CLSM_INNER_VECTORS", 32, 1, 128, 0, &inner_vectors, msg, msize) ||
+      !env_int("CLSM_SPLIT", -1, 0, 1, 0, &split, msg, msize) ||
+      !env_int("CLSM_ROW_BLOCKS", 1, 0, 1, 0, &row_blocks, msg, msize) ||
+      !env_int("CLSM_INNER_TILE", -1, 0, 1, 0, &inner_tile, msg, msize) ||
+      !env_int("CLSM_CE_ROWS16", -1, 0, 1, 0, &rows16, msg, msize) ||
+      !env_int("CLSM_PACKED_STORES", cpu, 0, 1, 0, &packed, msg, msize) ||
+      !env_int("CLSM_NT_STORES", -1, 0, 1, 0, &nt, msg, msize) ||
+      !env_int("CLSM_ROW_LANES", 0, 1, 1 << 16, 1, &lanes, msg, msize))
+    return 0;
 
+  ctx->family = cpu ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU;
+  if (fam >= 0) ctx->family = fam == 0 ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU;
   /* The work-group kernels want 256 lanes, a one-work-group reduction
    * (cross-entropy's totals) up to 1024. */
   size_t wg = fit_lanes(ctx, 256), cap = fit_lanes(ctx, 1024);
-  long env = clsm__env_long("CLSM_WG_SIZE", 0, 1, 1 << 16);
-  ctx->wg_forced = env > 0 && (env & (env - 1)) == 0 && (size_t)env <= ctx->max_wg_size;
-  if (ctx->wg_forced) wg = cap = (size_t)env;
+  ctx->wg_forced = wg_env > 0;
+  if (ctx->wg_forced) wg = cap = (size_t)wg_env;
   ctx->wg_size = wg;
   ctx->wg_cap = cap;
-  ctx->inner_vectors = (int)clsm__env_long("CLSM_INNER_VECTORS", 32, 1, 128);
-  ctx->split = (int)clsm__env_long("CLSM_SPLIT", -1, 0, 1);
-  ctx->row_blocks = (int)clsm__env_long("CLSM_ROW_BLOCKS", 1, 0, 1);
-  ctx->inner_tile = (int)clsm__env_long("CLSM_INNER_TILE", -1, 0, 1);
-  ctx->ce_rows16 = (int)clsm__env_long("CLSM_CE_ROWS16", -1, 0, 1);
-  ctx->forced_kernel = clsm__kernel_from_env();
-  ctx->packed_stores = (int)clsm__env_long("CLSM_PACKED_STORES",
-                                           (ctx->device_type & CL_DEVICE_TYPE_CPU) ? 1 : 0, 0, 1);
+  ctx->inner_vectors = (int)inner_vectors;
+  ctx->split = (int)split;
+  ctx->row_blocks = (int)row_blocks;
+  ctx->inner_tile = (int)inner_tile;
+  ctx->ce_rows16 = (int)rows16;
+  ctx->forced_kernel = kern;
+  ctx->packed_stores = (int)packed;
   /* CPU devices store outputs of at least the cache's size non-temporally
    * where a kernel writes them once (CLSM_NT_STORES=0 never, 1 any size). */
   cl_ulong cache = 0;
   clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof cache, &cache, NULL);
-  const long nt = clsm__env_long("CLSM_NT_STORES", -1, 0, 1);
-  ctx->cpu_builtins = (ctx->device_type & CL_DEVICE_TYPE_CPU) != 0;
+  ctx->cpu_builtins = cpu;
   ctx->nt_bytes = nt == 0 || !ctx->cpu_builtins ? UINT64_MAX
                   : nt == 1                     ? 0
                   : cache                       ? cache
                                                 : (cl_ulong)32 << 20;
-  long lanes = clsm__env_long("CLSM_ROW_LANES", 0, 0, 1 << 16);
-  ctx->row_lanes = (lanes & (lanes - 1)) == 0 ? (size_t)lanes : 0;
+  ctx->row_lanes = (size_t)lanes;
+  return 1;
 }
 
 int clsm__inject_cl(clsm_context *ctx, cl_int *err) {
@@ -250,13 +301,20 @@ clsm_status clsm_context_create(clsm_context **out, const char *spec, char *deta
     return CLSM_ERR_NULL_ARGUMENT;
   }
   *out = NULL;
-  if (!spec || !*spec) spec = getenv("CLSM_DEVICE");
+  const int from_env = (!spec || !*spec) && getenv("CLSM_DEVICE") && *getenv("CLSM_DEVICE");
+  if (from_env) spec = getenv("CLSM_DEVICE");
 
   cl_platform_id platform = NULL;
   cl_device_id device = NULL;
   clsm_status st = find_device(spec, &platform, &device, msg, sizeof msg);
   if (st != CLSM_SUCCESS) {
-    put_detail(detail, detail_size, msg);
+    if (from_env && st == CLSM_ERR_DEVICE_NOT_FOUND) {
+      char full[600];
+      snprintf(full, sizeof full, "CLSM_DEVICE (the default device spec): %s", msg);
+      put_detail(detail, detail_size, full);
+    } else {
+      put_detail(detail, detail_size, msg);
+    }
     return st;
   }
   clsm_context *ctx = NULL;
@@ -266,7 +324,11 @@ clsm_status clsm_context_create(clsm_context **out, const char *spec, char *deta
   }
   ctx->platform = platform;
   ctx->device = device;
-  query_device(ctx);
+  if (!query_device(ctx, msg, sizeof msg)) {
+    put_detail(detail, detail_size, msg);
+    clsm_context_destroy(ctx);
+    return CLSM_ERR_INVALID_ARGUMENT;
+  }
 
   cl_int err = CL_SUCCESS;
   cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)platform, 0};
@@ -295,7 +357,7 @@ fail:
 
 clsm_status clsm_context_adopt(clsm_context **out, cl_command_queue queue, char *detail,
                                size_t detail_size) {
-  char msg[256];
+  char msg[512];
   if (!out || !queue) {
     put_detail(detail, detail_size, "clsm_context_adopt: out or queue is NULL");
     if (out) *out = NULL;
@@ -336,7 +398,11 @@ clsm_status clsm_context_adopt(clsm_context **out, cl_command_queue queue, char 
   clRetainCommandQueue(queue);
   ctx->queue = queue;
   ctx->profiling = (qp & CL_QUEUE_PROFILING_ENABLE) != 0;
-  query_device(ctx);
+  if (!query_device(ctx, msg, sizeof msg)) {
+    put_detail(detail, detail_size, msg);
+    clsm_context_destroy(ctx);
+    return CLSM_ERR_INVALID_ARGUMENT;
+  }
   *out = ctx;
   return CLSM_SUCCESS;
 }

@@ -250,7 +250,8 @@ typedef struct clsm_plan {
  * (outer, C, inner); `generic` when the views could not be formed.
  * CLSM_KERNEL=rows_cpu|inner_cpu|rows_wg|strided|generic forces a kernel
  * where its layout preconditions hold. */
-int clsm__kernel_from_env(void);
+/* CLSM_KERNEL's values, in clsm_kernel_id order, NULL-terminated. */
+extern const char *const clsm__forceable_kernels[K_BACKWARD + 1];
 size_t clsm__row_scratch(const clsm_context *ctx, size_t *local, int64_t C, size_t acc);
 int64_t clsm__split_len(const clsm_context *ctx, int64_t rows, int64_t C);
 /* Float16-wide vectors per inner block for an inner extent (CLSM_INNER_VECTORS at most). */

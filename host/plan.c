@@ -53,16 +53,8 @@ size_t clsm__row_lanes(const clsm_context *ctx, int64_t C, size_t local, int vpt
   return lanes < local ? lanes : local;
 }
 
-/* CLSM_KERNEL=rows_cpu|inner_cpu|rows_wg|strided|generic as a kernel id, or
- * -1; read once, when a context is created. */
-int clsm__kernel_from_env(void) {
-  static const char *const names[K_BACKWARD] = {"rows_cpu", "inner_cpu", "rows_wg", "strided",
-                                                "generic"};
-  const char *s = getenv("CLSM_KERNEL");
-  for (int k = 0; s && k < K_BACKWARD; ++k)
-    if (!strcmp(s, names[k])) return k;
-  return -1;
-}
+const char *const clsm__forceable_kernels[K_BACKWARD + 1] = {"rows_cpu", "inner_cpu", "rows_wg",
+                                                             "strided", "generic", NULL};
 
 void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int generic,
                      int64_t rows64, clsm_plan *plan) {
@@ -83,7 +75,7 @@ void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int gen
   const clsm_kernel_id forced = (clsm_kernel_id)ctx->forced_kernel;
   if (!generic && ctx->forced_kernel >= 0 &&
       (forced == K_STRIDED || forced == K_ROWS_WG || forced == K_INNER_CPU ||
-       (forced == K_ROWS_CPU && contiguous_rows)))
+       forced == K_GENERIC || (forced == K_ROWS_CPU && contiguous_rows)))
     k = forced;
 
   memset(plan, 0, sizeof *plan);

@@ -269,6 +269,7 @@ clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num
   op->generic = 0;
   for (int i = 0; i < op->n; ++i)
     if (!clsm__make_view(op->t[i], d, &op->v[i])) op->generic = 1;
+  if (ctx->forced_kernel == K_GENERIC) op->generic = 1; /* CLSM_KERNEL=generic: any view */
   if (op->generic) generic_dims(op, d);
   op->C = op->t[0]->rank ? op->t[0]->shape[d] : 1;
   int64_t numel = clsm__numel(op->t[0]);

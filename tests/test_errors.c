@@ -553,6 +553,28 @@ START_TEST(test_prepare_failures) {
 END_TEST
 
 /* Status names and strings: one distinct entry per code, stable numbers. */
+/* Environment values that are not understood are refused at context
+ * creation, with the variable named; CLSM_DEVICE's mismatch names it too. */
+START_TEST(test_bad_environment) {
+  static const char *const vars[][3] = {
+      {"CLSM_FAMILY", "gpux", "CLSM_FAMILY=\"gpux\" is not understood: one of cpu, gpu"},
+      {"CLSM_KERNEL", "bogus", "CLSM_KERNEL=\"bogus\" is not understood: one of rows_cpu"},
+      {"CLSM_WG_SIZE", "48", "CLSM_WG_SIZE=\"48\" is not understood: a power of two"},
+      {"CLSM_SPLIT", "yes", "CLSM_SPLIT=\"yes\" is not understood: an integer in 0..1"},
+      {"CLSM_DEVICE", "tesla", "CLSM_DEVICE (the default device spec): no OpenCL device matches the spec \"tesla\""},
+  };
+  const char *v = vars[_i][0];
+  setenv(v, vars[_i][1], 1);
+  clsm_context *ctx = (clsm_context *)&ctx;
+  char detail[512] = "";
+  clsm_status st = clsm_context_create(&ctx, NULL, detail, sizeof detail);
+  ck_assert_int_eq(st, _i == 4 ? CLSM_ERR_DEVICE_NOT_FOUND : CLSM_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_null(ctx);
+  ck_assert_msg(strstr(detail, vars[_i][2]) != NULL, "detail: %s", detail);
+  unsetenv(v);
+}
+END_TEST
+
 START_TEST(test_status_tables) {
   ck_assert_int_eq(CLSM_SUCCESS, 0);
   ck_assert_int_eq(CLSM_ERR_TOO_LARGE, 14);
@@ -614,6 +636,7 @@ static Suite *errors_suite(void) {
   tcase_add_loop_test(tc, test_bad_ce, 0, (int)(sizeof bad_ce / sizeof bad_ce[0]));
   tcase_add_test(tc, test_host_errors);
   tcase_add_test(tc, test_device_not_found);
+  tcase_add_loop_test(tc, test_bad_environment, 0, 5);
   tcase_add_test(tc, test_no_platform);
   tcase_add_test(tc, test_build_failure);
   tcase_add_test(tc, test_out_of_host_memory);
