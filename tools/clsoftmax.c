@@ -48,7 +48,8 @@ clsm_context *tool_context(const char *spec) {
   char detail[512];
   clsm_status st = clsm_context_create(&ctx, spec, detail, sizeof detail);
   if (st != CLSM_SUCCESS) {
-    fprintf(stderr, "clsoftmax: cannot open a device: %s: %s\n", clsm_status_string(st), detail);
+    /* The detail says what the status says, and more. */
+    fprintf(stderr, "clsoftmax: cannot open a device: %s\n", *detail ? detail : clsm_status_string(st));
     return NULL;
   }
   return ctx;
