@@ -89,7 +89,11 @@ int main(void) {
 
   clReleaseEvent(sm_done);
   clReleaseEvent(ce_done);
-  clsm_context_destroy(ctx);
+  char why_release[256];
+  if ((st = clsm_context_release(ctx, why_release, sizeof why_release)) != CLSM_SUCCESS) {
+    fprintf(stderr, "%s: %s\n", clsm_status_string(st), why_release);
+    return 1;
+  }
   clReleaseMemObject(xb);
   clReleaseMemObject(pb);
   clReleaseMemObject(tb);
