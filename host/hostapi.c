@@ -2,6 +2,8 @@
  * wait. The caller's output array is written only after the op succeeded. */
 #include "internal.h"
 
+#include <stddef.h>
+
 #include <string.h>
 
 /* Records a failed OpenCL call made without the lock held. */
@@ -131,10 +133,17 @@ clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int ran
                                     void *grad, const void *grad_scale, float *lse,
                                     float *total_weight) {
   if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
-  if (!opt) return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "options are NULL");
+  if (!opt) return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "opt (the options) is NULL");
+  if (opt->version < 1 || opt->version > CLSM_CE_OPTIONS_VERSION)
+    return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT,
+                       "options.version is not 1..2: start from CLSM_CE_OPTIONS_INIT");
   if (opt->weight || opt->grad || opt->grad_scale || opt->lse || opt->total_weight)
     return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT,
                        "host cross-entropy: pass weight, grad, lse and total_weight as arrays");
+  if (opt->version >= 2 && opt->check)
+    return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT,
+                       "host cross-entropy: options.check must be NULL (the call returns its "
+                       "own outcome)");
   if (rank < 1 || rank > CLSM_MAX_RANK) return fail_locked(ctx, CLSM_ERR_INVALID_RANK, "logits rank is outside 1..8");
   if (!shape) return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "shape is NULL");
   size_t es = clsm_dtype_size(dtype), ts = clsm_dtype_size(target_dtype);
@@ -186,7 +195,9 @@ clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int ran
   clsm_tensor ts_ = clsm_tensor_contiguous(b[BS], 0, dtype, reduced ? 0 : rank - 1, pshape);
   clsm_tensor te = clsm_tensor_contiguous(b[BE], 0, CLSM_FLOAT32, rank - 1, pshape);
   clsm_tensor ttw = clsm_tensor_contiguous(b[BTW], 0, CLSM_FLOAT32, 0, NULL);
-  clsm_ce_options o = *opt;
+  /* A version 1 struct ends before `check`: copy only what the caller has. */
+  clsm_ce_options o = CLSM_CE_OPTIONS_INIT;
+  memcpy(&o, opt, opt->version >= 2 ? sizeof o : offsetof(clsm_ce_options, check));
   o.weight = weight ? &tw : NULL;
   o.grad = grad ? &tg : NULL;
   o.grad_scale = grad_scale ? &ts_ : NULL;

@@ -409,7 +409,7 @@ CLSM_API clsm_status clsm_log_softmax_backward_host(clsm_context *ctx, clsm_dtyp
  * `grad_scale` (NULL for 1; one value, or one per position for none).
  * `lse` (NULL or one float per position) and `total_weight` (NULL or one
  * float) are optional. opt->weight, grad, grad_scale, lse and total_weight
- * must be NULL (the arrays here take their place). Returns
+ * must be NULL (the arrays here take their place), and so must opt->check. Returns
  * CLSM_ERR_TARGET_OUT_OF_RANGE itself, with no output written. Blocking. */
 CLSM_API clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int rank,
                                              const int64_t *shape, const void *logits,
