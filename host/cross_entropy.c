@@ -186,13 +186,7 @@ static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *
     if ((st = clsm__check_desc(ctx, grad, out_type, gname)) != CLSM_SUCCESS) return st;
     int same = grad->rank == logits->rank;
     for (int d = 0; same && d < logits->rank; ++d) same = grad->shape[d] == logits->shape[d];
-    if (!same) {
-      char sg[160], sx[160];
-      clsm__shape_str(grad, sg, sizeof sg);
-      clsm__shape_str(logits, sx, sizeof sx);
-      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s has shape %s but the logits have %s",
-                        gname, sg, sx);
-    }
+    if (!same) return clsm__fail_shapes(ctx, gname, grad, "logits", logits);
   }
   if (gs) {
     const unsigned xt = 1u << logits->dtype;
@@ -526,7 +520,7 @@ static clsm_status ce_common(clsm_context *ctx, const clsm_tensor *logits, const
     if ((st = enqueue_ce(ctx, &c, backward, num_wait, wait, event)) == CLSM_SUCCESS)
       st = clsm__call_commit(ctx, rec, handle);
     else
-      clsm__call_abort(ctx, rec);
+      clsm__call_abort(rec);
   }
   pthread_mutex_unlock(&ctx->lock);
   return st;

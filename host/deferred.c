@@ -144,12 +144,11 @@ clsm_status clsm__call_commit(clsm_context *ctx, clsm_check *c, clsm_check **han
   if (handle) *handle = c;
   return CLSM_SUCCESS;
 fail:
-  clsm__call_abort(ctx, c);
+  clsm__call_abort(c);
   return st;
 }
 
-void clsm__call_abort(clsm_context *ctx, clsm_check *c) {
-  (void)ctx;
+void clsm__call_abort(clsm_check *c) {
   /* Commands already enqueued may still set the flag: the buffer is not reused. */
   call_free(c);
 }
@@ -161,15 +160,17 @@ static void report_add(char *rep, size_t size, int *n, const char *msg) {
   ++*n;
 }
 
-/* Reports failed calls since the last report: those of `self` (every
+/* Reports failed calls since the last report: the calling thread's (every
  * thread's when all is 1). Lock held, the queue finished. */
 static clsm_status report(clsm_context *ctx, int all, char *rep, size_t size) {
   clsm_status first = CLSM_SUCCESS;
   int n = 0;
   rep[0] = '\0';
-  /* The list is newest first: failures are collected, then reported oldest
-   * first. */
-  clsm_check *bad[64];
+  /* The list is newest first: failures are collected with their messages,
+   * then reported oldest first. */
+  enum { KEEP = 8 };
+  char msgs[KEEP][256];
+  clsm_status stats[KEEP];
   int nbad = 0, more = 0;
   clsm_check **p = &ctx->calls;
   const pthread_t self = pthread_self();
@@ -181,32 +182,37 @@ static clsm_status report(clsm_context *ctx, int all, char *rep, size_t size) {
     }
     char msg[256];
     clsm_status s = c->reported ? CLSM_SUCCESS : call_outcome(c, msg, sizeof msg);
-    if (s != CLSM_SUCCESS) {
-      if (nbad < 64) bad[nbad++] = c;
-      else more++;
+    if (s == CLSM_SUCCESS) {
+      if (c->owned) p = &c->next;
+      else {
+        *p = c->next;
+        call_retire(ctx, c, 1);
+      }
+      continue;
     }
+    /* Keep the oldest KEEP: shift out the newest seen so far. */
+    if (nbad == KEEP) {
+      more++;
+      memmove(msgs, msgs + 1, sizeof msgs[0] * (KEEP - 1));
+      memmove(stats, stats + 1, sizeof stats[0] * (KEEP - 1));
+      nbad--;
+    }
+    stats[nbad] = s;
+    memcpy(msgs[nbad], msg, sizeof msg);
+    nbad++;
     if (c->owned) {
-      if (s != CLSM_SUCCESS) c->reported = 1;
+      c->reported = 1; /* its handle still returns it */
       p = &c->next;
-    } else if (s != CLSM_SUCCESS) {
-      p = &c->next; /* freed below, after its message */
     } else {
       *p = c->next;
-      call_retire(ctx, c, 1);
+      call_free(c);
     }
   }
-  char one[256];
   for (int i = nbad - 1; i >= 0; --i) { /* oldest first */
-    clsm_status s = call_outcome(bad[i], one, sizeof one);
-    if (first == CLSM_SUCCESS) first = s;
-    report_add(rep, size, &n, one);
+    if (first == CLSM_SUCCESS) first = stats[i];
+    report_add(rep, size, &n, msgs[i]);
   }
   n += more;
-  for (int i = 0; i < nbad; ++i)
-    if (!bad[i]->owned) {
-      unlink_call(ctx, bad[i]);
-      call_free(bad[i]);
-    }
   if (n > 1) {
     char head[96];
     snprintf(head, sizeof head, "%d calls failed since the last check%s: ", n,

@@ -112,7 +112,7 @@ clsm_status clsm__scratch(clsm_context *ctx, size_t bytes);
 clsm_status clsm__call_begin(clsm_context *ctx, clsm_check **out);
 cl_mem clsm__call_flag(const clsm_check *c);
 clsm_status clsm__call_commit(clsm_context *ctx, clsm_check *c, clsm_check **handle);
-void clsm__call_abort(clsm_context *ctx, clsm_check *c);
+void clsm__call_abort(clsm_check *c);
 /* After clFinish: reports (into the error detail) and retires the failed
  * calls of the calling thread, or of every thread when `all` is 1. */
 clsm_status clsm__calls_report(clsm_context *ctx, int all);
@@ -187,6 +187,9 @@ clsm_status clsm__check_desc(clsm_context *ctx, const clsm_tensor *t, unsigned a
 clsm_status clsm__check_mem(clsm_context *ctx, const clsm_tensor *t, const char *what);
 /* "(3, 4)": a tensor's shape for messages. */
 void clsm__shape_str(const clsm_tensor *t, char *buf, size_t size);
+/* CLSM_ERR_SHAPE_MISMATCH: "a has shape (..) but b has shape (..)". */
+clsm_status clsm__fail_shapes(clsm_context *ctx, const char *an, const clsm_tensor *a,
+                              const char *bn, const clsm_tensor *b);
 /* Normalises dim in [-rank, rank-1] (rank 0 counts as rank 1) into *out. */
 clsm_status clsm__check_dim(clsm_context *ctx, int rank, int dim, int *out);
 /* An output view must not overlap itself, nor overlap `in` unless it is exactly `in`. */

@@ -238,13 +238,7 @@ clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num
     const clsm_tensor *a = op->t[0], *b = op->t[i];
     int same = a->rank == b->rank;
     for (int k = 0; same && k < a->rank; ++k) same = a->shape[k] == b->shape[k];
-    if (!same) {
-      char sa[160], sb[160];
-      clsm__shape_str(a, sa, sizeof sa);
-      clsm__shape_str(b, sb, sizeof sb);
-      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s has shape %s but %s has shape %s",
-                        names[0], sa, names[i], sb);
-    }
+    if (!same) return clsm__fail_shapes(ctx, names[0], a, names[i], b);
   }
   for (int i = 1; i < last; ++i)
     if (op->t[i]->dtype != op->t[0]->dtype)

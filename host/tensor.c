@@ -60,6 +60,15 @@ void clsm__shape_str(const clsm_tensor *t, char *buf, size_t size) {
   if (len < size) snprintf(buf + len, size - len, ")");
 }
 
+clsm_status clsm__fail_shapes(clsm_context *ctx, const char *an, const clsm_tensor *a,
+                              const char *bn, const clsm_tensor *b) {
+  char sa[160], sb[160];
+  clsm__shape_str(a, sa, sizeof sa);
+  clsm__shape_str(b, sb, sizeof sb);
+  return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "%s has shape %s but %s has shape %s", an, sa,
+                    bn, sb);
+}
+
 clsm_status clsm__check_desc(clsm_context *ctx, const clsm_tensor *t, unsigned allowed,
                              const char *what) {
   if (!t) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "%s is NULL", what);

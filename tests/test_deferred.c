@@ -167,6 +167,14 @@ START_TEST(test_finish_lists_calls) {
   ck_assert_float_eq(batch_loss(ctx, &b[0]), 123.0f);
   ck_assert_float_eq(batch_loss(ctx, &b[2]), 123.0f);
   CK_STATUS(ctx, clsm_finish(ctx));
+  /* Ten failed calls (#4..#13): the count, and the oldest eight. */
+  for (int i = 0; i < 10; ++i)
+    CK_STATUS(ctx, clsm_cross_entropy(ctx, &b[0].xt, &b[0].tt, &b[0].lt, &opt, 0, NULL, NULL));
+  ck_assert_int_eq(clsm_finish(ctx), CLSM_ERR_TARGET_OUT_OF_RANGE);
+  clsm_context_error(ctx, detail, sizeof detail);
+  ck_assert_msg(strstr(detail, "10 calls failed since the last check (the first 8): call #4:") &&
+                    strstr(detail, "call #11:") && !strstr(detail, "call #12:"),
+                "detail: %s", detail);
   for (int i = 0; i < 3; ++i) batch_free(&b[i]);
   clsm_context_destroy(ctx);
 }
