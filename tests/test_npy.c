@@ -269,6 +269,55 @@ START_TEST(test_versions) {
 }
 END_TEST
 
+/* Fortran order (np.save of a transposed array): read as the same array in C
+ * order, for each format version, rank 1 to 3; element (i, j, k) of a 2x3x4
+ * array sits at i + 2 j + 6 k in the file. */
+START_TEST(test_fortran_order) {
+  int32_t fdata[24];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j)
+      for (int k = 0; k < 4; ++k) fdata[i + 2 * j + 6 * k] = 100 * i + 10 * j + k;
+  static const struct {
+    const char *header;
+    int rank;
+    int64_t shape[3];
+  } cases[] = {
+      {"{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3, 4), }\n", 3, {2, 3, 4}},
+      {"{'descr': '<i4', 'fortran_order': True, 'shape': (6, 4), }\n", 2, {6, 4}},
+      {"{'descr': '<i4', 'fortran_order': True, 'shape': (24,), }\n", 1, {24}},
+  };
+  char err[256] = "";
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c)
+    for (int major = 1; major <= 3; major += 2) {
+      size_t len;
+      unsigned char *file = build(major, 0, cases[c].header, fdata, sizeof fdata, &len);
+      write_bytes(in_dir("f.npy"), file, len);
+      npy_array a, b;
+      ck_assert_msg(npy_read(in_dir("f.npy"), &a, err, sizeof err) == 0, "%s", err);
+      ck_assert_msg(npy_parse(file, len, "f", &b, err, sizeof err) == 0, "%s", err);
+      free(file);
+      ck_assert_int_eq(a.rank, cases[c].rank);
+      const int32_t *v = a.data, *w = b.data;
+      for (int p = 0; p < 24; ++p) {
+        /* C-order position p of the case's shape, as (i, j, k) of 2x3x4 */
+        int i, j, k;
+        if (cases[c].rank == 3) {
+          i = p / 12, j = p / 4 % 3, k = p % 4;
+        } else if (cases[c].rank == 2) { /* (6, 4): row r = i + 2 j, column k */
+          int r = p / 4;
+          i = r % 2, j = r / 2, k = p % 4;
+        } else { /* (24,): the file order itself */
+          i = p % 2, j = p / 2 % 3, k = p / 6;
+        }
+        ck_assert_msg(v[p] == 100 * i + 10 * j + k && w[p] == v[p], "case %zu v%d position %d: %d",
+                      c, major, p, v[p]);
+      }
+      npy_free(&a);
+      npy_free(&b);
+    }
+}
+END_TEST
+
 /* Header spellings other writers produce, all valid Python literals. */
 START_TEST(test_header_variants) {
   static const struct {
@@ -466,8 +515,6 @@ static const bad_case bad[] = {
         "duplicate key 'descr'"),
     HDR("{'descr': '>f4', 'fortran_order': False, 'shape': (2,)}", 8,
         "big-endian dtype '>f4' is not supported"),
-    HDR("{'descr': '<f4', 'fortran_order': True, 'shape': (2,)}", 8,
-        "Fortran order is not supported"),
     HDR("{'descr': '<f4', 'fortran_order': 0, 'shape': (2,)}", 8, "expected True or False"),
     HDR("{'descr': '<c8', 'fortran_order': False, 'shape': (2,)}", 16, "header: unsupported dtype '<c8'"),
     HDR("{'descr': '|i1', 'fortran_order': False, 'shape': (2,)}", 2, "unsupported dtype '|i1'"),
@@ -590,6 +637,7 @@ static Suite *npy_suite(void) {
   tcase_add_test(core, test_roundtrip_ranks);
   tcase_add_test(core, test_versions);
   tcase_add_test(core, test_header_variants);
+  tcase_add_test(core, test_fortran_order);
   tcase_add_test(core, test_read_missing_file);
   tcase_add_test(core, test_write_missing_folder);
   tcase_add_test(core, test_write_replaces);

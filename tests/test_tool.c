@@ -11,15 +11,16 @@
 static char workdir[256];
 static char errtext[8192];
 
-/* Runs the tool with argv (NULL-terminated); stderr goes to errtext. */
-static int run_tool(const char *const *args) {
+/* Runs the tool with argv (NULL-terminated); stderr goes to errtext, stdout
+ * to the file outpath (NULL: /dev/null). */
+static int run_tool_to(const char *const *args, const char *outpath) {
   char errpath[512];
   snprintf(errpath, sizeof errpath, "%s/stderr.txt", workdir);
   pid_t pid = fork();
   ck_assert(pid >= 0);
   if (pid == 0) {
     int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int out = open("/dev/null", O_WRONLY);
+    int out = outpath ? open(outpath, O_WRONLY | O_CREAT | O_TRUNC, 0644) : open("/dev/null", O_WRONLY);
     if (fd < 0 || out < 0) _exit(120);
     dup2(fd, 2);
     dup2(out, 1);
@@ -41,6 +42,8 @@ static int run_tool(const char *const *args) {
   if (f) fclose(f);
   return WEXITSTATUS(status);
 }
+
+static int run_tool(const char *const *args) { return run_tool_to(args, NULL); }
 
 static const char *path_in(const char *name) {
   static char buf[16][512];
@@ -253,6 +256,8 @@ START_TEST(test_tool_cross_entropy) {
   ck_assert_int_eq(run_tool(red), 2);
   const char *shp[] = {"cross-entropy", path_in("x.npy"), path_in("w.npy"), path_in("out.npy"), NULL};
   ck_assert_int_eq(run_tool(shp), 3);
+  ck_assert_msg(strstr(errtext, "(9,)") && strstr(errtext, "(6, 9)") && strstr(errtext, "(6,)"),
+                "both shapes and the one expected: %s", errtext);
   const char *prob_ignore[] = {"cross-entropy", "--ignore-index", "0", path_in("x.npy"), path_in("x.npy"),
                                path_in("out.npy"), NULL};
   ck_assert_int_eq(run_tool(prob_ignore), 2);
@@ -309,7 +314,6 @@ START_TEST(test_tool_bad_files) {
       {"empty file", "", NULL, "", 0},
       {"bad magic", "magic", NULL, "\x93NUMPX\x01\x00", 8},
       {"big-endian", "big-endian", "{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", NULL, 0},
-      {"Fortran order", "Fortran", "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", NULL, 0},
       {"unsupported dtype", "dtype", "{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }", NULL, 0},
       {"negative shape", "shape", "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }", NULL, 0},
       {"truncated data", "truncated", "{'descr': '<f4', 'fortran_order': False, 'shape': (1000,), }", NULL, 0},
@@ -491,17 +495,204 @@ START_TEST(test_tool_bench_svg) {
   name[dlen] = '\0';
   if (!strpbrk(name, "&<>'\\")) ck_assert_msg(strstr(svg, name) != NULL, "device %s not in the title", name);
 
-  /* A folder that does not exist, and a name that is a folder. */
+  /* A folder that does not exist (exit 5), a name that is a folder and one
+   * file for both outputs (exit 2): refused before the bench runs (nothing
+   * on stdout), nothing left behind. */
+  char outpath[512];
+  snprintf(outpath, sizeof outpath, "%s", path_in("stdout.txt"));
   const char *nodir[] = {"bench", "--quick", "--svg", path_in("missing/c.svg"), NULL};
-  ck_assert_int_eq(run_tool(nodir), 2);
-  ck_assert_msg(strstr(errtext, "cannot write") != NULL, "%s", errtext);
-  ck_assert(!file_exists("missing/c.svg.tmp") && !file_exists("missing"));
+  ck_assert_int_eq(run_tool_to(nodir, outpath), 5);
+  ck_assert_msg(strstr(errtext, "missing/c.svg") && strstr(errtext, "does not exist"), "%s", errtext);
+  ck_assert(!file_exists("missing"));
   ck_assert(mkdir(path_in("adir"), 0700) == 0);
   const char *isdir[] = {"bench", "--quick", "--svg", path_in("adir"), NULL};
-  ck_assert_int_eq(run_tool(isdir), 2);
-  ck_assert_msg(strstr(errtext, "cannot write") != NULL, "%s", errtext);
-  ck_assert(!file_exists("adir.tmp"));
+  ck_assert_int_eq(run_tool_to(isdir, outpath), 2);
+  ck_assert_msg(strstr(errtext, "is a folder") != NULL, "%s", errtext);
+  const char *twice[] = {"bench", "--quick", "--json", path_in("b.json"), "--svg", path_in("b.json"), NULL};
+  ck_assert_int_eq(run_tool_to(twice, outpath), 2);
+  ck_assert_msg(strstr(errtext, "same file") != NULL, "%s", errtext);
+  struct stat st;
+  ck_assert(stat(outpath, &st) == 0 && st.st_size == 0);
+  /* Through a symbolic link: the link stays, the file it names is written. */
+  ck_assert(symlink("adir/real.json", path_in("link.json")) == 0);
+  const char *linked[] = {"bench", "--quick", "--json", path_in("link.json"), NULL};
+  ck_assert_msg(run_tool(linked) == 0, "%s", errtext);
+  ck_assert(lstat(path_in("link.json"), &st) == 0 && S_ISLNK(st.st_mode));
+  read_text(path_in("adir/real.json"), js, sizeof js);
+  ck_assert(js[0] == '{' && strstr(js, "]}") != NULL);
   unsetenv("CLSM_BENCH_ONLY");
+}
+END_TEST
+
+/* Reads a .npy file and checks it holds softmax of the 4-vector {1, 2, 3, 4}. */
+static void check_softmax4(const char *path) {
+  npy_array y;
+  char err[256];
+  ck_assert_msg(npy_read(path, &y, err, sizeof err) == 0, "%s", err);
+  ck_assert(y.dtype == CLSM_FLOAT32 && y.rank == 1 && y.shape[0] == 4);
+  const double z = exp(1.0) + exp(2.0) + exp(3.0) + exp(4.0);
+  for (int i = 0; i < 4; ++i)
+    ck_assert_msg(fabs(((float *)y.data)[i] - exp(i + 1.0) / z) < 1e-6, "element %d", i);
+  npy_free(&y);
+}
+
+static void file_text(const char *name, char *buf, size_t cap) {
+  FILE *f = fopen(path_in(name), "rb");
+  ck_assert(f != NULL);
+  size_t n = fread(buf, 1, cap - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+}
+
+/* Outputs go where they were sent: through symbolic links (kept), into a
+ * FIFO and standard output (streamed), never over an input or the other
+ * output, and a missing folder is exit 5 with the path named. */
+START_TEST(test_tool_outputs) {
+  const int64_t shape[1] = {4};
+  const float x[4] = {1, 2, 3, 4};
+  write_f32("x.npy", 1, shape, x);
+  char xp[512];
+  snprintf(xp, sizeof xp, "%s", path_in("x.npy"));
+  struct stat st;
+
+  /* A link to an existing file (relative, through a chain), and a link to a
+   * name that does not exist yet: the links stay, their targets hold y. */
+  ck_assert(mkdir(path_in("sub"), 0755) == 0);
+  write_bytes("sub/old.npy", "old", 3);
+  ck_assert(chmod(path_in("sub/old.npy"), 0640) == 0);
+  ck_assert(symlink("sub/old.npy", path_in("l1.npy")) == 0);
+  ck_assert(symlink("l1.npy", path_in("l2.npy")) == 0);
+  ck_assert(symlink("new.npy", path_in("sub/dangling.npy")) == 0);
+  const char *via_chain[] = {"softmax", xp, path_in("l2.npy"), NULL};
+  ck_assert_msg(run_tool(via_chain) == 0, "%s", errtext);
+  const char *via_dangling[] = {"softmax", xp, path_in("sub/dangling.npy"), NULL};
+  ck_assert_msg(run_tool(via_dangling) == 0, "%s", errtext);
+  ck_assert(lstat(path_in("l1.npy"), &st) == 0 && S_ISLNK(st.st_mode));
+  ck_assert(lstat(path_in("l2.npy"), &st) == 0 && S_ISLNK(st.st_mode));
+  ck_assert(lstat(path_in("sub/dangling.npy"), &st) == 0 && S_ISLNK(st.st_mode));
+  ck_assert(stat(path_in("sub/old.npy"), &st) == 0 && (st.st_mode & 0777) == 0640);
+  check_softmax4(path_in("sub/old.npy"));
+  check_softmax4(path_in("sub/new.npy"));
+
+  /* A FIFO: streamed into (the test holds it open for reading and writing,
+   * so the tool's open does not wait), still a FIFO afterwards. */
+  ck_assert(mkfifo(path_in("y.fifo"), 0600) == 0);
+  int fd = open(path_in("y.fifo"), O_RDWR | O_NONBLOCK);
+  ck_assert(fd >= 0);
+  const char *to_fifo[] = {"softmax", xp, path_in("y.fifo"), NULL};
+  ck_assert_msg(run_tool(to_fifo) == 0, "%s", errtext);
+  ck_assert(lstat(path_in("y.fifo"), &st) == 0 && S_ISFIFO(st.st_mode));
+  unsigned char buf[4096];
+  ssize_t got = read(fd, buf, sizeof buf);
+  close(fd);
+  ck_assert_msg(got > 0, "nothing came through the FIFO");
+  npy_array y;
+  char err[256];
+  ck_assert_msg(npy_parse(buf, (size_t)got, "fifo", &y, err, sizeof err) == 0, "%s", err);
+  ck_assert(y.rank == 1 && y.shape[0] == 4);
+  npy_free(&y);
+
+  /* "-": standard output. */
+  char outpath[512];
+  snprintf(outpath, sizeof outpath, "%s", path_in("stdout.npy"));
+  const char *to_stdout[] = {"softmax", xp, "-", NULL};
+  ck_assert_msg(run_tool_to(to_stdout, outpath) == 0, "%s", errtext);
+  check_softmax4(outpath);
+
+  /* The same file twice: refused with exit 2 before anything runs. */
+  char before[64];
+  file_text("x.npy", before, sizeof before);
+  const int64_t tshape[1] = {1};
+  const int64_t tv[1] = {2};
+  const int64_t xshape[2] = {1, 4};
+  write_f32("x2.npy", 2, xshape, x);
+  write_i64("t.npy", 1, tshape, tv);
+  ck_assert(symlink("x.npy", path_in("xl.npy")) == 0);
+  ck_assert(link(path_in("x.npy"), path_in("xh.npy")) == 0);
+  const char *cases[][8] = {
+      {"softmax", xp, xp, NULL},
+      {"softmax", xp, path_in("xl.npy"), NULL},
+      {"softmax", xp, path_in("xh.npy"), NULL},
+      {"softmax-backward", xp, path_in("x2.npy"), path_in("x2.npy"), NULL},
+      {"cross-entropy", "--grad", path_in("g.npy"), path_in("x2.npy"), path_in("t.npy"), path_in("g.npy"), NULL},
+      {"cross-entropy", "--grad", path_in("sub/../g.npy"), path_in("x2.npy"), path_in("t.npy"), path_in("g.npy"), NULL},
+      {"cross-entropy", path_in("x2.npy"), path_in("t.npy"), path_in("t.npy"), NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    ck_assert_msg(run_tool(cases[i]) == 2, "case %zu: %s", i, errtext);
+    ck_assert_msg(strstr(errtext, "same file") || strstr(errtext, "is the input"), "case %zu: %s", i, errtext);
+  }
+  char after[64];
+  file_text("x.npy", after, sizeof after);
+  ck_assert(!memcmp(before, after, sizeof before));
+  ck_assert(!file_exists("g.npy"));
+
+  /* A missing folder: exit 5, the path in the message, nothing created. */
+  const char *nodir[] = {"softmax", xp, path_in("nowhere/y.npy"), NULL};
+  ck_assert_int_eq(run_tool(nodir), 5);
+  ck_assert_msg(strstr(errtext, "nowhere/y.npy") && strstr(errtext, "does not exist"), "%s", errtext);
+  ck_assert(!file_exists("nowhere"));
+  const char *isdir[] = {"softmax", xp, path_in("sub"), NULL};
+  ck_assert_int_eq(run_tool(isdir), 2);
+  ck_assert_msg(strstr(errtext, "is a folder"), "%s", errtext);
+}
+END_TEST
+
+/* A Fortran-order file (np.save of a transposed array) is the array its
+ * header describes: softmax over its last axis matches the reference on the
+ * same array in C order, and the output is C order. */
+START_TEST(test_tool_fortran_input) {
+  const char *header = "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }";
+  const float logical[6] = {0.5f, -1, 2, 3, 0.25f, -2}; /* [[0.5, -1, 2], [3, 0.25, -2]] */
+  float fdata[6];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j) fdata[i + 2 * j] = logical[3 * i + j];
+  unsigned char buf[256];
+  size_t hl = strlen(header), total = (10 + hl + 1 + 63) / 64 * 64;
+  memcpy(buf, "\x93NUMPY\x01\x00", 8);
+  buf[8] = (unsigned char)(total - 10);
+  buf[9] = 0;
+  memcpy(buf + 10, header, hl);
+  memset(buf + 10 + hl, ' ', total - 10 - hl - 1);
+  buf[total - 1] = '\n';
+  memcpy(buf + total, fdata, sizeof fdata);
+  write_bytes("f.npy", buf, total + sizeof fdata);
+  const char *args[] = {"softmax", path_in("f.npy"), path_in("y.npy"), NULL};
+  ck_assert_msg(run_tool(args) == 0, "%s", errtext);
+  npy_array y;
+  char err[256];
+  ck_assert_msg(npy_read(path_in("y.npy"), &y, err, sizeof err) == 0, "%s", err);
+  ck_assert(y.rank == 2 && y.shape[0] == 2 && y.shape[1] == 3);
+  const int64_t shape[2] = {2, 3};
+  double ref[6];
+  ref_softmax(logical, ref, 2, shape, 1, 0, 0);
+  for (int i = 0; i < 6; ++i)
+    ck_assert_msg(fabs(((float *)y.data)[i] - ref[i]) < 1e-6, "element %d: %g vs %g", i,
+                  ((float *)y.data)[i], ref[i]);
+  npy_free(&y);
+}
+END_TEST
+
+/* `clsoftmax CMD --help`: that command's usage on stdout, exit 0. */
+START_TEST(test_tool_command_help) {
+  static const char *const cmds[] = {"softmax", "log-softmax-backward", "cross-entropy", "bench", "devices", "demo"};
+  char outpath[512];
+  snprintf(outpath, sizeof outpath, "%s", path_in("help.txt"));
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; ++i) {
+    const char *args[] = {cmds[i], "--help", NULL};
+    ck_assert_msg(run_tool_to(args, outpath) == 0, "%s --help: %s", cmds[i], errtext);
+    char text[8192], want[64];
+    file_text("help.txt", text, sizeof text);
+    snprintf(want, sizeof want, "clsoftmax %s ", cmds[i]);
+    const char *line = strstr(text, want);
+    if (!line) {
+      snprintf(want, sizeof want, "clsoftmax %s\n", cmds[i]);
+      line = strstr(text, want);
+    }
+    ck_assert_msg(line != NULL, "%s --help:\n%s", cmds[i], text);
+    ck_assert_msg(count_of(text, "  clsoftmax ") == 1, "%s --help shows other commands:\n%s", cmds[i], text);
+    ck_assert(strstr(text, "exit status") != NULL);
+  }
 }
 END_TEST
 
@@ -527,6 +718,9 @@ static Suite *tool_suite(void) {
   tcase_add_test(tc, test_tool_no_platform);
   tcase_add_test(tc, test_tool_bench_json);
   tcase_add_test(tc, test_tool_bench_svg);
+  tcase_add_test(tc, test_tool_outputs);
+  tcase_add_test(tc, test_tool_command_help);
+  tcase_add_test(tc, test_tool_fortran_input);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -485,14 +485,14 @@ static void print_row(const row_result *r) {
   fflush(stdout);
 }
 
-static int write_json(const char *path, const char *device, const startup_times *su,
+static int write_json(tool_out *o, const char *device, const startup_times *su,
                       const row_result *rows, int n) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
+  char err[512];
+  FILE *f = tool_out_file(o, err, sizeof err);
   if (!f) {
-    fprintf(stderr, "clsoftmax bench: cannot write %s\n", tmp);
-    return EXIT_USAGE;
+    tool_out_abort(o);
+    fprintf(stderr, "clsoftmax bench: %s\n", err);
+    return EXIT_OUTPUT;
   }
   fprintf(f, "{\"device\": \"");
   for (const char *p = device; *p; ++p)
@@ -519,16 +519,13 @@ static int write_json(const char *path, const char *device, const startup_times 
     else fprintf(f, "null}");
   }
   fprintf(f, "\n]}\n");
-  if (fclose(f) != 0 || rename(tmp, path) != 0) {
-    remove(tmp);
-    fprintf(stderr, "clsoftmax bench: cannot write %s\n", path);
-    return EXIT_USAGE;
-  }
-  return EXIT_OK;
+  int rc = tool_out_commit_file(o, f, err, sizeof err);
+  if (rc) fprintf(stderr, "clsoftmax bench: %s\n", err);
+  return rc;
 }
 
 /* The chart of the float32 softmax and log-softmax rows. */
-static int write_svg(const char *path, const char *device, const row_result *rows, int n) {
+static int write_svg(tool_out *o, const char *device, const row_result *rows, int n) {
   svg_row s[sizeof cases / sizeof cases[0] * 2];
   int k = 0;
   for (int i = 0; i < n && k < (int)(sizeof s / sizeof s[0]); ++i) {
@@ -543,10 +540,49 @@ static int write_svg(const char *path, const char *device, const row_result *row
     s[k].copy_gbps = r->copy_gbps;
     k++;
   }
-  return svg_write_bench(path, device, s, k);
+  return svg_write_bench(o, device, s, k);
+}
+
+static int bench_all(const char *device, int quick, tool_out *json_out, tool_out *svg_out);
+
+/* Opens the bench's output files before anything runs: a name that cannot
+ * be written fails at once, not after the bench. Standard output carries the
+ * table, so "-" is refused. */
+static int open_outputs(const char *json_path, const char *svg_path, tool_out *json, tool_out *svg) {
+  const char *outs[2] = {json_path, svg_path};
+  char err[512];
+  int rc = 0;
+  memset(json, 0, sizeof *json);
+  memset(svg, 0, sizeof *svg);
+  json->fd = svg->fd = -1;
+  for (int i = 0; i < 2 && !rc; ++i)
+    if (outs[i] && !strcmp(outs[i], "-")) {
+      snprintf(err, sizeof err, "--%s -: standard output carries the table; name a file",
+               i ? "svg" : "json");
+      rc = EXIT_USAGE;
+    }
+  if (!rc) rc = tool_out_distinct(outs, 2, NULL, 0, err, sizeof err);
+  if (!rc && json_path) rc = tool_out_open(json, json_path, err, sizeof err);
+  if (!rc && svg_path) rc = tool_out_open(svg, svg_path, err, sizeof err);
+  if (rc) {
+    tool_out_abort(json);
+    fprintf(stderr, "clsoftmax bench: %s\n", err);
+  }
+  return rc;
 }
 
 int tool_bench(const char *device, int quick, const char *json_path, const char *svg_path) {
+  tool_out json_out, svg_out;
+  int orc = open_outputs(json_path, svg_path, &json_out, &svg_out);
+  if (orc) return orc;
+  int rc = bench_all(device, quick, json_path ? &json_out : NULL, svg_path ? &svg_out : NULL);
+  tool_out_abort(&json_out);
+  tool_out_abort(&svg_out);
+  return rc;
+}
+
+/* The bench itself; writes and commits the outputs that are not NULL. */
+static int bench_all(const char *device, int quick, tool_out *json_out, tool_out *svg_out) {
   double t0 = now_s();
   clsm_context *ctx = tool_context(device);
   if (!ctx) return EXIT_DEVICE;
@@ -629,9 +665,9 @@ int tool_bench(const char *device, int quick, const char *json_path, const char 
       }
     }
   }
-  if (json_path) rc = write_json(json_path, clsm_context_device_name(ctx), &su, rows, n);
-  if (svg_path) {
-    int src = write_svg(svg_path, clsm_context_device_name(ctx), rows, n);
+  if (json_out) rc = write_json(json_out, clsm_context_device_name(ctx), &su, rows, n);
+  if (svg_out) {
+    int src = write_svg(svg_out, clsm_context_device_name(ctx), rows, n);
     if (rc == EXIT_OK) rc = src;
   }
 out:

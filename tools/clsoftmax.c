@@ -3,6 +3,7 @@
  * or not at all; exit statuses are listed in tool.h and in --help. */
 #include "args.h"
 #include "npy.h"
+#include "output.h"
 #include "tool.h"
 
 #include <errno.h>
@@ -31,9 +32,12 @@ static const char usage_text[] =
     "--device SPEC cpu, gpu, P:D (platform:device as `devices` lists), or part of a\n"
     "              device name; default: $CLSM_DEVICE, else the first GPU, else the\n"
     "              first device\n"
-    "Inputs are .npy files (versions 1.0-3.0, C order, little-endian; float32\n"
-    "'<f4', float64 '<f8' or float16 '<f2').\n"
-    "Outputs keep the input's dtype and are written to a temporary, then renamed.\n"
+    "Inputs are .npy files (versions 1.0-3.0, little-endian, C or Fortran order;\n"
+    "float32 '<f4', float64 '<f8' or float16 '<f2').\n"
+    "Outputs keep the input's dtype. A file is written to a temporary and renamed\n"
+    "over it (through a symbolic link, which is kept); '-' (standard output), a\n"
+    "FIFO or a device is written in order. An output may not name an input or\n"
+    "another output.\n"
     "cross-entropy: the class axis is 1 (0 for 1-d logits); TARGET holds class\n"
     "indices ('<i8', '<i4', '|u1') or probabilities (the logits' shape and dtype);\n"
     "LOSS is 0-d for mean/sum and the target's shape for none; --grad writes\n"
@@ -41,7 +45,8 @@ static const char usage_text[] =
     "\n"
     "exit status: 0 success; 1 device or OpenCL failure; 2 usage or option error;\n"
     "3 unreadable or malformed input, or shapes/dtypes that do not fit;\n"
-    "4 invalid values (a class index out of range)\n";
+    "4 invalid values (a class index out of range); 5 an output cannot be written\n"
+    "(its folder does not exist, no permission, disk full)\n";
 
 clsm_context *tool_context(const char *spec) {
   clsm_context *ctx = NULL;
@@ -135,6 +140,14 @@ static int cmd_rowop(int argc, char **argv, const char *name, int log, int backw
   memset(in, 0, sizeof in);
   char err[512];
   clsm_context *ctx = NULL;
+  tool_out out_file;
+  memset(&out_file, 0, sizeof out_file);
+  out_file.fd = -1;
+  if ((rc = tool_out_distinct(&o.pos[nin], 1, o.pos, nin, err, sizeof err)) ||
+      (rc = tool_out_open(&out_file, o.pos[nin], err, sizeof err))) {
+    fprintf(stderr, "clsoftmax: %s\n", err);
+    return rc;
+  }
   rc = EXIT_INPUT;
   for (int i = 0; i < nin; ++i) {
     if (npy_read(o.pos[i], &in[i], err, sizeof err)) {
@@ -151,9 +164,11 @@ static int cmd_rowop(int argc, char **argv, const char *name, int log, int backw
     int same = in[0].dtype == in[1].dtype && in[0].rank == in[1].rank;
     for (int d = 0; same && d < in[0].rank; ++d) same = in[0].shape[d] == in[1].shape[d];
     if (!same) {
-      fprintf(stderr, "clsoftmax: %s and %s differ in dtype or shape (%s rank %d, %s rank %d)\n",
-              o.pos[0], o.pos[1], clsm_dtype_name(in[0].dtype), in[0].rank,
-              clsm_dtype_name(in[1].dtype), in[1].rank);
+      char s0[256], s1[256];
+      npy_shape_str(in[0].rank, in[0].shape, s0, sizeof s0);
+      npy_shape_str(in[1].rank, in[1].shape, s1, sizeof s1);
+      fprintf(stderr, "clsoftmax: %s and %s must have one dtype and shape: %s %s and %s %s\n",
+              o.pos[0], o.pos[1], clsm_dtype_name(in[0].dtype), s0, clsm_dtype_name(in[1].dtype), s1);
       goto done;
     }
   }
@@ -180,13 +195,12 @@ static int cmd_rowop(int argc, char **argv, const char *name, int log, int backw
         out->data);
   if (st != CLSM_SUCCESS) {
     rc = tool_report(ctx, st, name);
-  } else if (npy_write(o.pos[nin], out, err, sizeof err)) {
+  } else if ((rc = npy_write_to(&out_file, out, err, sizeof err)) ||
+             (rc = tool_out_commit(&out_file, err, sizeof err))) {
     fprintf(stderr, "clsoftmax: %s\n", err);
-    rc = EXIT_INPUT;
-  } else {
-    rc = EXIT_OK;
   }
 done:
+  tool_out_abort(&out_file);
   clsm_context_destroy(ctx);
   for (int i = 0; i < nin; ++i) npy_free(&in[i]);
   return rc;
@@ -227,6 +241,18 @@ static int cmd_ce(int argc, char **argv) {
   const char *paths[NIN] = {o.pos[0], o.pos[1], o.weight, o.dloss};
   char err[512];
   clsm_context *ctx = NULL;
+  /* The loss, then the gradient when asked for. */
+  const char *outs[2] = {o.pos[2], o.grad};
+  tool_out out_files[2];
+  memset(out_files, 0, sizeof out_files);
+  out_files[0].fd = out_files[1].fd = -1;
+  if ((rc = tool_out_distinct(outs, 2, paths, NIN, err, sizeof err)) ||
+      (rc = tool_out_open(&out_files[0], outs[0], err, sizeof err)) ||
+      (o.grad && (rc = tool_out_open(&out_files[1], outs[1], err, sizeof err)))) {
+    fprintf(stderr, "clsoftmax: %s\n", err);
+    tool_out_abort(&out_files[0]);
+    return rc;
+  }
   rc = EXIT_INPUT;
   for (int i = 0; i < NIN; ++i)
     if (paths[i] && npy_read(paths[i], &in[i], err, sizeof err)) {
@@ -249,8 +275,14 @@ static int cmd_ce(int argc, char **argv) {
   int fits = prob ? t->rank == x->rank && t->dtype == x->dtype : t->rank == prank;
   for (int d = 0; fits && d < t->rank; ++d) fits = t->shape[d] == (prob ? x->shape[d] : pshape[d]);
   if (!fits) {
-    fprintf(stderr, "clsoftmax: %s: targets must be class indices (int64, int32, uint8) of the logits' "
-            "shape without the class axis, or probabilities of the logits' shape and dtype\n", paths[T]);
+    char ts[256], xs[256], ps[256];
+    npy_shape_str(t->rank, t->shape, ts, sizeof ts);
+    npy_shape_str(x->rank, x->shape, xs, sizeof xs);
+    npy_shape_str(prank, pshape, ps, sizeof ps);
+    fprintf(stderr, "clsoftmax: %s: target %s %s does not fit logits %s %s: class indices (int64, int32, "
+            "uint8) need shape %s, probabilities need shape %s and dtype %s\n", paths[T],
+            clsm_dtype_name(t->dtype), ts, clsm_dtype_name(x->dtype), xs, ps, xs,
+            clsm_dtype_name(x->dtype));
     goto done;
   }
   if (in[W].data || paths[W]) {
@@ -315,13 +347,18 @@ static int cmd_ce(int argc, char **argv) {
     rc = tool_report(ctx, st, "cross-entropy");
     goto done;
   }
-  if ((o.grad && npy_write(o.grad, &grad, err, sizeof err)) || npy_write(o.pos[2], &loss, err, sizeof err)) {
+  /* Both written before either is committed, so that a failure leaves both
+   * files as they were. */
+  if ((o.grad && (rc = npy_write_to(&out_files[1], &grad, err, sizeof err))) ||
+      (rc = npy_write_to(&out_files[0], &loss, err, sizeof err)) ||
+      (o.grad && (rc = tool_out_commit(&out_files[1], err, sizeof err))) ||
+      (rc = tool_out_commit(&out_files[0], err, sizeof err))) {
     fprintf(stderr, "clsoftmax: %s\n", err);
-    rc = EXIT_INPUT;
     goto done;
   }
-  rc = EXIT_OK;
 done:
+  tool_out_abort(&out_files[0]);
+  tool_out_abort(&out_files[1]);
   clsm_context_destroy(ctx);
   for (int i = 0; i < NIN; ++i) npy_free(&in[i]);
   npy_free(&loss);
@@ -341,6 +378,27 @@ static int cmd_bench(int argc, char **argv) {
   return rc ? rc : tool_bench(o.device, o.quick, o.json, o.svg);
 }
 
+static const char *const commands[] = {"devices", "softmax", "log-softmax", "softmax-backward",
+                                       "log-softmax-backward", "cross-entropy", "bench", "demo"};
+
+/* `clsoftmax CMD --help`: the usage lines of CMD (its line and the lines that
+ * continue it) and the notes after them. */
+static int command_help(const char *cmd) {
+  fputs("usage:\n", stdout);
+  const char *p = strchr(usage_text, '\n') + 1, *notes = strstr(usage_text, "\n\n");
+  int mine = 0;
+  size_t clen = strlen(cmd);
+  while (p < notes) {
+    const char *eol = strchr(p, '\n');
+    if (!strncmp(p, "  clsoftmax ", 12))
+      mine = !strncmp(p + 12, cmd, clen) && (p[12 + clen] == ' ' || p[12 + clen] == '\n');
+    if (mine) fwrite(p, 1, (size_t)(eol + 1 - p), stdout);
+    p = eol + 1;
+  }
+  fputs(notes + 1, stdout);
+  return EXIT_OK;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fputs(usage_text, stderr);
@@ -355,6 +413,10 @@ int main(int argc, char **argv) {
     printf("clsoftmax %s\n", clsm_version_string());
     return EXIT_OK;
   }
+  for (size_t c = 0; c < sizeof commands / sizeof commands[0]; ++c)
+    if (!strcmp(cmd, commands[c]))
+      for (int i = 2; i < argc && strcmp(argv[i], "--"); ++i)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return command_help(cmd);
   if (!strcmp(cmd, "devices")) {
     if (argc > 2) return tool_usage_error("devices takes no arguments, got '%s'", argv[2]);
     return cmd_devices();

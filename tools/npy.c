@@ -5,6 +5,7 @@
  * that numpy writes. Any deviation is an error that says what was found. */
 #define _POSIX_C_SOURCE 200809L
 #include "npy.h"
+#include "tool.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -62,7 +63,7 @@ static const char *printable(const unsigned char *s, size_t n, char dst[40]) {
 }
 
 /* "(2, 3)", "(3,)" or "()", as Python prints a tuple. */
-static void format_shape(int rank, const int64_t *shape, char *dst, size_t len) {
+void npy_shape_str(int rank, const int64_t *shape, char *dst, size_t len) {
   size_t at = (size_t)snprintf(dst, len, "(");
   for (int i = 0; i < rank && at < len; i++)
     at += (size_t)snprintf(dst + at, len - at, "%s%" PRId64, i ? ", " : "", shape[i]);
@@ -99,6 +100,7 @@ typedef struct parser {
   const char *name;
   char *err;
   size_t errlen;
+  int fortran; /* the header said 'fortran_order': True */
 } parser;
 
 NPY_PRINTF_(2, 3)
@@ -178,8 +180,11 @@ static int parse_fortran_order(parser *ps) {
     ps->p += 5;
     return 0;
   }
-  if (left >= 4 && memcmp(ps->p, "True", 4) == 0)
-    return herr(ps, "Fortran order is not supported");
+  if (left >= 4 && memcmp(ps->p, "True", 4) == 0) {
+    ps->p += 4;
+    ps->fortran = 1;
+    return 0;
+  }
   return herr(ps, "fortran_order: expected True or False, found %s", found(ps, f));
 }
 
@@ -266,7 +271,7 @@ static int parse_dict(parser *ps, npy_array *a) {
 /* Validates everything before the data and the data size; fills *a except
  * data, and *data_off with where the data begins. */
 static int parse_preamble(const unsigned char *buf, size_t len, const char *name, npy_array *a,
-                          size_t *data_off, char *err, size_t errlen) {
+                          size_t *data_off, int *fortran, char *err, size_t errlen) {
   if (len < NPY_MAGIC_LEN || memcmp(buf, NPY_MAGIC, NPY_MAGIC_LEN) != 0)
     return fail(err, errlen, "%s: not an .npy file (bad magic string)", name);
   if (len < 8) return fail(err, errlen, "%s: truncated before the format version", name);
@@ -283,11 +288,12 @@ static int parse_preamble(const unsigned char *buf, size_t len, const char *name
                 "%s: header length %" PRIu64 " runs past the end of the file (%zu bytes follow)",
                 name, hlen, len - off);
 
-  parser ps = {buf + off, buf + off + hlen, name, err, errlen};
+  parser ps = {buf + off, buf + off + hlen, name, err, errlen, 0};
   if (parse_dict(&ps, a)) return -1;
+  *fortran = ps.fortran;
   if (shape_size(clsm_dtype_size(a->dtype), a->rank, a->shape, &a->numel, &a->nbytes)) {
     char s[256];
-    format_shape(a->rank, a->shape, s, sizeof s);
+    npy_shape_str(a->rank, a->shape, s, sizeof s);
     return fail(err, errlen, "%s: header: shape %s is too large (its byte count overflows)", name,
                 s);
   }
@@ -302,6 +308,33 @@ static int parse_preamble(const unsigned char *buf, size_t len, const char *name
   return 0;
 }
 
+/* Rewrites a's data from Fortran order (first index fastest, what NumPy
+ * writes for a transposed array) into C order; the array means the same.
+ * Returns 0, or nonzero when out of memory. */
+static int fortran_to_c(npy_array *a) {
+  if (a->rank < 2 || a->numel < 2) return 0;
+  const size_t es = clsm_dtype_size(a->dtype);
+  unsigned char *c = malloc(a->nbytes);
+  if (!c) return -1;
+  int64_t idx[CLSM_MAX_RANK] = {0}, fstride[CLSM_MAX_RANK];
+  fstride[0] = 1;
+  for (int d = 1; d < a->rank; ++d) fstride[d] = fstride[d - 1] * a->shape[d - 1];
+  const unsigned char *f = a->data;
+  int64_t foff = 0;
+  for (int64_t p = 0; p < a->numel; ++p) {
+    memcpy(c + (size_t)p * es, f + (size_t)foff * es, es);
+    for (int d = a->rank - 1; d >= 0; --d) { /* the next C-order index */
+      foff += fstride[d];
+      if (++idx[d] < a->shape[d]) break;
+      foff -= fstride[d] * a->shape[d];
+      idx[d] = 0;
+    }
+  }
+  free(a->data);
+  a->data = c;
+  return 0;
+}
+
 int npy_parse(const unsigned char *buf, size_t len, const char *name, npy_array *out, char *err,
               size_t errlen) {
   npy_array a;
@@ -310,11 +343,16 @@ int npy_parse(const unsigned char *buf, size_t len, const char *name, npy_array 
   if (!out || (!buf && len)) return fail(err, errlen, "%s: NULL argument", name);
   memset(out, 0, sizeof *out);
   memset(&a, 0, sizeof a);
-  if (parse_preamble(buf, len, name, &a, &off, err, errlen)) return -1;
+  int fortran;
+  if (parse_preamble(buf, len, name, &a, &off, &fortran, err, errlen)) return -1;
   if (a.nbytes) {
     if (!(a.data = malloc(a.nbytes)))
       return fail(err, errlen, "%s: out of memory for %zu data bytes", name, a.nbytes);
     memcpy(a.data, buf + off, a.nbytes);
+  }
+  if (fortran && fortran_to_c(&a)) {
+    free(a.data);
+    return fail(err, errlen, "%s: out of memory for %zu data bytes", name, a.nbytes);
   }
   *out = a;
   return 0;
@@ -368,7 +406,8 @@ int npy_read(const char *path, npy_array *out, char *err, size_t errlen) {
   if (r) return fail(err, errlen, "%s: cannot read: %s", path, strerror(saved));
 
   memset(&a, 0, sizeof a);
-  if (parse_preamble(buf, len, path, &a, &off, err, errlen)) {
+  int fortran;
+  if (parse_preamble(buf, len, path, &a, &off, &fortran, err, errlen)) {
     free(buf);
     return -1;
   }
@@ -380,32 +419,24 @@ int npy_read(const char *path, npy_array *out, char *err, size_t errlen) {
   } else {
     free(buf);
   }
+  if (fortran && fortran_to_c(&a)) {
+    free(a.data);
+    return fail(err, errlen, "%s: out of memory for %zu data bytes", path, a.nbytes);
+  }
   *out = a;
   return 0;
 }
 
 /* ---------------------------------------------------------------- writer */
 
-static int write_all(int fd, const void *data, size_t n) {
-  const unsigned char *p = data;
-  while (n) {
-    ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-int npy_write(const char *path, const npy_array *a, char *err, size_t errlen) {
+/* The preamble (magic, version, header) for a: fills pre (640 bytes) and
+ * *prelen; returns 0, or nonzero with err filled. */
+static int preamble_for(const char *path, const npy_array *a, unsigned char *pre, size_t *prelen,
+                        char *err, size_t errlen) {
   const char *descr = NULL;
   char shape[256], header[512];
-  unsigned char pre[640];
   int64_t numel;
   size_t nbytes, i;
-  if (!path || !a) return fail(err, errlen, "npy_write: NULL argument");
-
   for (i = 0; i < NDESCRS && !descr; i++)
     if (descrs[i].dtype == a->dtype) descr = descrs[i].descr;
   if (!descr)
@@ -416,7 +447,7 @@ int npy_write(const char *path, const npy_array *a, char *err, size_t errlen) {
   for (int d = 0; d < a->rank; d++)
     if (a->shape[d] < 0)
       return fail(err, errlen, "%s: negative dimension %" PRId64 " in shape", path, a->shape[d]);
-  format_shape(a->rank, a->shape, shape, sizeof shape);
+  npy_shape_str(a->rank, a->shape, shape, sizeof shape);
   if (shape_size(clsm_dtype_size(a->dtype), a->rank, a->shape, &numel, &nbytes))
     return fail(err, errlen, "%s: shape %s is too large", path, shape);
   if (nbytes != a->nbytes || numel != a->numel)
@@ -438,47 +469,42 @@ int npy_write(const char *path, const npy_array *a, char *err, size_t errlen) {
     off = 12;
     pad = NPY_ALIGN - (off + hn + 1) % NPY_ALIGN;
   }
-  size_t hlen = hn + pad + 1, prelen = off + hlen;
+  size_t hlen = hn + pad + 1;
+  *prelen = off + hlen;
   memcpy(pre, NPY_MAGIC, NPY_MAGIC_LEN);
   pre[6] = (unsigned char)major;
   pre[7] = 0;
   for (i = 0; i < off - 8; i++) pre[8 + i] = (unsigned char)(hlen >> (8 * i));
   memcpy(pre + off, header, hn);
   memset(pre + off + hn, ' ', pad);
-  pre[prelen - 1] = '\n';
+  pre[*prelen - 1] = '\n';
+  return 0;
+}
 
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + sizeof ".tmpXXXXXX");
-  if (!tmp) return fail(err, errlen, "%s: out of memory", path);
-  memcpy(tmp, path, plen);
-  memcpy(tmp + plen, ".tmpXXXXXX", sizeof ".tmpXXXXXX");
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    int e = errno;
-    free(tmp);
-    return fail(err, errlen, "%s: cannot create a temporary file: %s", path, strerror(e));
+int npy_write_to(tool_out *o, const npy_array *a, char *err, size_t errlen) {
+  unsigned char pre[640];
+  size_t prelen = 0;
+  if (!o || !a || preamble_for(o->path, a, pre, &prelen, err, errlen)) {
+    if (!o || !a) fail(err, errlen, "npy_write: NULL argument");
+    return EXIT_INPUT;
   }
-  /* mkstemp creates the file 0600; give it the mode fopen would have. The
-   * umask can only be read by setting it, so it is restored at once; that is
-   * not thread-safe, which the single-threaded tool accepts. */
-  mode_t mask = umask(0);
-  umask(mask);
-  (void)fchmod(fd, 0666 & ~mask);
+  int rc = tool_out_write(o, pre, prelen, err, errlen);
+  return rc ? rc : tool_out_write(o, a->data, a->nbytes, err, errlen);
+}
 
-  const char *what = NULL;
-  if (write_all(fd, pre, prelen) || write_all(fd, a->data, nbytes)) what = "cannot write";
-  int e = errno;
-  if (close(fd) && !what) {
-    what = "cannot write";
-    e = errno;
+int npy_write(const char *path, const npy_array *a, char *err, size_t errlen) {
+  tool_out o;
+  if (!path || !a) {
+    fail(err, errlen, "npy_write: NULL argument");
+    return EXIT_INPUT;
   }
-  if (!what && rename(tmp, path)) {
-    what = "cannot rename the temporary file over it";
-    e = errno;
+  int rc = tool_out_open(&o, path, err, errlen);
+  if (rc) return rc;
+  if ((rc = npy_write_to(&o, a, err, errlen))) {
+    tool_out_abort(&o);
+    return rc;
   }
-  if (what) unlink(tmp);
-  free(tmp);
-  return what ? fail(err, errlen, "%s: %s: %s", path, what, strerror(e)) : 0;
+  return tool_out_commit(&o, err, errlen);
 }
 
 /* ---------------------------------------------------------------- memory */

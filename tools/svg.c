@@ -172,25 +172,17 @@ static void draw(FILE *f, const char *device, const svg_row *rows, int n) {
   fputs("</svg>\n", f);
 }
 
-int svg_write_bench(const char *path, const char *device, const svg_row *rows, int n) {
-  char tmp[4096];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-    fprintf(stderr, "clsoftmax bench: cannot write %s: name too long\n", path);
-    return EXIT_USAGE;
+int svg_write_bench(tool_out *o, const char *device, const svg_row *rows, int n) {
+  char err[512];
+  FILE *f = tool_out_file(o, err, sizeof err);
+  int rc = f ? 0 : EXIT_OUTPUT;
+  if (f) {
+    draw(f, device ? device : "", rows, n);
+    rc = tool_out_commit_file(o, f, err, sizeof err);
   }
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    fprintf(stderr, "clsoftmax bench: cannot write %s: %s\n", tmp, strerror(errno));
-    return EXIT_USAGE;
+  if (rc) {
+    tool_out_abort(o);
+    fprintf(stderr, "clsoftmax bench: %s\n", err);
   }
-  draw(f, device ? device : "", rows, n);
-  int failed = ferror(f);
-  if (fclose(f) != 0) failed = 1;
-  if (failed || rename(tmp, path) != 0) {
-    int e = errno;
-    remove(tmp);
-    fprintf(stderr, "clsoftmax bench: cannot write %s: %s\n", path, strerror(e));
-    return EXIT_USAGE;
-  }
-  return EXIT_OK;
+  return rc;
 }

@@ -10,7 +10,8 @@ enum {
   EXIT_DEVICE = 1, /* device or OpenCL failure */
   EXIT_USAGE = 2,  /* usage or option error */
   EXIT_INPUT = 3,  /* unreadable or malformed input, shapes/dtypes that do not fit */
-  EXIT_VALUE = 4   /* invalid values (class index out of range) */
+  EXIT_VALUE = 4,  /* invalid values (class index out of range) */
+  EXIT_OUTPUT = 5  /* an output cannot be written: its folder is missing, no permission, disk full */
 };
 
 /* Creates a context for `spec` (NULL: the default device); on failure prints
