@@ -164,6 +164,67 @@ static clsm_status find_device(const char *spec, cl_platform_id *pout, cl_device
   return CLSM_ERR_DEVICE_NOT_FOUND;
 }
 
+clsm_status clsm_list_devices(clsm_device_info *out, size_t capacity, size_t *count,
+                              char *detail, size_t detail_size) {
+  char msg[512];
+  if (count) *count = 0;
+  if (!count || (!out && capacity)) {
+    put_detail(detail, detail_size, !count ? "count is NULL" : "out is NULL but capacity is not 0");
+    return CLSM_ERR_NULL_ARGUMENT;
+  }
+  static const char *const families[] = {"cpu", "gpu", NULL};
+  int fam = -1;
+  if (!env_word("CLSM_FAMILY", families, &fam, msg, sizeof msg)) {
+    put_detail(detail, detail_size, msg);
+    return CLSM_ERR_INVALID_ARGUMENT;
+  }
+  cl_platform_id plats[MAX_PLATFORMS];
+  cl_uint np = 0;
+  cl_int err = clGetPlatformIDs(MAX_PLATFORMS, plats, &np);
+  if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (err == CL_SUCCESS && np == 0)) {
+    put_detail(detail, detail_size,
+               "no OpenCL platform found: install an OpenCL driver (for the CPU: the Debian "
+               "package pocl-opencl-icd)");
+    return CLSM_ERR_NO_PLATFORM;
+  }
+  if (err != CL_SUCCESS) {
+    snprintf(msg, sizeof msg, "clGetPlatformIDs failed with %s (%d)", clsm_cl_error_name(err),
+             (int)err);
+    put_detail(detail, detail_size, msg);
+    return CLSM_ERR_OPENCL;
+  }
+  if (np > MAX_PLATFORMS) np = MAX_PLATFORMS;
+  /* The default is what clsm_context_create picks for a NULL spec. */
+  const char *env = getenv("CLSM_DEVICE");
+  cl_platform_id dp = NULL;
+  cl_device_id dd = NULL;
+  if (find_device(env && *env ? env : NULL, &dp, &dd, msg, sizeof msg) != CLSM_SUCCESS) dd = NULL;
+  size_t n = 0;
+  for (cl_uint p = 0; p < np; ++p) {
+    cl_device_id devs[MAX_DEVICES];
+    cl_uint nd = 0;
+    if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, MAX_DEVICES, devs, &nd) != CL_SUCCESS) continue;
+    if (nd > MAX_DEVICES) nd = MAX_DEVICES;
+    for (cl_uint d = 0; d < nd; ++d, ++n) {
+      if (n >= capacity) continue;
+      clsm_device_info *i = &out[n];
+      memset(i, 0, sizeof *i);
+      i->platform = p;
+      i->device = d;
+      i->platform_id = plats[p];
+      i->device_id = devs[d];
+      clGetDeviceInfo(devs[d], CL_DEVICE_TYPE, sizeof i->type, &i->type, NULL);
+      clGetDeviceInfo(devs[d], CL_DEVICE_NAME, sizeof i->name - 1, i->name, NULL);
+      clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof i->platform_name - 1, i->platform_name, NULL);
+      i->family = fam >= 0 ? (fam == 0 ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU)
+                           : (i->type & CL_DEVICE_TYPE_CPU) ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU;
+      i->is_default = devs[d] == dd;
+    }
+  }
+  *count = n;
+  return CLSM_SUCCESS;
+}
+
 /* At most `want` lanes, fewer if the device or its local memory (two doubles
  * a lane, the widest case) cannot hold them; a power of two for the trees. */
 static size_t fit_lanes(const clsm_context *ctx, size_t want) {

@@ -2,8 +2,9 @@
  * wait. The caller's output array is written only after the op succeeded. */
 #include "internal.h"
 
+#include <stdarg.h>
 #include <stddef.h>
-
+#include <stdio.h>
 #include <string.h>
 
 /* Records a failed OpenCL call made without the lock held. */
@@ -14,7 +15,15 @@ static clsm_status cl_failed(clsm_context *ctx, cl_int err, const char *call, in
   return st;
 }
 
-static clsm_status fail_locked(clsm_context *ctx, clsm_status status, const char *msg) {
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static clsm_status fail_locked(clsm_context *ctx, clsm_status status, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
   pthread_mutex_lock(&ctx->lock);
   clsm__fail(ctx, status, "%s", msg);
   pthread_mutex_unlock(&ctx->lock);
@@ -47,10 +56,11 @@ static clsm_status host_op(clsm_context *ctx, host_kind kind, clsm_dtype dtype, 
   if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
   clsm_status st = CLSM_SUCCESS;
   cl_mem bufs[3] = {NULL, NULL, NULL};
-  if (rank < 0 || rank > CLSM_MAX_RANK) return fail_locked(ctx, CLSM_ERR_INVALID_RANK, "rank is outside 0..8");
+  if (rank < 0 || rank > CLSM_MAX_RANK)
+    return fail_locked(ctx, CLSM_ERR_INVALID_RANK, "rank %d is outside 0..8", rank);
   if (rank > 0 && !shape) return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "shape is NULL");
   size_t es = clsm_dtype_size(dtype);
-  if (es == 0) return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT, "unknown dtype");
+  if (es == 0) return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT, "dtype: unknown dtype %d", (int)dtype);
   if (dtype != CLSM_FLOAT32 && dtype != CLSM_FLOAT16 && dtype != CLSM_BFLOAT16 &&
       dtype != CLSM_FLOAT64)
     return fail_locked(ctx, CLSM_ERR_UNSUPPORTED_DTYPE, "softmax needs a floating dtype");
@@ -144,10 +154,13 @@ clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int ran
     return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT,
                        "host cross-entropy: options.check must be NULL (the call returns its "
                        "own outcome)");
-  if (rank < 1 || rank > CLSM_MAX_RANK) return fail_locked(ctx, CLSM_ERR_INVALID_RANK, "logits rank is outside 1..8");
+  if (rank < 1 || rank > CLSM_MAX_RANK)
+    return fail_locked(ctx, CLSM_ERR_INVALID_RANK, "logits rank %d is outside 1..8", rank);
   if (!shape) return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "shape is NULL");
   size_t es = clsm_dtype_size(dtype), ts = clsm_dtype_size(target_dtype);
-  if (!es || !ts) return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT, "unknown dtype");
+  if (!es || !ts)
+    return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT, "%s: unknown dtype %d",
+                       es ? "target_dtype" : "dtype", (int)(es ? target_dtype : dtype));
   if (!(dtype == CLSM_FLOAT32 || dtype == CLSM_FLOAT16 || dtype == CLSM_BFLOAT16 || dtype == CLSM_FLOAT64))
     return fail_locked(ctx, CLSM_ERR_UNSUPPORTED_DTYPE, "logits need a floating dtype");
   const int axis = rank == 1 ? 0 : 1;

@@ -168,7 +168,10 @@ clsm_status clsm_context_prepare(clsm_context *ctx, clsm_dtype in, clsm_dtype ou
   pthread_mutex_lock(&ctx->lock);
   ctx->error[0] = '\0';
   const int program = clsm__program_for(in, out);
-  if (program < 0)
+  if (!clsm_dtype_size(in) || !clsm_dtype_size(out))
+    st = clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT, "%s: unknown dtype %d",
+                    clsm_dtype_size(in) ? "out" : "in", (int)(clsm_dtype_size(in) ? out : in));
+  else if (program < 0)
     st = clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_DTYPE,
                     "no operation takes %s in and %s out: the output is the input's dtype, or "
                     "float32 for 16-bit inputs",

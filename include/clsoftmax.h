@@ -107,15 +107,44 @@ typedef enum clsm_family {
  * On failure *out is NULL; when `detail` is not NULL, a NUL-terminated message
  * of at most detail_size bytes says why (which platform/device/OpenCL call).
  * Errors: CLSM_ERR_NULL_ARGUMENT, CLSM_ERR_NO_PLATFORM, CLSM_ERR_DEVICE_NOT_FOUND,
- * CLSM_ERR_OPENCL, CLSM_ERR_OUT_OF_HOST_MEMORY. Blocking. */
+ * CLSM_ERR_INVALID_ARGUMENT (a tuning variable, CLSM_FAMILY, CLSM_KERNEL,
+ * CLSM_WG_SIZE, ..., set to a value it does not understand; the detail names
+ * it), CLSM_ERR_OPENCL, CLSM_ERR_OUT_OF_HOST_MEMORY. Blocking. */
 CLSM_API clsm_status clsm_context_create(clsm_context **out, const char *spec,
                                          char *detail, size_t detail_size);
+
+/* One OpenCL device as clsm_list_devices describes it. */
+typedef struct clsm_device_info {
+  unsigned platform, device; /* its "P:D" spec for clsm_context_create */
+  cl_platform_id platform_id;
+  cl_device_id device_id;
+  cl_device_type type;       /* CL_DEVICE_TYPE */
+  clsm_family family;        /* the kernel family a context on it gets */
+  int is_default;            /* 1 for the device a NULL spec picks (CLSM_DEVICE included) */
+  char name[256];            /* CL_DEVICE_NAME, NUL-terminated (cut if longer) */
+  char platform_name[256];   /* CL_PLATFORM_NAME, likewise */
+} clsm_device_info;
+
+/* Lists every OpenCL device in the order "P:D" specs count them: fills at
+ * most `capacity` entries of `out` (out may be NULL when capacity is 0) and
+ * sets *count to the number of devices there are (more than capacity when
+ * `out` is too short: call again with a larger array). The family honours
+ * CLSM_FAMILY as clsm_context_create does. When `detail` is not NULL it gets
+ * a NUL-terminated message of at most detail_size bytes on failure.
+ * Errors: CLSM_ERR_NULL_ARGUMENT (count, or out with capacity > 0),
+ * CLSM_ERR_NO_PLATFORM, CLSM_ERR_INVALID_ARGUMENT (CLSM_FAMILY not cpu or
+ * gpu), CLSM_ERR_OPENCL. Blocking; creates no OpenCL object. */
+CLSM_API clsm_status clsm_list_devices(clsm_device_info *out, size_t capacity, size_t *count,
+                                       char *detail, size_t detail_size);
 
 /* Adopts a caller's command queue: the library enqueues on it, builds its
  * programs for the queue's context and device, and retains the queue (the
  * caller may release its own reference). The queue must be in-order. Buffers
  * passed to operations must belong to the queue's cl_context.
- * Profiling (for clsoftmax bench) is not required. Same errors as create. */
+ * Profiling (for clsoftmax bench) is not required.
+ * Errors: CLSM_ERR_NULL_ARGUMENT (out or queue), CLSM_ERR_INVALID_ARGUMENT
+ * (an out-of-order queue, or a tuning variable as for create),
+ * CLSM_ERR_OPENCL, CLSM_ERR_OUT_OF_HOST_MEMORY. Blocking. */
 CLSM_API clsm_status clsm_context_adopt(clsm_context **out, cl_command_queue queue,
                                         char *detail, size_t detail_size);
 
@@ -208,7 +237,8 @@ CLSM_API const char *clsm_dtype_name(clsm_dtype dtype);
  * it; an application calls this once at start-up to keep that build (tens
  * of milliseconds with PoCL's kernel cache warm, a second or more cold) off
  * its hot path. Calling it again for a prepared pair does nothing.
- * Errors: CLSM_ERR_NULL_ARGUMENT, CLSM_ERR_UNSUPPORTED_DTYPE (a pair no
+ * Errors: CLSM_ERR_NULL_ARGUMENT, CLSM_ERR_INVALID_ARGUMENT (a value that is
+ * no clsm_dtype, as in every operation), CLSM_ERR_UNSUPPORTED_DTYPE (a pair no
  * operation takes, or float64 on a device without cl_khr_fp64),
  * CLSM_ERR_BUILD, CLSM_ERR_OPENCL, CLSM_ERR_OUT_OF_HOST_MEMORY. Blocking. */
 CLSM_API clsm_status clsm_context_prepare(clsm_context *ctx, clsm_dtype in, clsm_dtype out);
@@ -260,11 +290,13 @@ CLSM_API clsm_tensor clsm_tensor_contiguous(cl_mem mem, uint64_t offset, clsm_dt
  * event that completes with the operation (the caller releases it). Every
  * check happens before anything is enqueued; on failure nothing is enqueued
  * and *event is NULL. Does not wait for the device.
- * Errors: CLSM_ERR_NULL_ARGUMENT, CLSM_ERR_INVALID_RANK, CLSM_ERR_INVALID_DIM,
+ * Errors: CLSM_ERR_NULL_ARGUMENT (ctx, a tensor, its cl_mem, or an event of
+ * the wait list), CLSM_ERR_INVALID_RANK, CLSM_ERR_INVALID_DIM,
  * CLSM_ERR_SHAPE_MISMATCH, CLSM_ERR_UNSUPPORTED_DTYPE, CLSM_ERR_OUT_OF_BOUNDS,
- * CLSM_ERR_OVERLAP, CLSM_ERR_INVALID_ARGUMENT (unknown dtype or flag, negative
- * size or stride, inconsistent wait list), CLSM_ERR_TOO_LARGE, CLSM_ERR_BUILD,
- * CLSM_ERR_OPENCL, CLSM_ERR_OUT_OF_HOST_MEMORY. */
+ * CLSM_ERR_OVERLAP, CLSM_ERR_INVALID_ARGUMENT (a value that is no clsm_dtype,
+ * an unknown flag, a negative size or stride, num_wait and wait that disagree,
+ * a cl_mem or event of another cl_context), CLSM_ERR_TOO_LARGE,
+ * CLSM_ERR_BUILD, CLSM_ERR_OPENCL, CLSM_ERR_OUT_OF_HOST_MEMORY. */
 CLSM_API clsm_status clsm_softmax(clsm_context *ctx, const clsm_tensor *x, const clsm_tensor *y,
                                   int dim, unsigned flags, cl_uint num_wait,
                                   const cl_event *wait, cl_event *event);
@@ -362,7 +394,7 @@ CLSM_API clsm_ce_options clsm_ce_options_default(void);
  * Asynchronous like clsm_softmax. Errors: those of clsm_softmax, and
  * CLSM_ERR_INVALID_ARGUMENT for options (uninitialised, reduction, NaN or
  * out-of-range eps, negative z-loss or softcap, ignore_index >= 0 with
- * probabilities), CLSM_ERR_UNSUPPORTED_LAYOUT for views whose dims before or
+ * probabilities, grad_scale without grad), CLSM_ERR_UNSUPPORTED_LAYOUT for views whose dims before or
  * after the class axis do not collapse into one stride each. */
 CLSM_API clsm_status clsm_cross_entropy(clsm_context *ctx, const clsm_tensor *logits,
                                         const clsm_tensor *target, const clsm_tensor *loss,

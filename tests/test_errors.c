@@ -77,6 +77,8 @@ static const bad_call bad_calls[] = {
     {"NULL y names y", CLSM_ERR_NULL_ARGUMENT, "y is NULL"},
     {"dtype int64 lists the dtypes allowed", CLSM_ERR_UNSUPPORTED_DTYPE,
      "x: dtype int64 is not supported here (float32, float16, bfloat16 or float64)"},
+    {"a NULL event in the wait list", CLSM_ERR_NULL_ARGUMENT, "wait list: event 0 is NULL"},
+    {"unknown dtype names it", CLSM_ERR_INVALID_ARGUMENT, "unknown dtype 99"},
 };
 #define NBAD ((int)(sizeof bad_calls / sizeof bad_calls[0]))
 
@@ -142,6 +144,8 @@ START_TEST(test_bad_call) {
   case 27: x = clsm_tensor_contiguous(f.xb, 0, CLSM_FLOAT32, 2, NULL); break;
   case 28: yp = NULL; break;
   case 29: x.dtype = y.dtype = CLSM_INT64; break;
+  case 30: nwait = 1; break; /* ev[0] stays NULL */
+  case 31: x.dtype = y.dtype = (clsm_dtype)99; break;
   }
   clsm_status st = clsm_softmax(ctx, xp, yp, dim, flags, nwait, nwait && _i != 16 ? ev : NULL, NULL);
   char detail[1024] = "";
@@ -366,6 +370,27 @@ START_TEST(test_device_not_found) {
   ck_assert_int_eq(clsm_context_create(&ctx, "99:0", detail, sizeof detail), CLSM_ERR_DEVICE_NOT_FOUND);
   ck_assert_int_eq(clsm_context_create(NULL, NULL, detail, sizeof detail), CLSM_ERR_NULL_ARGUMENT);
   ck_assert_int_eq(clsm_context_adopt(&ctx, NULL, detail, sizeof detail), CLSM_ERR_NULL_ARGUMENT);
+  /* An out-of-order queue: an invalid argument, as the header says. */
+  {
+    cl_platform_id plat;
+    cl_device_id dev;
+    cl_int err;
+    ck_assert(clGetPlatformIDs(1, &plat, NULL) == CL_SUCCESS);
+    ck_assert(clGetDeviceIDs(plat, CL_DEVICE_TYPE_ALL, 1, &dev, NULL) == CL_SUCCESS);
+    cl_context c = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
+    ck_assert(c != NULL);
+    cl_command_queue_properties props = 0;
+    clGetDeviceInfo(dev, CL_DEVICE_QUEUE_PROPERTIES, sizeof props, &props, NULL);
+    if (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) {
+      cl_command_queue q = clCreateCommandQueue(c, dev, CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE, &err);
+      ck_assert(q != NULL);
+      ck_assert_int_eq(clsm_context_adopt(&ctx, q, detail, sizeof detail), CLSM_ERR_INVALID_ARGUMENT);
+      ck_assert(ctx == NULL);
+      ck_assert_msg(strstr(detail, "out-of-order") != NULL, "detail: %s", detail);
+      clReleaseCommandQueue(q);
+    }
+    clReleaseContext(c);
+  }
   /* Specs that do name the device: its type, P:D, part of its name. */
   ck_assert_int_eq(clsm_context_create(&ctx, "0:0", detail, sizeof detail), CLSM_SUCCESS);
   char name[64];
@@ -373,6 +398,64 @@ START_TEST(test_device_not_found) {
   clsm_context_destroy(ctx);
   ck_assert_int_eq(clsm_context_create(&ctx, name, detail, sizeof detail), CLSM_SUCCESS);
   clsm_context_destroy(ctx);
+}
+END_TEST
+
+/* clsm_list_devices: every device, each one's "P:D" opens that device with
+ * the family listed, one default that a NULL spec opens, a short array still
+ * counts them all, and bad arguments and CLSM_FAMILY values are refused. */
+START_TEST(test_list_devices) {
+  char detail[512] = "";
+  size_t n = 99;
+  ck_assert_int_eq(clsm_list_devices(NULL, 0, NULL, detail, sizeof detail), CLSM_ERR_NULL_ARGUMENT);
+  ck_assert_msg(strstr(detail, "count") != NULL, "%s", detail);
+  ck_assert_int_eq(clsm_list_devices(NULL, 3, &n, detail, sizeof detail), CLSM_ERR_NULL_ARGUMENT);
+  ck_assert_msg(strstr(detail, "out is NULL") != NULL && n == 0, "%s", detail);
+  ck_assert_int_eq(clsm_list_devices(NULL, 0, &n, detail, sizeof detail), CLSM_SUCCESS);
+  ck_assert(n >= 1);
+  clsm_device_info devs[64];
+  ck_assert(n <= 64);
+  size_t m = 0;
+  memset(devs, 0x5a, sizeof devs);
+  ck_assert_int_eq(clsm_list_devices(devs, 64, &m, NULL, 0), CLSM_SUCCESS);
+  ck_assert(m == n);
+  clsm_context *dflt = NULL;
+  ck_assert_msg(clsm_context_create(&dflt, NULL, detail, sizeof detail) == CLSM_SUCCESS, "%s", detail);
+  int defaults = 0;
+  for (size_t i = 0; i < n; ++i) {
+    char spec[32];
+    snprintf(spec, sizeof spec, "%u:%u", devs[i].platform, devs[i].device);
+    clsm_context *ctx = NULL;
+    ck_assert_msg(clsm_context_create(&ctx, spec, detail, sizeof detail) == CLSM_SUCCESS, "%s: %s", spec, detail);
+    ck_assert(clsm_context_device(ctx) == devs[i].device_id);
+    ck_assert_str_eq(clsm_context_device_name(ctx), devs[i].name);
+    ck_assert_int_eq(clsm_context_family(ctx), devs[i].family);
+    ck_assert(memchr(devs[i].platform_name, '\0', sizeof devs[i].platform_name) != NULL);
+    clsm_context_destroy(ctx);
+    defaults += devs[i].is_default;
+    if (devs[i].is_default) ck_assert(devs[i].device_id == clsm_context_device(dflt));
+  }
+  ck_assert_int_eq(defaults, 1);
+  clsm_context_destroy(dflt);
+  /* A short array: the first entry filled, the rest untouched, all counted. */
+  clsm_device_info one[2];
+  memset(one, 0x5a, sizeof one);
+  ck_assert_int_eq(clsm_list_devices(one, 1, &m, NULL, 0), CLSM_SUCCESS);
+  ck_assert(m == n && one[0].device_id == devs[0].device_id);
+  const unsigned char *rest = (const unsigned char *)&one[1];
+  for (size_t b = 0; b < sizeof one[1]; ++b) ck_assert(rest[b] == 0x5a);
+  /* CLSM_FAMILY: honoured, or refused with its name. */
+  char saved[64] = "";
+  const char *fam = getenv("CLSM_FAMILY");
+  if (fam) snprintf(saved, sizeof saved, "%s", fam);
+  setenv("CLSM_FAMILY", "gpu", 1);
+  ck_assert_int_eq(clsm_list_devices(devs, 64, &m, NULL, 0), CLSM_SUCCESS);
+  for (size_t i = 0; i < m; ++i) ck_assert_int_eq(devs[i].family, CLSM_FAMILY_GPU);
+  setenv("CLSM_FAMILY", "gpux", 1);
+  ck_assert_int_eq(clsm_list_devices(devs, 64, &m, detail, sizeof detail), CLSM_ERR_INVALID_ARGUMENT);
+  ck_assert_msg(strstr(detail, "CLSM_FAMILY") != NULL, "%s", detail);
+  if (fam) setenv("CLSM_FAMILY", saved, 1);
+  else unsetenv("CLSM_FAMILY");
 }
 END_TEST
 
@@ -505,9 +588,16 @@ START_TEST(test_prepare) {
   ck_assert_int_eq(clsm_context_prepare(ctx, CLSM_FLOAT64, CLSM_FLOAT64),
                    fp64 ? CLSM_SUCCESS : CLSM_ERR_UNSUPPORTED_DTYPE);
   static const clsm_dtype bad[][2] = {{CLSM_FLOAT32, CLSM_FLOAT16}, {CLSM_FLOAT16, CLSM_BFLOAT16},
-                                      {CLSM_FLOAT64, CLSM_FLOAT32}, {CLSM_INT64, CLSM_INT64},
-                                      {CLSM_FLOAT32, (clsm_dtype)99}};
+                                      {CLSM_FLOAT64, CLSM_FLOAT32}, {CLSM_INT64, CLSM_INT64}};
   char detail[512];
+  /* A value that is no dtype at all is an invalid argument, as in every
+   * operation, and the detail names it. */
+  static const clsm_dtype unknown[][2] = {{CLSM_FLOAT32, (clsm_dtype)99}, {(clsm_dtype)99, CLSM_FLOAT32}};
+  for (size_t i = 0; i < 2; ++i) {
+    ck_assert_int_eq(clsm_context_prepare(ctx, unknown[i][0], unknown[i][1]), CLSM_ERR_INVALID_ARGUMENT);
+    clsm_context_error(ctx, detail, sizeof detail);
+    ck_assert_msg(strstr(detail, i ? "in: unknown dtype 99" : "out: unknown dtype 99"), "detail: %s", detail);
+  }
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
     ck_assert_int_eq(clsm_context_prepare(ctx, bad[i][0], bad[i][1]), CLSM_ERR_UNSUPPORTED_DTYPE);
     clsm_context_error(ctx, detail, sizeof detail);
@@ -643,6 +733,7 @@ static Suite *errors_suite(void) {
   tcase_add_loop_test(tc, test_opencl_failure, 0, 5);
   tcase_add_test(tc, test_detail_truncation);
   tcase_add_test(tc, test_prepare);
+  tcase_add_test(tc, test_list_devices);
   tcase_add_test(tc, test_prepare_failures);
   suite_add_tcase(s, tc);
   tc = tcase_create("Tables");

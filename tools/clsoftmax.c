@@ -89,39 +89,36 @@ int tool_report(clsm_context *ctx, clsm_status st, const char *what) {
 }
 
 static int cmd_devices(void) {
-  cl_platform_id plats[16];
-  cl_uint np = 0;
-  cl_int err = clGetPlatformIDs(16, plats, &np);
-  if (err != CL_SUCCESS || np == 0) {
-    fprintf(stderr,
-            "clsoftmax: no OpenCL platform found (%s). For a CPU device install the Debian "
-            "package pocl-opencl-icd.\n",
-            clsm_cl_error_name(err));
+  char detail[512] = "";
+  size_t n = 0;
+  clsm_status st = clsm_list_devices(NULL, 0, &n, detail, sizeof detail);
+  clsm_device_info *devs = st == CLSM_SUCCESS && n ? calloc(n, sizeof *devs) : NULL;
+  if (st == CLSM_SUCCESS && n && !devs) {
+    fprintf(stderr, "clsoftmax: out of memory\n");
     return EXIT_DEVICE;
   }
-  if (np > 16) np = 16;
-  for (cl_uint p = 0; p < np; ++p) {
-    char pname[256] = "";
-    clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof pname - 1, pname, NULL);
-    cl_device_id devs[64];
-    cl_uint nd = 0;
-    if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 64, devs, &nd) != CL_SUCCESS) nd = 0;
-    if (nd > 64) nd = 64;
-    for (cl_uint d = 0; d < nd; ++d) {
-      char name[256] = "", ver[256] = "";
-      cl_device_type type = 0;
-      cl_uint cu = 0;
-      cl_ulong mem = 0;
-      clGetDeviceInfo(devs[d], CL_DEVICE_NAME, sizeof name - 1, name, NULL);
-      clGetDeviceInfo(devs[d], CL_DEVICE_VERSION, sizeof ver - 1, ver, NULL);
-      clGetDeviceInfo(devs[d], CL_DEVICE_TYPE, sizeof type, &type, NULL);
-      clGetDeviceInfo(devs[d], CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
-      clGetDeviceInfo(devs[d], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL);
-      printf("%u:%u  %-4s  %s  (%s; %u compute units, %.1f GiB)  [platform: %s]\n", p, d,
-             (type & CL_DEVICE_TYPE_GPU) ? "gpu" : (type & CL_DEVICE_TYPE_CPU) ? "cpu" : "other",
-             name, ver, cu, (double)mem / (1024.0 * 1024 * 1024), pname);
-    }
+  if (devs) st = clsm_list_devices(devs, n, &n, detail, sizeof detail);
+  if (st != CLSM_SUCCESS) {
+    fprintf(stderr, "clsoftmax: %s\n", *detail ? detail : clsm_status_string(st));
+    free(devs);
+    return st == CLSM_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_DEVICE;
   }
+  for (size_t i = 0; i < n; ++i) {
+    const clsm_device_info *d = &devs[i];
+    char ver[256] = "";
+    cl_uint cu = 0;
+    cl_ulong mem = 0;
+    clGetDeviceInfo(d->device_id, CL_DEVICE_VERSION, sizeof ver - 1, ver, NULL);
+    clGetDeviceInfo(d->device_id, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
+    clGetDeviceInfo(d->device_id, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL);
+    printf("%u:%u%s %-4s  %s  (%s; %u compute units, %.1f GiB; %s family)  [platform: %s]\n",
+           d->platform, d->device, d->is_default ? "*" : " ",
+           (d->type & CL_DEVICE_TYPE_GPU) ? "gpu" : (d->type & CL_DEVICE_TYPE_CPU) ? "cpu" : "other",
+           d->name, ver, cu, (double)mem / (1024.0 * 1024 * 1024),
+           d->family == CLSM_FAMILY_CPU ? "cpu" : "gpu", d->platform_name);
+  }
+  if (n) printf("* the default device\n");
+  free(devs);
   return EXIT_OK;
 }
 
