@@ -28,6 +28,7 @@ clsm_status clsm__cl_fail(clsm_context *ctx, cl_int err, const char *call, const
                     clsm_cl_error_name(err), (int)err, base ? base + 1 : file, line);
 }
 
+#ifdef CLSM_TESTING
 long clsm__env_long(const char *name, long dflt, long lo, long hi) {
   const char *s = getenv(name);
   if (!s || !*s) return dflt;
@@ -37,6 +38,7 @@ long clsm__env_long(const char *name, long dflt, long lo, long hi) {
   if (errno || *end || v < lo || v > hi) return dflt;
   return v;
 }
+#endif
 
 /* A tuning variable: unset (or empty) gives `dflt`; a value that is not an
  * integer in [lo, hi] (a power of two when pow2) is refused with a message
@@ -337,15 +339,23 @@ void *clsm__malloc(clsm_context *ctx, size_t size) {
   return malloc(size);
 }
 
-/* The context itself is allocation number 1 for the test hook. */
+/* The context itself is allocation number 1 for the test hook. The hooks
+ * exist only in the library the tests link (CLSM_TESTING); a release
+ * library reads no CLSM_TEST_* variable. */
 static clsm_status context_alloc(clsm_context **out) {
+#ifdef CLSM_TESTING
   long fail = clsm__env_long("CLSM_TEST_FAIL_ALLOC", 0, 0, 1L << 30);
+#else
+  long fail = 0;
+#endif
   clsm_context *ctx = fail == 1 ? NULL : calloc(1, sizeof *ctx);
   if (!ctx) return CLSM_ERR_OUT_OF_HOST_MEMORY;
   ctx->fail_alloc = fail;
   ctx->alloc_count = 1;
+#ifdef CLSM_TESTING
   ctx->fail_cl = clsm__env_long("CLSM_TEST_FAIL_CL", 0, 0, 1L << 30);
   ctx->max_buffer = clsm__env_long("CLSM_TEST_MAX_BUFFER", 0, 0, LONG_MAX);
+#endif
   if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
     free(ctx);
     return CLSM_ERR_OUT_OF_HOST_MEMORY;

@@ -285,6 +285,10 @@ clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num
                          const cl_event *wait, cl_event *event);
 
 /* Reads an integer environment override; returns `dflt` when unset or invalid. */
+#ifdef CLSM_TESTING
+/* A test hook's integer from the environment: dflt when unset or not an
+ * integer in [lo, hi]. Only in the library the tests link. */
 long clsm__env_long(const char *name, long dflt, long lo, long hi);
+#endif
 
 #endif
