@@ -17,10 +17,10 @@
 #define CE_KEEP 256u
 #define CE_NV_SHIFT 16 /* inner_cpu: bits 16-23 hold the vectors per block */
 #define CE_ROWS 16 /* rows16_cpu: rows a work-item (as ce.cl) */
-/* rows16_cpu's local scratch for a 16-bit gradient's kept exps, at most:
- * interleaved against one row a work-item (float16, fused), 0.81-0.90x the
- * time at 65536 x 128, 0.80x at 131072 x 64, neutral at C = 160, 1.02-1.12x
- * at C = 192-300. */
+/* rows16_cpu's local scratch for a 16-bit gradient's kept exps, at most
+ * (C <= 128 for float): that much stays in L1 beside the rows being read;
+ * a larger scratch spills out of L1, and one row a work-item suits those
+ * rows better. */
 #define ROWS16_SCRATCH (8u * 1024u)
 
 static const unsigned float_types =
@@ -399,11 +399,10 @@ static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_ui
     kid = K_CE_ROWS_LONG_CPU;
   /* Short rows, CE_ROWS a work-item (ce.cl), unless that would leave fewer
    * than four work-items a compute unit. A 16-bit gradient's kept exps then
-   * take CE_ROWS rows of local scratch a work-item, one work-item a group
-   * (the group's scratch then stays in L1: on 65536 x 128 the fastest runs
-   * took 1.05-1.09x the time with 64 a group, 1.07-1.14x with 8); past
-   * ROWS16_SCRATCH bytes of them (C > 128 for float) the rows stay one a
-   * work-item unless forced, which was as fast or faster there. */
+   * take CE_ROWS rows of local scratch a work-item, one work-item a group,
+   * so that the group's scratch stays in L1; past ROWS16_SCRATCH bytes of
+   * them (C > 128 for float) the scratch no longer fits there, and the rows
+   * stay one a work-item unless forced. */
   if (kid == K_CE_ROWS_CPU && C < ONLINE_ROW &&
       (ctx->ce_rows16 == 1 ||
        (ctx->ce_rows16 == -1 && p1 >= (size_t)CE_ROWS * 4 * ctx->compute_units &&

@@ -232,9 +232,8 @@ clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wa
 #define ONLINE_ROW 512   /* rows this long take (max, sum) in one read (16 * ONLINE_CHUNK,
                             kernels/softmax.cl) */
 #define INNER_CHUNK 4   /* rows a tile loads at a time (kernels/softmax.cl) */
-#define TILE_VECTORS 32 /* most vectors a row of a tile (2 KB runs of float32): with the own
-                           exp, 0.95-0.96x the time of 16 for log-softmax, 0.97-0.98x for
-                           softmax (dim 0 of 64x512x512; dim 1 of 32x1024x4096 0.96 / 1.00) */
+#define TILE_VECTORS 32 /* most vectors a row of a tile (2 KB runs of float32): wider
+                           tile rows read longer contiguous runs of each strided row of x */
 #define KEEP_INNER_BYTES (1024u * 1024u) /* inner_cpu keeps exp(x - m) in y up to this tile */
 
 /* Rows (or tiles of inner positions) larger than this are not kept in an

@@ -234,9 +234,9 @@ CLSM_API const char *clsm_dtype_name(clsm_dtype dtype);
  * output: the same dtype, or float32 for float16 / bfloat16 inputs), and
  * creates all of its kernels, so that later operations on those dtypes
  * compile nothing. Operations build what they need on first use without
- * it; an application calls this once at start-up to keep that build (tens
- * of milliseconds with PoCL's kernel cache warm, a second or more cold) off
- * its hot path. Calling it again for a prepared pair does nothing.
+ * it; an application calls this once at start-up to keep that build (a
+ * lookup when PoCL's kernel cache is warm, a full compile when it is cold)
+ * off its hot path. Calling it again for a prepared pair does nothing.
  * Errors: CLSM_ERR_NULL_ARGUMENT, CLSM_ERR_INVALID_ARGUMENT (a value that is
  * no clsm_dtype, as in every operation), CLSM_ERR_UNSUPPORTED_DTYPE (a pair no
  * operation takes, or float64 on a device without cl_khr_fp64),

@@ -456,8 +456,8 @@ CLSM_INLINE void clsm_ce_row_out(CE_ARGS, __local ACC *sr, long p, ce_pos q, ce_
 }
 
 /* A work-item per row. (`online` is a constant in each kernel, so the other
- * path is compiled out: with both in one kernel the short rows ran 6-10 %
- * slower.) */
+ * path is compiled out: the short rows' kernel carries none of the long
+ * rows' code or branches.) */
 inline void clsm_ce_rows(CE_ARGS, __local ACC *scratch, const int online) {
   long p = get_global_id(0);
   if (p >= P || flag[0]) return;
@@ -488,8 +488,9 @@ __kernel void clsm_ce_rows_long_cpu(CE_ARGS, __local ACC *scratch) {
  * work-item owns CE_ROWS consecutive rows, first each row's sums, then
  * their CE_ROWS logs as one vector, then each row's loss and gradient. A
  * row's log and what follows it is a chain of dependent operations that
- * out-of-order execution does not overlap with the next row's exps; the
- * vector of logs costs about what one row's did. */
+ * out-of-order execution does not overlap with the next row's exps; one
+ * vector log of CE_ROWS lanes costs about what one scalar log costs (see
+ * clsm_log_cpu). */
 #define CE_ROWS 16
 __kernel void clsm_ce_rows16_cpu(CE_ARGS, __local ACC *scratch) {
   const long p0 = get_global_id(0) * CE_ROWS;

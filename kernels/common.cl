@@ -64,9 +64,9 @@ inline ushort16 clsm_float16_to_bf16(float16 f) {
   return convert_ushort16(select(r, q, (u & 0x7fffffffu) > 0x7f800000u));
 }
 /* Sixteen bfloat16 at p + 16 i. Without packed stores, PoCL's vstore16 of
- * ushort is sixteen scalar stores (about 4 G elements/s here against 18 for
- * the same bits as eight uints), so a 4-byte aligned destination (every one
- * but odd element offsets) is written as uints. */
+ * ushort is sixteen scalar stores, and the same bits as eight uints take
+ * far fewer stores, so a 4-byte aligned destination (every one but odd
+ * element offsets) is written as uints. */
 inline void clsm_vstore_bf16(float16 v, size_t i, __global ushort *p) {
   __global ushort *q = p + i * 16;
   ushort16 b = clsm_float16_to_bf16(v);
@@ -132,9 +132,9 @@ typedef ushort TY;
 #error "no output dtype selected"
 #endif
 
-/* A helper that must be inlined into its kernel: PoCL's compiler left a
- * cross-entropy row's two halves as calls, and the row kernel ran 1.1x
- * slower than with the same code written in the kernel's body. */
+/* A helper that must be inlined into its kernel: PoCL's compiler otherwise
+ * leaves a cross-entropy row's two halves as calls, which keeps the row
+ * kernel from being optimised as one body. */
 #if defined(__clang__) || defined(__GNUC__)
 #define CLSM_INLINE __attribute__((always_inline)) inline
 #else
@@ -212,19 +212,18 @@ typedef ushort16 TY16;
  * does: a probability under 1.2e-38 is 0, and the term of a sum that holds
  * one of about 1 is far below its ulp. -inf gives 0 and NaN NaN. At most
  * 1.0103 ulp from exp over every float d in [log FLT_MIN, 88] (checked once
- * on the device; tests/test_dtypes.c samples it). On PoCL 3.1's CPU device the
- * built-in took 1.1-1.2x the time in cross-entropy's short rows and in
- * softmax rows of 128 and 512. Double programs keep the built-in.
+ * on the device; tests/test_dtypes.c samples it). It takes the built-in's
+ * place on the CPU family because exp dominates short rows of cross-entropy
+ * and softmax there, and this form is straight-line vector code that skips
+ * the subnormal range. Double programs keep the built-in.
  *
  * Programs with a 16-bit output (every exp then feeds a value rounded to
  * 2^-11 or 2^-8, or a sum whose error is relative to its terms) take a
  * degree-5 polynomial instead (minimax for relative error on |r| <= ln2 / 2,
  * 1.07e-7 with float coefficients): at most 2.254 ulp from exp over every
  * float d in [log FLT_MIN, 88] (checked once on the device; the test samples
- * it), for two fewer FMAs. Interleaved against the degree-7 one: 16-bit
- * softmax on 8192 x 4096 0.89-0.97x the time, fused cross-entropy 0.96x
- * (float16, 4096 x 32000), 0.95x (float16, 65536 x 128) and 0.88-0.90x
- * (bfloat16, 1024 x 262144). */
+ * it), for two fewer FMAs an element in the exp-bound 16-bit softmax and
+ * cross-entropy kernels. */
 #ifdef Y_IS_16BIT
 #define CLSM_EXP_POLY5 1
 #endif
@@ -264,7 +263,8 @@ inline float16 clsm_exp16_cpu(float16 d) {
  * An infinite or NaN difference has no remainder (0 keeps exp(-inf) = 0 and
  * NaN NaN). With a float16 or bfloat16 output the remainder is left out:
  * its largest effect (3.8e-6 relative) is far below the output's own
- * rounding (2^-11, 2^-8), and it cost a tenth of 16-bit softmax's time. */
+ * rounding (2^-11, 2^-8), so the extra operations per element would buy
+ * nothing there. */
 inline ACC clsm_exp_sub(ACC x, ACC m) {
 #ifdef Y_IS_16BIT
   return exp(x - m);
@@ -422,8 +422,8 @@ inline float16 clsm_logf_normal16(float16 v) {
 
 /* log of one value in the CPU-family kernels (a row's sum, at least 1 but
  * for the safe all -inf row and NaN): on PoCL's CPU device the scalar log
- * built-in costs about as much as a whole 16-wide vector one, and a log per
- * row took a quarter of a 65536x128 row kernel's time. Float takes
+ * built-in costs about as much as a whole 16-wide vector one, and with one
+ * log per row it is a large share of a short row's work. Float takes
  * clsm_logf_normal for positive normal finite values (the built-in for the
  * rest); double takes one lane of the vector built-in. GPU kernels keep the
  * scalar built-in, which is one lane's work there. */
