@@ -93,13 +93,11 @@ static int contains_nocase(const char *hay, const char *needle) {
   return n == 0;
 }
 
-/* Finds the device a spec names; see clsm_context_create. */
-static clsm_status find_device(const char *spec, cl_platform_id *pout, cl_device_id *dout,
-                               char *msg, size_t msize) {
-  cl_platform_id plats[MAX_PLATFORMS];
-  cl_uint np = 0;
-  cl_int err = clGetPlatformIDs(MAX_PLATFORMS, plats, &np);
-  if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (err == CL_SUCCESS && np == 0)) {
+/* The platforms (at most MAX_PLATFORMS), or why there are none. */
+static clsm_status get_platforms(cl_platform_id *plats, cl_uint *np, char *msg, size_t msize) {
+  *np = 0;
+  cl_int err = clGetPlatformIDs(MAX_PLATFORMS, plats, np);
+  if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (err == CL_SUCCESS && *np == 0)) {
     snprintf(msg, msize,
              "no OpenCL platform found: install an OpenCL driver (for the CPU: the Debian "
              "package pocl-opencl-icd)");
@@ -110,7 +108,17 @@ static clsm_status find_device(const char *spec, cl_platform_id *pout, cl_device
              (int)err);
     return CLSM_ERR_OPENCL;
   }
-  if (np > MAX_PLATFORMS) np = MAX_PLATFORMS;
+  if (*np > MAX_PLATFORMS) *np = MAX_PLATFORMS;
+  return CLSM_SUCCESS;
+}
+
+/* Finds the device a spec names; see clsm_context_create. */
+static clsm_status find_device(const char *spec, cl_platform_id *pout, cl_device_id *dout,
+                               char *msg, size_t msize) {
+  cl_platform_id plats[MAX_PLATFORMS];
+  cl_uint np = 0;
+  clsm_status pst = get_platforms(plats, &np, msg, msize);
+  if (pst != CLSM_SUCCESS) return pst;
 
   int want_type = 0; /* 0 any, 1 cpu, 2 gpu, 3 P:D, 4 name, 5 default */
   unsigned long wp = 0, wd = 0;
@@ -182,20 +190,11 @@ clsm_status clsm_list_devices(clsm_device_info *out, size_t capacity, size_t *co
   }
   cl_platform_id plats[MAX_PLATFORMS];
   cl_uint np = 0;
-  cl_int err = clGetPlatformIDs(MAX_PLATFORMS, plats, &np);
-  if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (err == CL_SUCCESS && np == 0)) {
-    put_detail(detail, detail_size,
-               "no OpenCL platform found: install an OpenCL driver (for the CPU: the Debian "
-               "package pocl-opencl-icd)");
-    return CLSM_ERR_NO_PLATFORM;
-  }
-  if (err != CL_SUCCESS) {
-    snprintf(msg, sizeof msg, "clGetPlatformIDs failed with %s (%d)", clsm_cl_error_name(err),
-             (int)err);
+  clsm_status pst = get_platforms(plats, &np, msg, sizeof msg);
+  if (pst != CLSM_SUCCESS) {
     put_detail(detail, detail_size, msg);
-    return CLSM_ERR_OPENCL;
+    return pst;
   }
-  if (np > MAX_PLATFORMS) np = MAX_PLATFORMS;
   /* The default is what clsm_context_create picks for a NULL spec. */
   const char *env = getenv("CLSM_DEVICE");
   cl_platform_id dp = NULL;
