@@ -1,5 +1,6 @@
 /* Device choice, context and queue creation (or adoption of a caller's queue),
- * tunables from device queries, and the per-context error detail. */
+ * the device's capabilities and tuning variables (clsm_caps), and the
+ * per-context error detail's accessors. */
 #include "internal.h"
 
 #include <ctype.h>
@@ -11,34 +12,6 @@
 
 #define MAX_PLATFORMS 16
 #define MAX_DEVICES 64
-
-clsm_status clsm__fail(clsm_context *ctx, clsm_status status, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
-  va_end(ap);
-  return status;
-}
-
-clsm_status clsm__cl_fail(clsm_context *ctx, cl_int err, const char *call, const char *file,
-                          int line) {
-  const char *base = strrchr(file, '/');
-  ctx->cl_error = err;
-  return clsm__fail(ctx, CLSM_ERR_OPENCL, "%s failed with %s (%d) at %s:%d", call,
-                    clsm_cl_error_name(err), (int)err, base ? base + 1 : file, line);
-}
-
-#ifdef CLSM_TESTING
-long clsm__env_long(const char *name, long dflt, long lo, long hi) {
-  const char *s = getenv(name);
-  if (!s || !*s) return dflt;
-  char *end = NULL;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || *end || v < lo || v > hi) return dflt;
-  return v;
-}
-#endif
 
 /* A tuning variable: unset (or empty) gives `dflt`; a value that is not an
  * integer in [lo, hi] (a power of two when pow2) is refused with a message
@@ -228,8 +201,8 @@ clsm_status clsm_list_devices(clsm_device_info *out, size_t capacity, size_t *co
 
 /* At most `want` lanes, fewer if the device or its local memory (two doubles
  * a lane, the widest case) cannot hold them; a power of two for the trees. */
-static size_t fit_lanes(const clsm_context *ctx, size_t want) {
-  while (want > 1 && (want > ctx->max_wg_size || want * 2 * sizeof(double) > ctx->local_mem_size))
+static size_t fit_lanes(const clsm_caps *caps, size_t want) {
+  while (want > 1 && (want > caps->max_wg_size || want * 2 * sizeof(double) > caps->local_mem_size))
     want /= 2;
   return want;
 }
@@ -238,23 +211,25 @@ static size_t fit_lanes(const clsm_context *ctx, size_t want) {
  * the environment is validated (docs/design.md lists them). Returns 0, with
  * `msg` naming the variable, when one is not understood. */
 static int query_device(clsm_context *ctx, char *msg, size_t msize) {
+  clsm_caps *caps = &ctx->caps;
+  size_t max_wg = 0;
+  cl_ulong local_mem = 0;
+  cl_uint units = 0;
   clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof ctx->device_type, &ctx->device_type, NULL);
   clGetDeviceInfo(ctx->device, CL_DEVICE_NAME, sizeof ctx->device_name - 1, ctx->device_name,
                   NULL);
-  clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof ctx->max_wg_size,
-                  &ctx->max_wg_size, NULL);
-  clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem_size,
-                  &ctx->local_mem_size, NULL);
+  clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_wg, &max_wg, NULL);
+  clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local_mem, &local_mem, NULL);
   clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ctx->max_alloc,
                   &ctx->max_alloc, NULL);
-  clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof ctx->compute_units,
-                  &ctx->compute_units, NULL);
+  clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL);
   cl_device_fp_config fp64 = 0;
   if (clGetDeviceInfo(ctx->device, CL_DEVICE_DOUBLE_FP_CONFIG, sizeof fp64, &fp64, NULL) ==
       CL_SUCCESS)
     ctx->has_fp64 = fp64 != 0;
-  if (ctx->max_wg_size == 0) ctx->max_wg_size = 1;
-  if (ctx->compute_units == 0) ctx->compute_units = 1;
+  caps->max_wg_size = max_wg ? max_wg : 1;
+  caps->local_mem_size = local_mem;
+  caps->compute_units = units ? units : 1;
   const int cpu = (ctx->device_type & CL_DEVICE_TYPE_CPU) != 0;
 
   static const char *const families[] = {"cpu", "gpu", NULL};
@@ -262,8 +237,8 @@ static int query_device(clsm_context *ctx, char *msg, size_t msize) {
   long wg_env, inner_vectors, split, row_blocks, inner_tile, rows16, packed, nt, lanes;
   if (!env_word("CLSM_FAMILY", families, &fam, msg, msize) ||
       !env_word("CLSM_KERNEL", clsm__forceable_kernels, &kern, msg, msize) ||
-      !env_int("CLSM_WG_SIZE", 0, 1, (long)ctx->max_wg_size, 1, &wg_env, msg, msize) ||
-      !env_int("CLSM_INNER_VECTORS", 32, 1, 128, 0, &inner_vectors, msg, msize) ||
+      !env_int("CLSM_WG_SIZE", 0, 1, (long)caps->max_wg_size, 1, &wg_env, msg, msize) ||
+      !env_int("CLSM_INNER_VECTORS", INNER_VECTORS_DEFAULT, 1, 128, 0, &inner_vectors, msg, msize) ||
       !env_int("CLSM_SPLIT", -1, 0, 1, 0, &split, msg, msize) ||
       !env_int("CLSM_ROW_BLOCKS", 1, 0, 1, 0, &row_blocks, msg, msize) ||
       !env_int("CLSM_INNER_TILE", -1, 0, 1, 0, &inner_tile, msg, msize) ||
@@ -273,69 +248,33 @@ static int query_device(clsm_context *ctx, char *msg, size_t msize) {
       !env_int("CLSM_ROW_LANES", 0, 1, 1 << 16, 1, &lanes, msg, msize))
     return 0;
 
-  ctx->family = cpu ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU;
-  if (fam >= 0) ctx->family = fam == 0 ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU;
+  caps->family = cpu ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU;
+  if (fam >= 0) caps->family = fam == 0 ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU;
   /* The work-group kernels want 256 lanes, a one-work-group reduction
    * (cross-entropy's totals) up to 1024. */
-  size_t wg = fit_lanes(ctx, 256), cap = fit_lanes(ctx, 1024);
-  ctx->wg_forced = wg_env > 0;
-  if (ctx->wg_forced) wg = cap = (size_t)wg_env;
-  ctx->wg_size = wg;
-  ctx->wg_cap = cap;
-  ctx->inner_vectors = (int)inner_vectors;
-  ctx->split = (int)split;
-  ctx->row_blocks = (int)row_blocks;
-  ctx->inner_tile = (int)inner_tile;
-  ctx->ce_rows16 = (int)rows16;
-  ctx->forced_kernel = kern;
+  size_t wg = fit_lanes(caps, 256), cap = fit_lanes(caps, 1024);
+  caps->wg_forced = wg_env > 0;
+  if (caps->wg_forced) wg = cap = (size_t)wg_env;
+  caps->wg_size = wg;
+  caps->wg_cap = cap;
+  caps->inner_vectors = (int)inner_vectors;
+  caps->split = (int)split;
+  caps->row_blocks = (int)row_blocks;
+  caps->inner_tile = (int)inner_tile;
+  caps->ce_rows16 = (int)rows16;
+  caps->forced_kernel = kern;
   ctx->packed_stores = (int)packed;
   /* CPU devices store outputs of at least the cache's size non-temporally
    * where a kernel writes them once (CLSM_NT_STORES=0 never, 1 any size). */
   cl_ulong cache = 0;
   clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof cache, &cache, NULL);
   ctx->cpu_builtins = cpu;
-  ctx->nt_bytes = nt == 0 || !ctx->cpu_builtins ? UINT64_MAX
-                  : nt == 1                     ? 0
-                  : cache                       ? cache
-                                                : (cl_ulong)32 << 20;
-  ctx->row_lanes = (size_t)lanes;
+  caps->nt_bytes = nt == 0 || !ctx->cpu_builtins ? UINT64_MAX
+                   : nt == 1                     ? 0
+                   : cache                       ? cache
+                                                 : (uint64_t)32 << 20;
+  caps->row_lanes = (size_t)lanes;
   return 1;
-}
-
-int clsm__inject_cl(clsm_context *ctx, cl_int *err) {
-  if (!ctx->fail_cl || ++ctx->cl_count != ctx->fail_cl) return 0;
-  *err = CL_OUT_OF_RESOURCES;
-  return 1;
-}
-
-int clsm__inject_buffer(clsm_context *ctx, size_t bytes, cl_int *err) {
-  if (clsm__inject_cl(ctx, err)) return 1;
-  if (ctx->max_buffer > 0 && bytes > (size_t)ctx->max_buffer) {
-    *err = CL_MEM_OBJECT_ALLOCATION_FAILURE;
-    return 1;
-  }
-  return 0;
-}
-
-clsm_status clsm__scratch(clsm_context *ctx, size_t bytes) {
-  clsm_status st = CLSM_SUCCESS;
-  cl_int err = CL_SUCCESS;
-  if (ctx->scratch_bytes >= bytes) return CLSM_SUCCESS;
-  size_t want = bytes < 4096 ? 4096 : bytes + bytes / 2;
-  cl_mem m = NULL;
-  if (!clsm__inject_buffer(ctx, want, &err)) m = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, want, NULL, &err);
-  if (!m && err == CL_SUCCESS) err = CL_OUT_OF_RESOURCES;
-  CLSM_CL_ERR(ctx, err, "clCreateBuffer");
-  if (ctx->scratch) clReleaseMemObject(ctx->scratch);
-  ctx->scratch = m;
-  ctx->scratch_bytes = want;
-fail:
-  return st;
-}
-
-void *clsm__malloc(clsm_context *ctx, size_t size) {
-  if (ctx->fail_alloc && ++ctx->alloc_count == ctx->fail_alloc) return NULL;
-  return malloc(size);
 }
 
 /* The context itself is allocation number 1 for the test hook. The hooks
@@ -497,7 +436,7 @@ const char *clsm_context_device_name(const clsm_context *ctx) {
   return ctx ? ctx->device_name : "";
 }
 clsm_family clsm_context_family(const clsm_context *ctx) {
-  return ctx ? ctx->family : CLSM_FAMILY_CPU;
+  return ctx ? ctx->caps.family : CLSM_FAMILY_CPU;
 }
 
 clsm_status clsm_finish(clsm_context *ctx) {

@@ -1,27 +1,10 @@
 /* Cross-entropy forward, fused gradient and backward: option and tensor
- * checks, the (N, C, positions) views, and the kernel pipeline of ce.cl
- * (prep -> totals -> rows -> loss), with the deferred out-of-range error. */
+ * checks and the (N, C, positions) views; the pipeline of ce.cl is planned
+ * in plan_ce.c and runs with the call's deferred out-of-range flag. */
 #include "internal.h"
 
 #include <math.h>
 #include <string.h>
-
-#define CE_WEIGHT 1u
-#define CE_GRAD 2u
-#define CE_LOSS 4u
-#define CE_LSE 8u
-#define CE_SOFTCAP 16u
-#define CE_G_SCALAR 32u
-#define CE_G_POS 64u
-#define CE_MEAN 128u
-#define CE_KEEP 256u
-#define CE_NV_SHIFT 16 /* inner_cpu: bits 16-23 hold the vectors per block */
-#define CE_ROWS 16 /* rows16_cpu: rows a work-item (as ce.cl) */
-/* rows16_cpu's local scratch for a 16-bit gradient's kept exps, at most
- * (C <= 128 for float): that much stays in L1 beside the rows being read;
- * a larger scratch spills out of L1, and one row a work-item suits those
- * rows better. */
-#define ROWS16_SCRATCH (8u * 1024u)
 
 static const unsigned float_types =
     (1u << CLSM_FLOAT32) | (1u << CLSM_FLOAT16) | (1u << CLSM_BFLOAT16) | (1u << CLSM_FLOAT64);
@@ -31,24 +14,6 @@ clsm_ce_options clsm_ce_options_default(void) {
   clsm_ce_options o = CLSM_CE_OPTIONS_INIT;
   return o;
 }
-
-/* A per-position view: position (o, i) at base + o*so + i*si. */
-typedef struct pos_view {
-  cl_mem mem;
-  uint64_t base;
-  int64_t so, si;
-} pos_view;
-
-/* Everything the pipeline needs, checked. */
-typedef struct ce_call {
-  const clsm_tensor *x, *t, *loss, *grad, *gs;
-  const clsm_ce_options *opt;
-  clsm_view xv, tv, gv;     /* logits; probability targets; gradient */
-  pos_view tp, lp, gsp, lsep; /* index targets, loss (none), grad_scale (none), lse */
-  int prob, tkind, program;
-  int64_t P, C, outer, inner;
-  cl_mem flag; /* this call's deferred-error flag (deferred.c) */
-} ce_call;
 
 static int positions_match(const clsm_tensor *x, int axis, const clsm_tensor *p) {
   if (p->rank != x->rank - 1) return 0;
@@ -61,7 +26,7 @@ static int positions_match(const clsm_tensor *x, int axis, const clsm_tensor *p)
 
 /* (outer, inner) strides of a tensor of the positions' shape: dim 0 is N
  * (when the logits have one), the rest collapse into inner. */
-static int pos_of(const clsm_tensor *t, int logits_rank, pos_view *v) {
+static int pos_of(const clsm_tensor *t, int logits_rank, clsm_pos_view *v) {
   int64_t n;
   v->mem = t->mem;
   v->base = t->offset;
@@ -105,7 +70,7 @@ static clsm_status check_scalar(clsm_context *ctx, const clsm_tensor *p, unsigne
   return CLSM_SUCCESS;
 }
 
-static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *logits,
+static clsm_status check_call(clsm_context *ctx, clsm_ce_call *c, const clsm_tensor *logits,
                               const clsm_tensor *target, const clsm_tensor *loss,
                               const clsm_tensor *grad, const clsm_tensor *gs,
                               const clsm_ce_options *opt, int backward) {
@@ -113,6 +78,7 @@ static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *
   /* The backward's gradient and upstream gradient go by their own names. */
   const char *gname = backward ? "dlogits" : "grad", *gsname = backward ? "dloss" : "grad_scale";
   memset(c, 0, sizeof *c);
+  c->backward = backward;
   c->x = logits, c->t = target, c->loss = loss, c->grad = grad, c->gs = gs, c->opt = opt;
   if (!opt) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "opt (the options) is NULL");
   if (opt->version < 1 || opt->version > CLSM_CE_OPTIONS_VERSION)
@@ -139,11 +105,11 @@ static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *
                         "%s %s)",
                         sx, clsm_dtype_name(logits->dtype), st_, clsm_dtype_name(target->dtype));
     }
-    c->tkind = 3;
+    c->tkind = TK_PROB;
   } else {
     if (!positions_match(logits, axis, target))
       return shape_mismatch(ctx, "target (class indices)", target, logits, axis);
-    c->tkind = target->dtype == CLSM_INT64 ? 0 : target->dtype == CLSM_INT32 ? 1 : 2;
+    c->tkind = target->dtype == CLSM_INT64 ? TK_INT64 : target->dtype == CLSM_INT32 ? TK_INT32 : TK_UINT8;
   }
   if (opt->reduction != CLSM_REDUCTION_MEAN && opt->reduction != CLSM_REDUCTION_SUM &&
       opt->reduction != CLSM_REDUCTION_NONE)
@@ -272,233 +238,6 @@ static clsm_status check_call(clsm_context *ctx, ce_call *c, const clsm_tensor *
   return CLSM_SUCCESS;
 }
 
-/* Sequential kernel arguments. */
-#define ARG(v) CLSM_ARG(ctx, k, a++, v)
-
-static clsm_status enqueue_ce(clsm_context *ctx, ce_call *c, int backward, cl_uint num_wait,
-                              const cl_event *wait, cl_event *event) {
-  clsm_status st;
-  const clsm_ce_options *opt = c->opt;
-  const int reduced = opt->reduction != CLSM_REDUCTION_NONE;
-  const int mean = opt->reduction == CLSM_REDUCTION_MEAN;
-  const cl_long P = c->P, C = c->C, outer = c->outer, inner = c->inner ? c->inner : 1;
-  const size_t acc = c->program == P_F64 ? sizeof(double) : sizeof(float);
-  const int contiguous = c->xv.inner == 1 && c->xv.sc == 1 && (!c->grad || c->gv.sc == 1);
-  /* Few long rows, index targets, no softcap or smoothing: split over
-   * work-items (clsm_ce_split_*), their pairs and target logits in scratch
-   * after the four arrays and totals. */
-  const int64_t split = contiguous && !c->prob && opt->softcap == 0 && opt->label_smoothing == 0
-                            ? clsm__split_len(ctx, P, C)
-                            : 0;
-  const cl_long ch = split, chunks = split ? (C + split - 1) / split : 0;
-  const size_t split_vals = split ? (size_t)P * (2 * (size_t)chunks + 1) : 0;
-  if ((st = clsm__scratch(ctx, (4 * (size_t)P + 4 + split_vals) * acc)) != CLSM_SUCCESS) return st;
-  cl_kernel k;
-  cl_uint a;
-  int first = 1;
-#define ENQ(kernel, global, local, is_last)                                                       \
-  do {                                                                                           \
-    size_t g_ = (global), l_ = (local);                                                          \
-    CLSM_CL(ctx, clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &g_, l_ ? &l_ : NULL,        \
-                                        first ? num_wait : 0, first ? wait : NULL,                \
-                                        (is_last) ? event : NULL));                              \
-    first = 0;                                                                                   \
-  } while (0)
-
-  cl_mem w = opt->weight ? opt->weight->mem : c->flag;
-  cl_ulong woff = opt->weight ? opt->weight->offset : 0;
-  cl_uint flags = opt->weight ? CE_WEIGHT : 0;
-  const cl_long ignore = opt->ignore_index;
-  const int need_totals = mean || opt->total_weight;
-  const int loss_out = !backward && c->loss;
-  const size_t p1 = P > 0 ? (size_t)P : 1;
-  /* The reduce is one work-group: 64 lanes on a CPU, as many as the device
-   * and its local memory allow on a GPU (its lanes each walk P / n values). */
-  size_t red_local = ctx->wg_size < 64 ? ctx->wg_size : 64;
-  if (ctx->family == CLSM_FAMILY_GPU && !ctx->wg_forced) red_local = ctx->wg_cap;
-  const cl_int chunked = ctx->family == CLSM_FAMILY_CPU;
-
-  /* 1. Targets: validate, weights and counts. */
-  if ((st = clsm__kernel(ctx, c->program, K_CE_PREP, &k)) != CLSM_SUCCESS) return st;
-  a = 0;
-  cl_long tso = c->tp.so, tsi = c->tp.si;
-  cl_ulong toff = c->tp.base;
-  cl_int tkind = c->tkind;
-  ARG(c->t->mem); ARG(toff); ARG(tso); ARG(tsi); ARG(tkind); ARG(w); ARG(woff);
-  ARG(ctx->scratch); ARG(P); ARG(c->flag); ARG(inner); ARG(C); ARG(ignore); ARG(flags);
-  ENQ(k, p1, 0, 0);
-
-  /* 2. W and the non-ignored count. */
-  cl_kernel red;
-  if ((st = clsm__kernel(ctx, c->program, K_CE_REDUCE, &red)) != CLSM_SUCCESS) return st;
-  {
-    size_t kmax = 0;
-    CLSM_CL(ctx, clGetKernelWorkGroupInfo(red, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax,
-                                          &kmax, NULL));
-    while (red_local > 1 && red_local > kmax) red_local /= 2;
-  }
-  /* Sums scratch arrays k0..k1-1 into their totals (one work-group). */
-#define REDUCE(k0_, k1_)                                                   \
-  do {                                                                     \
-    cl_int k0 = (k0_), k1 = (k1_);                                         \
-    k = red;                                                               \
-    a = 0;                                                                 \
-    ARG(ctx->scratch); ARG(P); ARG(k0); ARG(k1); ARG(c->flag);        \
-    CLSM_CL(ctx, clSetKernelArg(k, a++, red_local * acc, NULL));           \
-    ARG(chunked);                                                          \
-    ENQ(k, red_local, red_local, 0);                                       \
-  } while (0)
-  if (need_totals) REDUCE(0, 2);
-
-  /* 3. Rows. */
-  /* CPU: a work-item per position (vectorised for contiguous rows) or per
-   * block of positions (class axis not last, positions contiguous); GPU: a
-   * work-group per position. */
-  const int blocks = inner > 1 && c->xv.si == 1 && (!c->grad || c->gv.si == 1) && C < INT32_MAX;
-  clsm_kernel_id rk = ctx->family == CLSM_FAMILY_GPU ? K_CE_ROWS_WG
-                      : contiguous                  ? K_CE_ROWS_CPU
-                      : blocks                      ? K_CE_INNER_CPU
-                                                    : K_CE_STRIDED;
-  const int nv = rk == K_CE_INNER_CPU ? clsm__inner_nv(ctx, inner) : 1;
-  const size_t ib = rk == K_CE_INNER_CPU ? 16 * (size_t)nv : 1;
-  if (c->grad) flags |= CE_GRAD;
-  if (loss_out) flags |= CE_LOSS;
-  if (opt->lse) flags |= CE_LSE;
-  if (opt->softcap > 0) flags |= CE_SOFTCAP;
-  if (mean) flags |= CE_MEAN;
-  if (c->gs) flags |= reduced ? CE_G_SCALAR : CE_G_POS;
-  /* CPU work-items: a position, or a block of them. */
-  size_t items = rk == K_CE_INNER_CPU ? (size_t)outer * (((size_t)inner + ib - 1) / ib) : p1;
-  if (items == 0) items = 1;
-  size_t local = ctx->family == CLSM_FAMILY_CPU ? clsm__cpu_local(ctx, items) : 64;
-  /* Keep exp(x - m) for the gradient pass instead of computing it twice: in
-   * the gradient itself when it holds the compute type, in rows_cpu's local
-   * scratch (C values per work-item) for 16-bit gradients. */
-  size_t scratch_bytes = acc; /* rows_cpu's scratch: unused unless sized below */
-  int grad16_keep = 0;        /* that scratch holds the kept exps */
-  if (c->grad && !c->prob && !(flags & CE_SOFTCAP) && (rk == K_CE_ROWS_CPU || rk == K_CE_INNER_CPU)) {
-    const int grad16 = c->grad->dtype == CLSM_FLOAT16 || c->grad->dtype == CLSM_BFLOAT16;
-    if (!grad16 && (uint64_t)C * ib * clsm_dtype_size(c->grad->dtype) <=
-                       (rk == K_CE_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES)) {
-      flags |= CE_KEEP;
-    } else if (grad16 && rk == K_CE_ROWS_CPU && (uint64_t)C * acc <= KEEP_BYTES) {
-      const size_t bytes = clsm__row_scratch(ctx, &local, C, acc);
-      if (bytes) {
-        flags |= CE_KEEP;
-        scratch_bytes = bytes;
-        grad16_keep = 1;
-      }
-    }
-  }
-  if (rk == K_CE_INNER_CPU) flags |= (cl_uint)nv << CE_NV_SHIFT;
-  /* Rows of ONLINE_ROW or more, no kept exps, no smoothing: one read of the
-   * row for its (max, sum). */
-  clsm_kernel_id kid = rk;
-  if (rk == K_CE_ROWS_CPU && !(flags & (CE_KEEP | CE_SOFTCAP)) && !c->prob &&
-      opt->label_smoothing == 0 && C >= ONLINE_ROW)
-    kid = K_CE_ROWS_LONG_CPU;
-  /* Short rows, CE_ROWS a work-item (ce.cl), unless that would leave fewer
-   * than four work-items a compute unit. A 16-bit gradient's kept exps then
-   * take CE_ROWS rows of local scratch a work-item, one work-item a group,
-   * so that the group's scratch stays in L1; past ROWS16_SCRATCH bytes of
-   * them (C > 128 for float) the scratch no longer fits there, and the rows
-   * stay one a work-item unless forced. */
-  if (kid == K_CE_ROWS_CPU && C < ONLINE_ROW &&
-      (ctx->ce_rows16 == 1 ||
-       (ctx->ce_rows16 == -1 && p1 >= (size_t)CE_ROWS * 4 * ctx->compute_units &&
-        (!grad16_keep || (uint64_t)CE_ROWS * C * acc <= ROWS16_SCRATCH)))) {
-    const size_t items16 = (p1 + CE_ROWS - 1) / CE_ROWS;
-    size_t local16 = grad16_keep ? 1 : clsm__cpu_local(ctx, items16);
-    const size_t bytes16 = grad16_keep ? clsm__row_scratch(ctx, &local16, CE_ROWS * C, acc) : acc;
-    if (bytes16) {
-      kid = K_CE_ROWS16_CPU;
-      items = items16;
-      local = local16;
-      scratch_bytes = bytes16;
-    }
-  }
-  if (split) {
-    /* The chunks' (max, sum) pairs and the target logits. */
-    if ((st = clsm__kernel(ctx, c->program, K_CE_SPLIT_PARTIALS, &k)) != CLSM_SUCCESS) return st;
-    a = 0;
-    cl_ulong xoff0 = c->xv.base, toff0 = c->tp.base;
-    cl_long xso0 = c->xv.so, tso0 = c->tp.so;
-    ARG(c->x->mem); ARG(xoff0); ARG(xso0); ARG(c->t->mem); ARG(toff0); ARG(tso0); ARG(tkind);
-    ARG(ctx->scratch); ARG(P); ARG(c->flag); ARG(C); ARG(ch); ARG(chunks); ARG(ignore);
-    ENQ(k, (size_t)(P * chunks), 1, 0);
-    kid = K_CE_SPLIT_ROWS;
-    items = (size_t)(P * chunks);
-    local = 1;
-    flags &= ~CE_KEEP;
-  }
-  if ((st = clsm__kernel(ctx, c->program, kid, &k)) != CLSM_SUCCESS) return st;
-  cl_ulong xoff = c->xv.base, goff = c->grad ? c->gv.base : 0, gsoff = c->gs ? c->gs->offset : 0;
-  cl_long xs[3] = {c->xv.so, c->xv.sc, c->xv.si};
-  cl_long gsx[3] = {c->gv.so, c->gv.sc, c->gv.si};
-  cl_long tsc = c->prob ? c->tv.sc : 0;
-  cl_long gsso = c->gsp.so, gssi = c->gsp.si;
-  cl_ulong loff = c->lsep.base;
-  cl_long lso = c->lsep.so, lsi = c->lsep.si;
-  cl_mem gmem = c->grad ? c->grad->mem : ctx->scratch;
-  cl_mem gsmem = c->gs ? c->gs->mem : c->flag;
-  cl_mem lsemem = opt->lse ? opt->lse->mem : ctx->scratch;
-  /* eps, z and cap in the compute type (double for float64 logits). */
-  const double dparams[3] = {opt->label_smoothing, opt->z_loss, opt->softcap};
-  const cl_float fparams[3] = {(cl_float)dparams[0], (cl_float)dparams[1], (cl_float)dparams[2]};
-  const void *params = acc == sizeof(double) ? (const void *)dparams : (const void *)fparams;
-  a = 0;
-  ARG(c->x->mem); ARG(xoff); ARG(xs[0]); ARG(xs[1]); ARG(xs[2]);
-  ARG(c->t->mem); ARG(toff); ARG(tso); ARG(tsc); ARG(tsi); ARG(tkind); ARG(w); ARG(woff);
-  ARG(gmem); ARG(goff); ARG(gsx[0]); ARG(gsx[1]); ARG(gsx[2]);
-  ARG(gsmem); ARG(gsoff); ARG(gsso); ARG(gssi);
-  ARG(lsemem); ARG(loff); ARG(lso); ARG(lsi);
-  ARG(ctx->scratch); ARG(P); ARG(c->flag);
-  ARG(outer); ARG(C); ARG(inner); ARG(ignore);
-  for (int i = 0; i < 3; ++i)
-    CLSM_CL(ctx, clSetKernelArg(k, a++, acc, (const char *)params + (size_t)i * acc));
-  ARG(flags);
-  if (kid == K_CE_ROWS_CPU || kid == K_CE_ROWS_LONG_CPU || kid == K_CE_ROWS16_CPU)
-    CLSM_CL(ctx, clSetKernelArg(k, a++, scratch_bytes, NULL));
-  if (split) {
-    ARG(ch); ARG(chunks);
-  }
-  const int rows_last = !loss_out && !opt->total_weight;
-  if (rk == K_CE_ROWS_WG && !split) {
-    size_t wg = ctx->wg_size, kmax = 0;
-    CLSM_CL(ctx, clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax,
-                                          &kmax, NULL));
-    while (wg > 32 && wg / 2 >= (size_t)C) wg /= 2;
-    while (wg > 1 && (wg > kmax || 4 * wg * acc > ctx->local_mem_size)) wg /= 2;
-    for (int i = 0; i < 4; ++i) CLSM_CL(ctx, clSetKernelArg(k, a++, wg * acc, NULL));
-    ENQ(k, p1 * wg, wg, rows_last);
-  } else {
-    ENQ(k, (items + local - 1) / local * local, local, rows_last);
-  }
-
-  /* 4. The loss (and total weight). */
-  if (loss_out || opt->total_weight) {
-    if (loss_out && reduced) REDUCE(2, 4);
-    if ((st = clsm__kernel(ctx, c->program, K_CE_FINISH, &k)) != CLSM_SUCCESS) return st;
-    a = 0;
-    cl_mem lmem = loss_out ? c->loss->mem : ctx->scratch;
-    cl_ulong lo = loss_out ? (reduced ? c->loss->offset : c->lp.base) : 0;
-    cl_long lpso = c->lp.so, lpsi = c->lp.si;
-    /* Without a loss output only the total weight is written, by one work-item. */
-    cl_int red_i = reduced || !loss_out, mean_i = mean, loss_on = loss_out;
-    cl_mem twmem = opt->total_weight ? opt->total_weight->mem : ctx->scratch;
-    cl_ulong twoff = opt->total_weight ? opt->total_weight->offset : 0;
-    cl_int tw_on = opt->total_weight != NULL;
-    ARG(ctx->scratch); ARG(P); ARG(lmem); ARG(lo); ARG(lpso); ARG(lpsi); ARG(inner);
-    ARG(red_i); ARG(mean_i); ARG(loss_on); ARG(twmem); ARG(twoff); ARG(tw_on); ARG(c->flag);
-    ENQ(k, red_i ? 1 : p1, 0, 1);
-  }
-  return CLSM_SUCCESS;
-fail:
-  return st;
-#undef REDUCE
-#undef ENQ
-}
-
 static clsm_status ce_common(clsm_context *ctx, const clsm_tensor *logits, const clsm_tensor *target,
                              const clsm_tensor *loss, const clsm_tensor *grad,
                              const clsm_tensor *gs, const clsm_ce_options *opt, int backward,
@@ -507,16 +246,20 @@ static clsm_status ce_common(clsm_context *ctx, const clsm_tensor *logits, const
   if (event) *event = NULL;
   if (opt && opt->version >= 2 && opt->check) *opt->check = NULL;
   clsm_status st;
-  ce_call c;
+  clsm_ce_call c;
   pthread_mutex_lock(&ctx->lock);
   ctx->error[0] = '\0';
   clsm_check *rec = NULL;
   if ((st = clsm__check_wait(ctx, num_wait, wait)) == CLSM_SUCCESS &&
       (st = check_call(ctx, &c, logits, target, loss, grad, gs, opt, backward)) == CLSM_SUCCESS &&
       (st = clsm__call_begin(ctx, &rec)) == CLSM_SUCCESS) {
-    c.flag = clsm__call_flag(rec);
     clsm_check **handle = opt->version >= 2 ? opt->check : NULL;
-    if ((st = enqueue_ce(ctx, &c, backward, num_wait, wait, event)) == CLSM_SUCCESS)
+    clsm_plan plan;
+    if ((st = clsm__program(ctx, c.program, G_CE)) == CLSM_SUCCESS) {
+      clsm__plan_ce(&ctx->caps, ctx->kernel_wg[c.program], &c, &plan);
+      st = clsm__run_plan(ctx, &plan, clsm__call_flag(rec), num_wait, wait, event);
+    }
+    if (st == CLSM_SUCCESS)
       st = clsm__call_commit(ctx, rec, handle);
     else
       clsm__call_abort(rec);

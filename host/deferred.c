@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Flag layout, as the kernels write it: [0] set, [2..3] position, [4..5] value. */
-enum { FLAG_INTS = 8, SPARE_MAX = 16 };
+/* The flag's layout is abi.h's (CLSM_FLAG_*). */
+enum { FLAG_INTS = CLSM_FLAG_INTS, SPARE_MAX = 16 };
 
 struct clsm_check {
   clsm_check *next;
@@ -45,8 +45,9 @@ static clsm_status call_outcome(const clsm_check *c, char *msg, size_t size) {
     return CLSM_ERR_OPENCL;
   }
   if (!c->host[0]) return CLSM_SUCCESS;
-  const long long pos = (long long)(((uint64_t)(uint32_t)c->host[3] << 32) | (uint32_t)c->host[2]);
-  const long long val = (long long)(((uint64_t)(uint32_t)c->host[5] << 32) | (uint32_t)c->host[4]);
+  const cl_int *ph = c->host + CLSM_FLAG_POS, *vh = c->host + CLSM_FLAG_VALUE;
+  const long long pos = (long long)(((uint64_t)(uint32_t)ph[1] << 32) | (uint32_t)ph[0]);
+  const long long val = (long long)(((uint64_t)(uint32_t)vh[1] << 32) | (uint32_t)vh[0]);
   snprintf(msg, size,
            "call #%llu: target at position %lld is %lld: outside [0, C) and not ignore_index; "
            "the call wrote nothing",

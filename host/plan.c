@@ -1,36 +1,103 @@
-/* Which kernel variant and launch geometry, from the device's family and
- * queries and the shape of the work. The choices, and why:
+/* The planner for row operations (softmax, log_softmax and their
+ * backward), and the building blocks every plan shares. Which kernel and
+ * geometry, from the device's family and capabilities and the shape of the
+ * work; and why:
  *  - CPU family: a work-item owns whole rows (contiguous last axis) or a block
  *    of inner positions (non-last axis), loops with vector loads and never
  *    waits at a barrier; work-groups are small batches of such work-items,
- *    enough of them to keep every core busy.
- *  - GPU family: a work-group per row with a local-memory reduction when the
- *    axis is last; a work-item per row otherwise (neighbouring work-items
- *    then read neighbouring inner positions: coalesced).
+ *    enough of them to keep every core busy. Few long rows are split over
+ *    work-items (two kernels) so that one row uses every core.
+ *  - GPU family: work-group rows with a local-memory reduction when the axis
+ *    is last; a work-item per row otherwise (neighbouring work-items then
+ *    read neighbouring inner positions: coalesced).
  *  - Views whose non-axis dims do not collapse into (outer, inner) strides go
- *    to the generic kernel, never through a copy. */
-#include "internal.h"
+ *    to the generic kernel, never through a copy.
+ * This file includes plan.h only: planning cannot touch the context or any
+ * OpenCL object. */
+#include "plan.h"
 
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+static int is_16bit(clsm_dtype d) { return d == CLSM_FLOAT16 || d == CLSM_BFLOAT16; }
+
+static const char *const kernel_names[K_COUNT_] = {
+#define CLSM_X_(id, name) "clsm_" #name,
+    CLSM_KERNEL_LIST(CLSM_X_)
+#undef CLSM_X_
+};
+
+const char *clsm__kernel_name(clsm_kernel_id id) {
+  return id >= 0 && id < K_COUNT_ ? kernel_names[id] : "?";
+}
+
+const char *const clsm__forceable_kernels[K_BACKWARD + 1] = {"rows_cpu", "inner_cpu", "rows_wg",
+                                                             "strided", "generic", NULL};
+
+/* ---- Plan building blocks. The bounds are those of the largest plan
+ * (cross-entropy's six stages, the generic kernel's 17 arguments); going
+ * past them is a planner bug, caught by the tests' plans of every kind. */
+
+clsm_stage *clsm__plan_stage(clsm_plan *plan, clsm_kernel_id k, size_t global, size_t local) {
+  clsm_stage *s = &plan->stage[plan->nstages < CLSM_MAX_STAGES ? plan->nstages++ : CLSM_MAX_STAGES - 1];
+  memset(s, 0, sizeof *s);
+  s->kernel = k;
+  s->global = global;
+  s->local = local;
+  return s;
+}
+
+static clsm_arg *new_arg(clsm_stage *s, const char *name, int kind) {
+  clsm_arg *a = &s->args[s->nargs < CLSM_MAX_ARGS ? s->nargs++ : CLSM_MAX_ARGS - 1];
+  memset(a, 0, sizeof *a);
+  a->name = name;
+  a->kind = kind;
+  return a;
+}
+
+void clsm__arg_mem(clsm_plan *plan, clsm_stage *s, const char *name, cl_mem mem) {
+  (void)plan;
+  new_arg(s, name, ARG_MEM)->mem = mem;
+}
+
+void clsm__arg_kind(clsm_plan *plan, clsm_stage *s, const char *name, int kind) {
+  (void)plan;
+  new_arg(s, name, kind);
+}
+
+void clsm__arg_value(clsm_plan *plan, clsm_stage *s, const char *name, const void *v, size_t size) {
+  clsm_arg *a = new_arg(s, name, ARG_VALUE);
+  const size_t off = (plan->data_used + 15) / 16 * 16;
+  if (off + size > sizeof plan->data) return; /* size 0: the run refuses the plan */
+  memcpy(plan->data + off, v, size);
+  plan->data_used = off + size;
+  a->off = off;
+  a->size = size;
+}
+
+void clsm__arg_local(clsm_plan *plan, clsm_stage *s, const char *name, size_t bytes) {
+  (void)plan;
+  new_arg(s, name, ARG_LOCAL)->size = bytes;
+}
+
+/* ---- Geometry rules. */
 
 /* Batch size for CPU-family work-items: about 8 work-groups per compute unit,
  * at most 64 work-items each. */
-size_t clsm__cpu_local(const clsm_context *ctx, size_t items) {
-  size_t l = items / ((size_t)ctx->compute_units * 8);
+size_t clsm__cpu_local(const clsm_caps *caps, size_t items) {
+  size_t l = items / ((size_t)caps->compute_units * 8);
   if (l < 1) l = 1;
   if (l > 64) l = 64;
   return l;
 }
 
-/* Local scratch of C compute-type values per work-item (rows_cpu keeping
+/* Local scratch of C compute-type values per work-item (a row's kept
  * exp(x - m) for a 16-bit output): halves *local until the work-group's
  * scratch fits in half the device's local memory; returns its bytes, or 0
  * when not even one row fits (*local is then 1). */
-size_t clsm__row_scratch(const clsm_context *ctx, size_t *local, int64_t C, size_t acc) {
-  const size_t row = (size_t)C * acc, room = ctx->local_mem_size / 2;
+size_t clsm__row_scratch(const clsm_caps *caps, size_t *local, int64_t C, size_t acc) {
+  const size_t row = (size_t)C * acc, room = (size_t)(caps->local_mem_size / 2);
   while (*local > 1 && *local * row > room) *local /= 2;
   return *local * row <= room ? *local * row : 0;
 }
@@ -38,67 +105,25 @@ size_t clsm__row_scratch(const clsm_context *ctx, size_t *local, int64_t C, size
 /* Float16-wide vectors per inner block: the largest power of two up to
  * CLSM_INNER_VECTORS (32 by default: rows of a block are then 2 KB runs of
  * float32) that the inner extent fills. */
-int clsm__inner_nv(const clsm_context *ctx, int64_t inner) {
+int clsm__inner_nv(const clsm_caps *caps, int64_t inner) {
   int nv = 1;
-  while (nv * 2 <= ctx->inner_vectors && 16 * (int64_t)nv * 2 <= inner) nv *= 2;
+  while (nv * 2 <= caps->inner_vectors && 16 * (int64_t)nv * 2 <= inner) nv *= 2;
   return nv;
 }
 
-size_t clsm__row_lanes(const clsm_context *ctx, int64_t C, size_t local, int vpt) {
+/* Lanes per row of the work-group row kernels, a power of two up to
+ * `local`: enough for `vpt` values a lane (CLSM_ROW_LANES overrides). */
+size_t clsm__row_lanes(const clsm_caps *caps, int64_t C, size_t local, int vpt) {
   size_t lanes = 1;
-  if (ctx->row_lanes)
-    lanes = ctx->row_lanes;
+  if (caps->row_lanes)
+    lanes = caps->row_lanes;
   else
     while (lanes < local && (int64_t)lanes * vpt < C) lanes *= 2;
   return lanes < local ? lanes : local;
 }
 
-const char *const clsm__forceable_kernels[K_BACKWARD + 1] = {"rows_cpu", "inner_cpu", "rows_wg",
-                                                             "strided", "generic", NULL};
-
-void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int generic,
-                     int64_t rows64, clsm_plan *plan) {
-  size_t rows = (size_t)rows64;
-  int contiguous_rows = !generic && v[0].inner == 1, contiguous_inner = !generic && v[0].inner > 1;
-  for (int i = 0; i < n; ++i) {
-    contiguous_rows = contiguous_rows && v[i].sc == 1;
-    contiguous_inner = contiguous_inner && v[i].si == 1;
-  }
-  clsm_kernel_id k;
-  if (generic)
-    k = K_GENERIC;
-  else if (ctx->family == CLSM_FAMILY_CPU)
-    k = contiguous_rows ? K_ROWS_CPU : contiguous_inner ? K_INNER_CPU : K_STRIDED;
-  else
-    k = v[0].inner == 1 ? K_ROWS_WG : K_STRIDED;
-
-  const clsm_kernel_id forced = (clsm_kernel_id)ctx->forced_kernel;
-  if (!generic && ctx->forced_kernel >= 0 &&
-      (forced == K_STRIDED || forced == K_ROWS_WG || forced == K_INNER_CPU ||
-       forced == K_GENERIC || (forced == K_ROWS_CPU && contiguous_rows)))
-    k = forced;
-
-  memset(plan, 0, sizeof *plan);
-  plan->kernel = k;
-  switch (k) {
-  case K_INNER_CPU: {
-    plan->nv = clsm__inner_nv(ctx, v[0].inner);
-    size_t ib = 16 * (size_t)plan->nv;
-    size_t items = (size_t)v[0].outer * (((size_t)v[0].inner + ib - 1) / ib);
-    plan->local = clsm__cpu_local(ctx, items);
-    plan->global = round_up(items, plan->local);
-    break;
-  }
-  case K_ROWS_WG: /* rows per group: the enqueue sets them, from the kernel's limits */
-    plan->local = ctx->wg_size;
-    plan->global = rows * ctx->wg_size;
-    plan->local_elems = ctx->wg_size;
-    break;
-  default: /* a work-item per row */
-    plan->local = ctx->family == CLSM_FAMILY_CPU || k == K_ROWS_CPU ? clsm__cpu_local(ctx, rows) : 64;
-    plan->global = round_up(rows, plan->local);
-    break;
-  }
+size_t clsm__kernel_limit(const clsm_caps *caps, const size_t *kernel_wg, clsm_kernel_id k) {
+  return kernel_wg && kernel_wg[k] ? kernel_wg[k] : caps->max_wg_size;
 }
 
 /* Few long contiguous rows on the CPU family: each row split into chunks
@@ -106,15 +131,266 @@ void clsm__plan_rows(const clsm_context *ctx, const clsm_view *v, int n, int gen
  * or 0. Split when there are fewer rows than 8 work-items a compute unit
  * and at least 2^18 elements; CLSM_SPLIT=0 never, =1 whenever the caller's
  * kernel can (then chunks of 16 or more, so that the tests see many). */
-int64_t clsm__split_len(const clsm_context *ctx, int64_t rows, int64_t C) {
-  const int force = ctx->split;
+int64_t clsm__split_len(const clsm_caps *caps, int64_t rows, int64_t C) {
+  const int force = caps->split;
   if (rows <= 0 || C <= 0) return 0; /* empty: nothing to split */
-  if (force == 0 || (force < 0 && ctx->family != CLSM_FAMILY_CPU)) return 0;
-  const int64_t items = (int64_t)ctx->compute_units * 8;
+  if (force == 0 || (force < 0 && caps->family != CLSM_FAMILY_CPU)) return 0;
+  const int64_t items = (int64_t)caps->compute_units * 8;
   if (force < 0 && (rows >= items || rows * C < (1 << 18))) return 0;
   int64_t per_row = (items + rows - 1) / rows;
   int64_t chunk = (C + per_row - 1) / per_row;
   chunk = (chunk + 15) / 16 * 16;
   const int64_t least = force > 0 ? 16 : 4096;
   return chunk < least ? least : chunk;
+}
+
+/* ---- Row operations. */
+
+static const char *const fwd_names[3][5] = {
+    {"x", "xoff", "xso", "xsc", "xsi"}, {"y", "yoff", "yso", "ysc", "ysi"}, {0}};
+static const char *const bwd_names[3][5] = {{"y", "yoff", "yso", "ysc", "ysi"},
+                                            {"dy", "dyoff", "dyso", "dysc", "dysi"},
+                                            {"dx", "dxoff", "dxso", "dxsc", "dxsi"}};
+
+static const char *op_name(const clsm_rowop *op) {
+  if (op->backward) return (op->flags & F_LOG) ? "log_softmax_backward" : "softmax_backward";
+  return (op->flags & F_LOG) ? "log_softmax" : "softmax";
+}
+
+/* The split kernels' common tail. */
+static void split_tail(clsm_plan *plan, clsm_stage *s, const clsm_rowop *op, int64_t chunk,
+                       int64_t chunks, unsigned flags) {
+  clsm__arg_kind(plan, s, "part", ARG_SCRATCH);
+  CLSM_ARG_LONG(plan, s, "rows", op->rows);
+  CLSM_ARG_LONG(plan, s, "C", op->C);
+  CLSM_ARG_LONG(plan, s, "chunk", chunk);
+  CLSM_ARG_LONG(plan, s, "chunks", chunks);
+  clsm__arg_value(plan, s, "flags", &flags, sizeof flags);
+  s->flags = flags;
+}
+
+/* Few long contiguous rows on the CPU family (clsm__split_len): partial
+ * (max, sum) pairs, or for the backward ops partial sums and maxima of y,
+ * then a second kernel merges them and writes each chunk. */
+static void plan_split(const clsm_caps *caps, const clsm_rowop *op, int64_t chunk, size_t acc,
+                       clsm_plan *plan) {
+  const char *const(*names)[5] = op->backward ? bwd_names : fwd_names;
+  const int64_t chunks = (op->C + chunk - 1) / chunk;
+  const size_t items = (size_t)(op->rows * chunks);
+  unsigned flags = op->flags;
+  /* Softmax into float32 / float64: the first kernel keeps exp(x - chunk
+   * max) in y, the second rescales it (one exp per element instead of two;
+   * CLSM_ROW_BLOCKS=0 turns it off, as it does the blocked rows). */
+  if (!op->backward && !(flags & F_LOG) && !is_16bit(op->t[op->n - 1]->dtype) && caps->row_blocks)
+    flags |= F_BLOCKS;
+  plan->scratch_bytes = items * 2 * acc;
+  const clsm_kernel_id kp = op->backward ? K_BSPLIT_PARTIALS : K_SPLIT_PARTIALS;
+  for (int stage = 0; stage < 2; ++stage) {
+    clsm_stage *s = clsm__plan_stage(plan, (clsm_kernel_id)(kp + stage), items, 1);
+    /* partials: the inputs (and softmax's y, which keeps exps); write: all. */
+    const int upto = stage == 1 ? op->n : op->backward ? op->n - 1 : op->n;
+    for (int i = 0; i < upto; ++i) {
+      clsm__arg_mem(plan, s, names[i][0], op->t[i]->mem);
+      CLSM_ARG_LONG(plan, s, names[i][1], op->v[i].base);
+      CLSM_ARG_LONG(plan, s, names[i][2], op->v[i].so);
+    }
+    split_tail(plan, s, op, chunk, chunks, flags);
+  }
+}
+
+void clsm__plan_rowop(const clsm_caps *caps, const size_t *kernel_wg, const clsm_rowop *op,
+                      int program, clsm_plan *plan) {
+  memset(plan, 0, offsetof(clsm_plan, data));
+  plan->op = op_name(op);
+  plan->program = program;
+  if (op->rows == 0 || op->C == 0) {
+    plan->empty = 1;
+    return;
+  }
+  const size_t acc = program == P_F64 ? sizeof(double) : sizeof(float);
+  const char *const(*names)[5] = op->backward ? bwd_names : fwd_names;
+  const int generic = op->generic || caps->forced_kernel == K_GENERIC;
+  const clsm_view *v = &op->v[0];
+  int contiguous_rows = !generic && v->inner == 1, contiguous_inner = !generic && v->inner > 1;
+  for (int i = 0; i < op->n; ++i) {
+    contiguous_rows = contiguous_rows && op->v[i].sc == 1;
+    contiguous_inner = contiguous_inner && op->v[i].si == 1;
+  }
+  if (contiguous_rows) {
+    const int64_t chunk = clsm__split_len(caps, op->rows, op->C);
+    if (chunk > 0) {
+      plan_split(caps, op, chunk, acc, plan);
+      return;
+    }
+  }
+
+  clsm_kernel_id k;
+  if (generic)
+    k = K_GENERIC;
+  else if (caps->family == CLSM_FAMILY_CPU)
+    k = contiguous_rows ? K_ROWS_CPU : contiguous_inner ? K_INNER_CPU : K_STRIDED;
+  else
+    k = v->inner == 1 ? K_ROWS_WG : K_STRIDED;
+  /* CLSM_KERNEL: a kernel whose layout preconditions hold. */
+  const clsm_kernel_id forced = (clsm_kernel_id)caps->forced_kernel;
+  if (!generic && caps->forced_kernel >= 0 &&
+      (forced == K_STRIDED || forced == K_ROWS_WG || forced == K_INNER_CPU ||
+       (forced == K_ROWS_CPU && contiguous_rows)))
+    k = forced;
+
+  const size_t rows = (size_t)op->rows;
+  size_t global, local, scratch = acc; /* rows_cpu's local scratch or inner_cpu's tile */
+  int nv = 1;
+  unsigned flags = op->flags;
+  switch (k) {
+  case K_INNER_CPU: {
+    nv = clsm__inner_nv(caps, v->inner);
+    const size_t ib = 16 * (size_t)nv, items = (size_t)v->outer * (((size_t)v->inner + ib - 1) / ib);
+    local = clsm__cpu_local(caps, items);
+    global = round_up(items, local);
+    break;
+  }
+  case K_ROWS_WG:
+    local = caps->wg_size;
+    global = rows * local;
+    break;
+  default: /* a work-item per row */
+    local = caps->family == CLSM_FAMILY_CPU || k == K_ROWS_CPU ? clsm__cpu_local(caps, rows) : 64;
+    global = round_up(rows, local);
+    break;
+  }
+
+  if (!op->backward) {
+    /* Softmax keeps exp(x - m) in y (or, for 16-bit y, in local scratch) and
+     * rescales it while the row is in cache; log-softmax keeps x - m
+     * (inner_cpu) or x (rows_cpu) in y while it reads x for the sum.
+     * Otherwise (F_RECOMPUTE) softmax computes exp twice and log-softmax
+     * reads x again. Inner blocks keep up to 1 MiB: their rows are strided,
+     * so a second pass over x costs more than one over y there. */
+    const clsm_tensor *out = op->t[op->n - 1];
+    const size_t es = clsm_dtype_size(out->dtype);
+    uint64_t numel = 1;
+    for (int d = 0; d < out->rank; ++d) numel *= (uint64_t)out->shape[d];
+    const int nt_out = numel * es >= caps->nt_bytes;
+    const size_t ib = k == K_INNER_CPU ? 16u * (size_t)nv : 1u;
+    const uint64_t limit = k == K_INNER_CPU ? KEEP_INNER_BYTES : KEEP_BYTES;
+    int keep = k != K_ROWS_WG && (uint64_t)op->C * ib * es <= limit;
+    if (keep && is_16bit(out->dtype) && !(flags & F_LOG)) {
+      const size_t bytes = k == K_ROWS_CPU ? clsm__row_scratch(caps, &local, op->C, acc) : 0;
+      keep = bytes > 0;
+      if (keep) {
+        scratch = bytes;
+        global = round_up(rows, local);
+      }
+    }
+    /* Rows a page or more apart share cache sets: a block goes through a
+     * tile in local memory, of at most TILE_VECTORS vectors a row (2 KB
+     * runs of float32), narrowed until it fits. */
+    if (k == K_INNER_CPU &&
+        (caps->inner_tile == 1 ||
+         (caps->inner_tile == -1 && (uint64_t)v->sc * clsm_dtype_size(op->t[0]->dtype) >= 4096))) {
+      /* Bytes per vector of a tile row: C rows and a reference per chunk. */
+      const uint64_t per_nv = (uint64_t)(op->C + (op->C + INNER_CHUNK - 1) / INNER_CHUNK) * 16 * acc;
+      const uint64_t room = caps->local_mem_size / 2;
+      int tnv = nv < TILE_VECTORS ? nv : TILE_VECTORS;
+      while (tnv > 1 && per_nv * tnv > room) tnv /= 2;
+      if (per_nv * tnv <= room) {
+        keep = 0;
+        flags |= F_TILE | (nt_out ? F_NT : 0);
+        scratch = (size_t)(per_nv * tnv);
+        nv = tnv;
+        local = 1;
+        global = (size_t)v->outer * (((size_t)v->inner + 16 * nv - 1) / (16 * nv));
+      }
+    }
+    if (!keep) flags |= F_RECOMPUTE;
+    /* Softmax rows past the keep limit with a float32 / float64 output: in
+     * blocks that stay in cache, one exp per element (CLSM_ROW_BLOCKS=0
+     * turns it off). */
+    if (!keep && !(flags & F_LOG) && k == K_ROWS_CPU && !is_16bit(out->dtype) && caps->row_blocks)
+      flags |= F_BLOCKS;
+  }
+  if (k == K_INNER_CPU) flags |= (unsigned)nv << F_NV_SHIFT;
+  if (k == K_ROWS_WG) {
+    /* Rows of `lanes` lanes, local / lanes rows a group: enough lanes for
+     * ROW_VPT values each (forward) or to keep y and dy in registers
+     * (BWD_VPT values each, backward; longer rows read them twice). */
+    const size_t kmax =
+        clsm__kernel_limit(caps, kernel_wg, (clsm_kernel_id)(k + (op->backward ? K_BACKWARD : 0)));
+    while (local > 1 && local > kmax) local /= 2;
+    const size_t lanes = clsm__row_lanes(caps, op->C, local, op->backward ? BWD_VPT : ROW_VPT);
+    unsigned lg = 0;
+    while (((size_t)1 << lg) < lanes) ++lg;
+    flags |= lg << F_LANES_SHIFT;
+    const size_t per = local / lanes;
+    global = ((rows + per - 1) / per) * local;
+  }
+
+  const clsm_kernel_id id = (clsm_kernel_id)(k + (op->backward ? K_BACKWARD : 0));
+  clsm_stage *s = clsm__plan_stage(plan, id, global, local);
+  s->flags = flags;
+  if (k == K_GENERIC) {
+    cl_long8 shape, st[3];
+    for (int d = 0; d < 8; ++d) {
+      shape.s[d] = d < op->nd ? op->gshape[d] : 1;
+      for (int i = 0; i < op->n; ++i) st[i].s[d] = d < op->nd ? op->gstride[i][d] : 1;
+    }
+    for (int i = 0; i < op->n; ++i) {
+      clsm__arg_mem(plan, s, names[i][0], op->t[i]->mem);
+      CLSM_ARG_LONG(plan, s, names[i][1], op->t[i]->offset);
+      CLSM_ARG_LONG(plan, s, names[i][3], op->gsc[i]);
+    }
+    CLSM_ARG_LONG(plan, s, "rows", op->rows);
+    CLSM_ARG_LONG(plan, s, "C", op->C);
+    CLSM_ARG_INT(plan, s, "nd", op->nd);
+    clsm__arg_value(plan, s, "shape", &shape, sizeof shape);
+    static const char *const stn[2][3] = {{"xst", "yst", ""}, {"yst", "dyst", "dxst"}};
+    for (int i = 0; i < op->n; ++i) clsm__arg_value(plan, s, stn[op->backward][i], &st[i], sizeof st[i]);
+    clsm__arg_value(plan, s, "flags", &flags, sizeof flags);
+    return;
+  }
+  for (int i = 0; i < op->n; ++i) {
+    clsm__arg_mem(plan, s, names[i][0], op->t[i]->mem);
+    CLSM_ARG_LONG(plan, s, names[i][1], op->v[i].base);
+    CLSM_ARG_LONG(plan, s, names[i][2], op->v[i].so);
+    CLSM_ARG_LONG(plan, s, names[i][3], op->v[i].sc);
+    CLSM_ARG_LONG(plan, s, names[i][4], op->v[i].si);
+  }
+  CLSM_ARG_LONG(plan, s, "outer", v->outer);
+  CLSM_ARG_LONG(plan, s, "C", v->C);
+  CLSM_ARG_LONG(plan, s, "inner", v->inner);
+  clsm__arg_value(plan, s, "flags", &flags, sizeof flags);
+  if (k == K_ROWS_WG) {
+    clsm__arg_local(plan, s, "lm", local * acc);
+    clsm__arg_local(plan, s, "ls", local * acc);
+  }
+  if (id == K_ROWS_CPU) clsm__arg_local(plan, s, "scratch", scratch);
+  if (id == K_INNER_CPU) clsm__arg_local(plan, s, "tile", scratch > 16 * acc ? scratch : 16 * acc);
+}
+
+/* ---- Descriptions. */
+
+void clsm__plan_text(const clsm_plan *plan, char *buf, size_t size) {
+  static const char *const dtypes[CLSM_PROGRAM_COUNT] = {
+      "float32", "float16", "bfloat16", "float64", "float16->float32", "bfloat16->float32"};
+  size_t n = (size_t)snprintf(buf, size, "%s %s:", plan->op ? plan->op : "?",
+                              plan->program >= 0 && plan->program < CLSM_PROGRAM_COUNT
+                                  ? dtypes[plan->program]
+                                  : "?");
+  if (plan->empty && n < size) n += (size_t)snprintf(buf + n, size - n, " empty (a marker)");
+  for (int i = 0; i < plan->nstages && n < size; ++i) {
+    const clsm_stage *s = &plan->stage[i];
+    size_t lbytes = 0;
+    for (int a = 0; a < s->nargs; ++a)
+      if (s->args[a].kind == ARG_LOCAL) lbytes += s->args[a].size;
+    n += (size_t)snprintf(buf + n, size - n, "%s %s global %zu local ", i ? ";" : "",
+                          clsm__kernel_name(s->kernel), s->global);
+    if (n >= size) break;
+    n += (size_t)(s->local ? snprintf(buf + n, size - n, "%zu", s->local)
+                           : snprintf(buf + n, size - n, "auto"));
+    if (n < size && lbytes) n += (size_t)snprintf(buf + n, size - n, " lmem %zu", lbytes);
+    if (n < size && s->flags) n += (size_t)snprintf(buf + n, size - n, " flags 0x%x", s->flags);
+  }
+  if (n < size && plan->scratch_bytes)
+    snprintf(buf + n, size - n, "; scratch %zu", plan->scratch_bytes);
 }

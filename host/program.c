@@ -1,5 +1,6 @@
 /* Kernel sources -> built programs and kernels, cached per context and built
- * on first use. CLSM_KERNEL_DIR points at a kernels/ folder to read the .cl
+ * on first use: one program per (dtype pair, kernel group), row operations
+ * and cross-entropy apart, each with abi.h as its first source. CLSM_KERNEL_DIR points at a kernels/ folder to read the .cl
  * files from disk instead of the embedded copies (for kernel development). */
 #include "internal.h"
 
@@ -7,21 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kernel_names[K_COUNT_] = {
-    "clsm_softmax_rows_cpu",   "clsm_softmax_inner_cpu",   "clsm_softmax_rows_wg",
-    "clsm_softmax_strided",    "clsm_softmax_generic",     "clsm_backward_rows_cpu",
-    "clsm_backward_inner_cpu", "clsm_backward_rows_wg",    "clsm_backward_strided",
-    "clsm_backward_generic",   "clsm_ce_prep",             "clsm_ce_reduce",
-    "clsm_ce_finish",          "clsm_ce_strided",          "clsm_ce_rows_cpu",
-    "clsm_ce_rows_wg",         "clsm_ce_inner_cpu",        "clsm_softmax_split_partials",
-    "clsm_softmax_split_write", "clsm_backward_split_partials", "clsm_backward_split_write",
-    "clsm_ce_rows_long_cpu",   "clsm_ce_rows16_cpu",       "clsm_ce_split_partials",
-    "clsm_ce_split_rows",
+/* Sources of each group's program, in order: the ABI first, then the
+ * common helpers. */
+static const char *const group_files[CLSM_GROUP_COUNT][4] = {
+    [G_ROW] = {"abi.h", "common.cl", "softmax.cl", "backward.cl"},
+    [G_CE] = {"abi.h", "common.cl", "ce.cl", NULL},
 };
-
-/* Sources of every program, in order (common helpers first). */
-static const char *const program_files[] = {"common.cl", "softmax.cl", "backward.cl", "ce.cl"};
-#define PROGRAM_FILE_COUNT (sizeof program_files / sizeof program_files[0])
+#define MAX_FILES 4
 
 /* Per-program build options: the input and output storage dtypes. */
 static const struct {
@@ -83,44 +76,45 @@ static void keep_build_log(clsm_context *ctx, cl_program prog) {
   ctx->build_log = log;
 }
 
-static clsm_status build_program(clsm_context *ctx, int program) {
+static clsm_status build_program(clsm_context *ctx, int program, int group) {
   clsm_status st = CLSM_SUCCESS;
-  const char *texts[PROGRAM_FILE_COUNT];
-  size_t lens[PROGRAM_FILE_COUNT];
-  char *owned[PROGRAM_FILE_COUNT] = {0};
+  const char *texts[MAX_FILES];
+  size_t lens[MAX_FILES];
+  char *owned[MAX_FILES] = {0};
+  cl_uint nfiles = 0;
   cl_program prog = NULL;
   const char *dir = getenv("CLSM_KERNEL_DIR");
 
-  for (size_t i = 0; i < PROGRAM_FILE_COUNT; ++i) {
+  for (; nfiles < MAX_FILES && group_files[group][nfiles]; ++nfiles) {
+    const char *file = group_files[group][nfiles];
     if (dir && *dir) {
-      owned[i] = read_file(ctx, dir, program_files[i], &lens[i]);
-      if (!owned[i]) {
-        st = clsm__fail(ctx, CLSM_ERR_BUILD, "cannot read %s/%s (CLSM_KERNEL_DIR)", dir,
-                        program_files[i]);
+      owned[nfiles] = read_file(ctx, dir, file, &lens[nfiles]);
+      if (!owned[nfiles]) {
+        st = clsm__fail(ctx, CLSM_ERR_BUILD, "cannot read %s/%s (CLSM_KERNEL_DIR)", dir, file);
         goto fail;
       }
-      texts[i] = owned[i];
+      texts[nfiles] = owned[nfiles];
     } else {
-      const clsm_kernel_source *src = embedded(program_files[i]);
+      const clsm_kernel_source *src = embedded(file);
       if (!src) {
-        st = clsm__fail(ctx, CLSM_ERR_BUILD, "kernel source %s is not embedded", program_files[i]);
+        st = clsm__fail(ctx, CLSM_ERR_BUILD, "kernel source %s is not embedded", file);
         goto fail;
       }
-      texts[i] = src->text;
-      lens[i] = src->length;
+      texts[nfiles] = src->text;
+      lens[nfiles] = src->length;
     }
   }
 
   cl_int err = CL_SUCCESS;
   if (!clsm__inject_cl(ctx, &err))
-    prog = clCreateProgramWithSource(ctx->cl_ctx, (cl_uint)PROGRAM_FILE_COUNT, texts, lens, &err);
+    prog = clCreateProgramWithSource(ctx->cl_ctx, nfiles, texts, lens, &err);
   CLSM_CL_ERR(ctx, err, "clCreateProgramWithSource");
 
   /* Never fast-math: the special-value semantics depend on IEEE behaviour. */
   char options[512];
   /* CPU devices store 16-wide vectors through packed structs (common.cl). */
   snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DCLSM_INNER_VECTORS=%d%s%s",
-           programs[program].options, ctx->inner_vectors,
+           programs[program].options, ctx->caps.inner_vectors,
            ctx->packed_stores ? " -DCLSM_PACKED_STORES" : "",
            ctx->cpu_builtins ? " -DCLSM_CPU_BUILTINS" : "");
   err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
@@ -132,27 +126,44 @@ static clsm_status build_program(clsm_context *ctx, int program) {
                     clsm_cl_error_name(err), (int)err, options);
     goto fail;
   }
-  ctx->programs[program] = prog;
+  /* Every kernel of the program, and its work-group limit for the planner. */
+  for (int id = 0; id < K_COUNT_; ++id) {
+    if (CLSM_KERNEL_GROUP(id) != group || ctx->kernels[program][id]) continue;
+    cl_kernel k = NULL;
+    if (!clsm__inject_cl(ctx, &err)) k = clCreateKernel(prog, clsm__kernel_name((clsm_kernel_id)id), &err);
+    CLSM_CL_ERR(ctx, err, "clCreateKernel");
+    ctx->kernels[program][id] = k;
+    size_t wg = 0;
+    CLSM_CL(ctx, clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg,
+                                          &wg, NULL));
+    ctx->kernel_wg[program][id] = wg;
+  }
+  ctx->programs[program][group] = prog;
   prog = NULL;
 
 fail:
-  if (prog) clReleaseProgram(prog);
-  for (size_t i = 0; i < PROGRAM_FILE_COUNT; ++i) free(owned[i]);
+  if (prog) {
+    /* Kernels of a program that did not make it are released with it. */
+    for (int id = 0; id < K_COUNT_; ++id)
+      if (CLSM_KERNEL_GROUP(id) == group && ctx->kernels[program][id]) {
+        clReleaseKernel(ctx->kernels[program][id]);
+        ctx->kernels[program][id] = NULL;
+        ctx->kernel_wg[program][id] = 0;
+      }
+    clReleaseProgram(prog);
+  }
+  for (cl_uint i = 0; i < nfiles; ++i) free(owned[i]);
   return st;
 }
 
+clsm_status clsm__program(clsm_context *ctx, int program, int group) {
+  if (ctx->programs[program][group]) return CLSM_SUCCESS;
+  return build_program(ctx, program, group);
+}
+
 clsm_status clsm__kernel(clsm_context *ctx, int program, clsm_kernel_id id, cl_kernel *out) {
-  clsm_status st = CLSM_SUCCESS;
-  if (!ctx->programs[program] && (st = build_program(ctx, program)) != CLSM_SUCCESS) return st;
-  if (!ctx->kernels[program][id]) {
-    cl_int err = CL_SUCCESS;
-    cl_kernel k = NULL;
-    if (!clsm__inject_cl(ctx, &err)) k = clCreateKernel(ctx->programs[program], kernel_names[id], &err);
-    CLSM_CL_ERR(ctx, err, "clCreateKernel");
-    ctx->kernels[program][id] = k;
-  }
-  *out = ctx->kernels[program][id];
-fail:
+  clsm_status st = clsm__program(ctx, program, CLSM_KERNEL_GROUP(id));
+  *out = st == CLSM_SUCCESS ? ctx->kernels[program][id] : NULL;
   return st;
 }
 
@@ -178,10 +189,7 @@ clsm_status clsm_context_prepare(clsm_context *ctx, clsm_dtype in, clsm_dtype ou
                     clsm_dtype_name(in), clsm_dtype_name(out));
   else
     st = clsm__check_fp64(ctx, program);
-  for (int id = 0; st == CLSM_SUCCESS && id < K_COUNT_; ++id) {
-    cl_kernel k = NULL;
-    st = clsm__kernel(ctx, program, (clsm_kernel_id)id, &k);
-  }
+  for (int g = 0; st == CLSM_SUCCESS && g < CLSM_GROUP_COUNT; ++g) st = clsm__program(ctx, program, g);
   pthread_mutex_unlock(&ctx->lock);
   return st;
 }
@@ -192,7 +200,9 @@ void clsm__programs_release(clsm_context *ctx) {
       if (ctx->kernels[p][k]) clReleaseKernel(ctx->kernels[p][k]);
       ctx->kernels[p][k] = NULL;
     }
-    if (ctx->programs[p]) clReleaseProgram(ctx->programs[p]);
-    ctx->programs[p] = NULL;
+    for (int g = 0; g < CLSM_GROUP_COUNT; ++g) {
+      if (ctx->programs[p][g]) clReleaseProgram(ctx->programs[p][g]);
+      ctx->programs[p][g] = NULL;
+    }
   }
 }

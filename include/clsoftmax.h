@@ -206,6 +206,38 @@ CLSM_API cl_int clsm_context_cl_error(const clsm_context *ctx);
 /* The build log of the most recent failed program build, same copying rules. */
 CLSM_API size_t clsm_context_build_log(const clsm_context *ctx, char *buf, size_t size);
 
+/* ------------------------------------------------------------------ plans */
+
+#define CLSM_PLAN_MAX_STAGES 8
+
+/* What an operation enqueued: its kernels in order, each with its launch
+ * geometry, as the planner chose them for the shape, layout, dtype and
+ * device. Everything it points to lives until the hook returns. */
+typedef struct clsm_plan_info {
+  const char *op;        /* "softmax", "log_softmax", "softmax_backward",
+                            "log_softmax_backward", "cross_entropy", "cross_entropy_backward" */
+  const char *dtype_in;  /* "float32", ... */
+  const char *dtype_out;
+  int stages;            /* kernel launches; 0 for an empty tensor (a marker) */
+  const char *kernel[CLSM_PLAN_MAX_STAGES]; /* entry points, e.g. "clsm_softmax_rows_cpu" */
+  size_t global[CLSM_PLAN_MAX_STAGES];      /* 1-D global size */
+  size_t local[CLSM_PLAN_MAX_STAGES];       /* work-group size; 0: the runtime chose */
+  size_t local_bytes[CLSM_PLAN_MAX_STAGES]; /* local memory the launch asks for */
+  unsigned flags[CLSM_PLAN_MAX_STAGES];     /* the kernel's flags (kernels/abi.h) */
+  size_t scratch_bytes;  /* the context's scratch buffer the call needs */
+  const char *text;      /* all of the above on one line, for logs */
+} clsm_plan_info;
+
+/* Called after each operation on the context has enqueued its kernels, on
+ * the calling thread, with the context's lock held: it must not call into
+ * the library with the same context. The library itself never prints;
+ * `clsoftmax ... --verbose` prints through this hook. */
+typedef void (*clsm_plan_hook)(void *user, const clsm_plan_info *info);
+/* Sets (or, with NULL, clears) the context's plan hook.
+ * Errors: CLSM_ERR_NULL_ARGUMENT. */
+CLSM_API clsm_status clsm_context_set_plan_hook(clsm_context *ctx, clsm_plan_hook hook,
+                                                void *user);
+
 /* ---------------------------------------------------------------- tensors */
 
 #define CLSM_MAX_RANK 8

@@ -181,7 +181,6 @@ __kernel void clsm_backward_inner_cpu(CLSM_BARGS) {
  * log2(L) steps. Rows of at most L * BWD_VPT elements keep y and dy in
  * registers (one read of each); longer rows read them again in the writing
  * pass. Lanes of a row past the last take part in the barriers only. */
-#define BWD_VPT 16
 
 __kernel void clsm_backward_rows_wg(CLSM_BARGS, __local ACC *la, __local ACC *lm) {
   const clsm_seg g = clsm_row_seg(flags);

@@ -36,19 +36,10 @@
  * four totals at 4P. Totals are summed with Kahan compensation per lane and a
  * tree across lanes, so their error does not grow with P. */
 
-#define CE_WEIGHT 1u   /* w is given */
-#define CE_GRAD 2u     /* write the gradient */
-#define CE_LOSS 4u     /* write l_n, z_n to scratch */
-#define CE_LSE 8u      /* write lse */
-#define CE_SOFTCAP 16u /* cap > 0 */
-#define CE_G_SCALAR 32u /* upstream gradient: one value */
-#define CE_G_POS 64u    /* upstream gradient: one per position */
-#define CE_MEAN 128u    /* divide by W and Z */
-#define CE_KEEP 256u    /* store exp(x' - m) in the gradient buffer and rescale it */
+/* Flags, target kinds, scratch layout and clsm_ce_params: abi.h. */
 
-#define TK_PROB 3
-
-#define CE_ARGS                                                                              \
+/* The row helpers' parameters, one per field a row kernel unpacks. */
+#define CE_FN_ARGS                                                                           \
   __global const TX *x, ulong xoff, long xso, long xsc, long xsi, __global const uchar *tg,  \
       ulong toff, long tso, long tsc, long tsi, int tkind, __global const TX *w, ulong woff,  \
       __global TY *gr, ulong goff, long gso, long gsc, long gsi, __global const TX *gs,      \
@@ -59,6 +50,30 @@
   x, xoff, xso, xsc, xsi, tg, toff, tso, tsc, tsi, tkind, w, woff, gr, goff, gso, gsc, gsi, gs, \
       gsoff, gsso, gssi, lse_out, loff, lso, lsi, scr, P, flag, outer, C, inner, ignore, eps, z, \
       cap, flags
+
+/* A row kernel's arguments: the buffers, then the parameters by value;
+ * CE_UNPACK gives them the helpers' names. Absent tensors are bound to
+ * some buffer the flags say is not read. */
+#define CE_KERNEL_ARGS                                                                       \
+  __global const TX *x, __global const uchar *tg, __global const TX *w, __global TY *gr,     \
+      __global const TX *gs, __global float *lse_out, __global ACC *scr,                    \
+      __global const int *flag, const clsm_ce_params prm
+#ifdef ACC_IS_DOUBLE
+#define CE_VALUES                                                                            \
+  const ACC eps = as_double(prm.eps_bits), z = as_double(prm.z_bits), cap = as_double(prm.cap_bits)
+#else
+#define CE_VALUES const ACC eps = prm.eps, z = prm.z, cap = prm.cap
+#endif
+#define CE_UNPACK                                                                            \
+  const ulong xoff = prm.xoff, toff = prm.toff, woff = prm.woff, goff = prm.goff;            \
+  const ulong gsoff = prm.gsoff, loff = prm.lseoff;                                          \
+  const long xso = prm.xso, xsc = prm.xsc, xsi = prm.xsi, tso = prm.tso, tsc = prm.tsc;      \
+  const long tsi = prm.tsi, gso = prm.gso, gsc = prm.gsc, gsi = prm.gsi, gsso = prm.gsso;    \
+  const long gssi = prm.gssi, lso = prm.lseso, lsi = prm.lsesi;                              \
+  const long P = prm.P, outer = prm.outer, C = prm.C, inner = prm.inner, ignore = prm.ignore; \
+  const int tkind = prm.tkind;                                                               \
+  const uint flags = prm.flags;                                                              \
+  CE_VALUES
 
 inline long clsm_target(__global const uchar *tg, long idx, int kind) {
   if (kind == 0) return ((__global const long *)tg)[idx];
@@ -71,9 +86,13 @@ inline ACC clsm_cap(ACC v, ACC cap, uint flags) {
   return (flags & CE_SOFTCAP) ? (ACC)cap * tanh(v / (ACC)cap) : v;
 }
 
-__kernel void clsm_ce_prep(__global const uchar *tg, ulong toff, long tso, long tsi, int tkind,
-                           __global const TX *w, ulong woff, __global ACC *scr, long P,
-                           __global int *flag, long inner, long C, long ignore, uint flags) {
+__kernel void clsm_ce_prep(__global const uchar *tg, __global const TX *w, __global ACC *scr,
+                           __global int *flag, const clsm_ce_params prm) {
+  const ulong toff = prm.toff, woff = prm.woff;
+  const long tso = prm.tso, tsi = prm.tsi, P = prm.P, inner = prm.inner, C = prm.C;
+  const long ignore = prm.ignore;
+  const int tkind = prm.tkind;
+  const uint flags = prm.flags;
   long p = get_global_id(0);
   if (p >= P) return;
   w += woff;
@@ -86,10 +105,10 @@ __kernel void clsm_ce_prep(__global const uchar *tg, ulong toff, long tso, long 
     } else if (t < 0 || t >= C) {
       wn = cn = 0;
       if (atomic_cmpxchg(flag, 0, 1) == 0) {
-        flag[2] = (int)(p & 0xffffffff);
-        flag[3] = (int)(p >> 32);
-        flag[4] = (int)(t & 0xffffffff);
-        flag[5] = (int)(t >> 32);
+        flag[CLSM_FLAG_POS] = (int)(p & 0xffffffff);
+        flag[CLSM_FLAG_POS + 1] = (int)(p >> 32);
+        flag[CLSM_FLAG_VALUE] = (int)(t & 0xffffffff);
+        flag[CLSM_FLAG_VALUE + 1] = (int)(t >> 32);
       }
     } else if (flags & CE_WEIGHT) {
       wn = LOADX(w, t);
@@ -140,7 +159,7 @@ __kernel void clsm_ce_reduce(__global ACC *scr, long P, int k0, int k1,
       if (l < h) part[l] += part[l + h];
       barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (l == 0) scr[4 * P + k] = part[0];
+    if (l == 0) scr[CE_ARRAYS * P + k] = part[0];
     barrier(CLK_LOCAL_MEM_FENCE);
   }
 }
@@ -148,13 +167,15 @@ __kernel void clsm_ce_reduce(__global ACC *scr, long P, int k0, int k1,
 /* The loss output. Reduced: one work-item writes loss[loff] (mean: l/W + z/Z)
  * when loss_on, and the total weight when tw_on. Per position (none):
  * l_n + z_n. */
-__kernel void clsm_ce_finish(__global const ACC *scr, long P, __global TY *loss, ulong loff,
-                             long lso, long lsi, long inner, int reduced, int mean, int loss_on,
-                             __global float *tw, ulong twoff, int tw_on,
-                             __global const int *flag) {
+__kernel void clsm_ce_finish(__global const ACC *scr, __global TY *loss, __global float *tw,
+                             __global const int *flag, const clsm_ce_params prm) {
+  const ulong loff = prm.loff, twoff = prm.twoff;
+  const long P = prm.P, lso = prm.lso, lsi = prm.lsi, inner = prm.inner;
+  const int reduced = (prm.flags & CE_REDUCED) != 0, mean = (prm.flags & CE_MEAN) != 0;
+  const int loss_on = (prm.flags & CE_LOSS_OUT) != 0, tw_on = (prm.flags & CE_TW_OUT) != 0;
   long p = get_global_id(0);
   if (flag[0]) return;
-  __global const ACC *tot = scr + 4 * P;
+  __global const ACC *tot = scr + CE_ARRAYS * P;
   if (reduced) {
     if (p != 0) return;
     ACC l = mean ? tot[2] / tot[0] + tot[3] / tot[1] : tot[2] + tot[3];
@@ -167,7 +188,7 @@ __kernel void clsm_ce_finish(__global const ACC *scr, long P, __global TY *loss,
   if (tw_on && p == 0) tw[twoff] = (float)tot[0];
   if (p >= P) return;
   long o = p / inner, i = p - o * inner;
-  STOREY(loss, (long)loff + o * lso + i * lsi, scr[2 * P + p] + scr[3 * P + p]);
+  STOREY(loss, (long)loff + o * lso + i * lsi, scr[2 * P + p] + scr[3 * P + p]); /* l_n + z_n */
 }
 
 /* Upstream gradient of position (o, i). */
@@ -198,8 +219,8 @@ inline ce_pos clsm_ce_pos(__global const uchar *tg, ulong toff, long tso, long t
     q.ignored = q.t == ignore;
   }
   q.g = (flags & CE_GRAD) ? clsm_ce_g(gs, gsoff, gsso, gssi, o, i, flags) : (ACC)0;
-  q.W = (flags & CE_MEAN) ? scr[4 * P + 0] : (ACC)1;
-  q.Z = (flags & CE_MEAN) ? scr[4 * P + 1] : (ACC)1;
+  q.W = (flags & CE_MEAN) ? scr[CE_ARRAYS * P + 0] : (ACC)1;
+  q.Z = (flags & CE_MEAN) ? scr[CE_ARRAYS * P + 1] : (ACC)1;
   return q;
 }
 
@@ -285,7 +306,7 @@ inline ACC clsm_ce_ignored_row(__global const TX *xr, long xsc, __global TY *grr
 
 /* Position (o, i), any strides, scalar: the strided kernel's work-item and
  * the fallback of the block kernels. */
-inline void clsm_ce_one(CE_ARGS, long o, long i) {
+inline void clsm_ce_one(CE_FN_ARGS, long o, long i) {
   long p = o * inner + i;
   ce_pos q = clsm_ce_pos(tg, toff, tso, tsi, tkind, gs, gsoff, gsso, gssi, scr, P, o, i, ignore,
                          flags);
@@ -308,7 +329,8 @@ inline void clsm_ce_one(CE_ARGS, long o, long i) {
       cap, flags
 
 /* A work-item per position, any strides. */
-__kernel void clsm_ce_strided(CE_ARGS) {
+__kernel void clsm_ce_strided(CE_KERNEL_ARGS) {
+  CE_UNPACK;
   long p = get_global_id(0);
   if (p >= P || flag[0]) return;
   w += woff;
@@ -409,7 +431,7 @@ CLSM_INLINE ce_sums clsm_ce_row_sums(__global const TX *xr, __global TY *yr, __l
 
 /* Loss, gradient and stores of row p, given its sums, target logit xt
  * (read before the sums pass could overwrite x in place) and lse. */
-CLSM_INLINE void clsm_ce_row_out(CE_ARGS, __local ACC *sr, long p, ce_pos q, ce_sums u, ACC xt,
+CLSM_INLINE void clsm_ce_row_out(CE_FN_ARGS, __local ACC *sr, long p, ce_pos q, ce_sums u, ACC xt,
                             ACC lsv) {
   __global const TX *xr = x + xoff + p * xso;
   __global TY *grr = gr + goff + p * gso;
@@ -458,7 +480,7 @@ CLSM_INLINE void clsm_ce_row_out(CE_ARGS, __local ACC *sr, long p, ce_pos q, ce_
 /* A work-item per row. (`online` is a constant in each kernel, so the other
  * path is compiled out: the short rows' kernel carries none of the long
  * rows' code or branches.) */
-inline void clsm_ce_rows(CE_ARGS, __local ACC *scratch, const int online) {
+inline void clsm_ce_rows(CE_FN_ARGS, __local ACC *scratch, const int online) {
   long p = get_global_id(0);
   if (p >= P || flag[0]) return;
   w += woff;
@@ -475,11 +497,13 @@ inline void clsm_ce_rows(CE_ARGS, __local ACC *scratch, const int online) {
   clsm_ce_row_out(CE_PASS, sr, p, q, u, xt, u.m + clsm_log_cpu(u.s));
 }
 
-__kernel void clsm_ce_rows_cpu(CE_ARGS, __local ACC *scratch) {
+__kernel void clsm_ce_rows_cpu(CE_KERNEL_ARGS, __local ACC *scratch) {
+  CE_UNPACK;
   clsm_ce_rows(CE_ARG_NAMES, scratch, 0);
 }
 
-__kernel void clsm_ce_rows_long_cpu(CE_ARGS, __local ACC *scratch) {
+__kernel void clsm_ce_rows_long_cpu(CE_KERNEL_ARGS, __local ACC *scratch) {
+  CE_UNPACK;
   clsm_ce_rows(CE_ARG_NAMES, scratch, 1);
 }
 
@@ -491,8 +515,8 @@ __kernel void clsm_ce_rows_long_cpu(CE_ARGS, __local ACC *scratch) {
  * out-of-order execution does not overlap with the next row's exps; one
  * vector log of CE_ROWS lanes costs about what one scalar log costs (see
  * clsm_log_cpu). */
-#define CE_ROWS 16
-__kernel void clsm_ce_rows16_cpu(CE_ARGS, __local ACC *scratch) {
+__kernel void clsm_ce_rows16_cpu(CE_KERNEL_ARGS, __local ACC *scratch) {
+  CE_UNPACK;
   const long p0 = get_global_id(0) * CE_ROWS;
   if (p0 >= P || flag[0]) return;
   w += woff;
@@ -549,9 +573,8 @@ typedef int16 IDXV;
  * sum; the gradient. An ignored position is a lane with target -1: no loss,
  * a zero gradient. Probability targets, the softcap and partial blocks take
  * the scalar row per position. */
-#define CE_NV_SHIFT 16
-
-__kernel void clsm_ce_inner_cpu(CE_ARGS) {
+__kernel void clsm_ce_inner_cpu(CE_KERNEL_ARGS) {
+  CE_UNPACK;
   if (flag[0]) return;
   const int nv = clsm_nv_at(flags, CE_NV_SHIFT);
   const long ib = 16L * nv;
@@ -605,8 +628,8 @@ __kernel void clsm_ce_inner_cpu(CE_ARGS) {
     }
   }
   const ACC keps = eps / (ACC)C;
-  const ACC W = (flags & CE_MEAN) ? scr[4 * P + 0] : (ACC)1;
-  const ACC Z = (flags & CE_MEAN) ? scr[4 * P + 1] : (ACC)1;
+  const ACC W = (flags & CE_MEAN) ? scr[CE_ARRAYS * P + 0] : (ACC)1;
+  const ACC Z = (flags & CE_MEAN) ? scr[CE_ARRAYS * P + 1] : (ACC)1;
   /* Loss and lse per position; then s[k] becomes 1/s, m[k] stays, and the
    * gradient's coefficients go to a (the p_c - [c = t] term), b (smoothing)
    * and q (b sw + z-loss): d_c = p_c (a + q) - b w_c, and a (p_t - 1) + q p_t
@@ -653,8 +676,9 @@ __kernel void clsm_ce_inner_cpu(CE_ARGS) {
  * rescaling: they are sums of w x, not of exponentials) over a strided
  * subset of the classes; a local-memory tree merges them; then every lane
  * writes its share of the gradient. lm/ls/la/lb hold one value per lane. */
-__kernel void clsm_ce_rows_wg(CE_ARGS, __local ACC *lm, __local ACC *ls, __local ACC *la,
+__kernel void clsm_ce_rows_wg(CE_KERNEL_ARGS, __local ACC *lm, __local ACC *ls, __local ACC *la,
                               __local ACC *lb) {
+  CE_UNPACK;
   long p = get_group_id(0);
   int l = (int)get_local_id(0), n = (int)get_local_size(0);
   if (p >= P || flag[0]) return;
@@ -754,15 +778,18 @@ __kernel void clsm_ce_rows_wg(CE_ARGS, __local ACC *lm, __local ACC *ls, __local
  * kernel does, and the chunk holding the row's target its logit in
  * part[2 P chunks + p]: read here, before the second kernel's gradient can
  * overwrite it in place. */
-__kernel void clsm_ce_split_partials(__global const TX *x, ulong xoff, long xso,
-                                     __global const uchar *tg, ulong toff, long tso, int tkind,
-                                     __global ACC *scr, long P, __global const int *flag, long C,
-                                     long chunk, long chunks, long ignore) {
+__kernel void clsm_ce_split_partials(__global const TX *x, __global const uchar *tg,
+                                     __global ACC *scr, __global const int *flag,
+                                     const clsm_ce_params prm) {
+  const ulong xoff = prm.xoff, toff = prm.toff;
+  const long xso = prm.xso, tso = prm.tso, P = prm.P, C = prm.C, ignore = prm.ignore;
+  const long chunk = prm.chunk, chunks = prm.chunks;
+  const int tkind = prm.tkind;
   const long wi = get_global_id(0);
   if (wi >= P * chunks || flag[0]) return;
   const long p = wi / chunks, k = wi - p * chunks, c0 = k * chunk;
   __global const TX *xr = x + xoff + p * xso;
-  __global ACC *part = scr + 4 * P + 4;
+  __global ACC *part = scr + (CE_ARRAYS * P + CE_TOTALS);
   ACC m, s;
   clsm_row_online(xr + c0, (__global TY *)0, min(chunk, C - c0), &m, &s);
   part[2 * wi] = m;
@@ -777,12 +804,14 @@ __kernel void clsm_ce_split_partials(__global const TX *x, ulong xoff, long xso,
  * stores the row's loss parts and lse. The formulas are clsm_ce_row_out's
  * without smoothing. An all -inf row has NaN for its sum, as the two-pass
  * form (exp(-inf - -inf)); a +inf or NaN logit makes it NaN too. */
-__kernel void clsm_ce_split_rows(CE_ARGS, long chunk, long chunks) {
+__kernel void clsm_ce_split_rows(CE_KERNEL_ARGS) {
+  CE_UNPACK;
+  const long chunk = prm.chunk, chunks = prm.chunks;
   const long wi = get_global_id(0);
   if (wi >= P * chunks || flag[0]) return;
   w += woff;
   const long p = wi / chunks, k = wi - p * chunks, c0 = k * chunk, n = min(chunk, C - c0);
-  __global const ACC *part = scr + 4 * P + 4;
+  __global const ACC *part = scr + (CE_ARRAYS * P + CE_TOTALS);
   ACC m = -INFINITY, s = 0;
   for (long j = 0; j < chunks; ++j)
     clsm_online_merge(&m, &s, part[2 * (p * chunks + j)], part[2 * (p * chunks + j) + 1]);

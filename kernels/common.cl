@@ -190,18 +190,7 @@ typedef ushort16 TY16;
 #define convert_ACCV convert_float16
 #endif
 
-/* Operation flags, as the host passes them. */
-#define F_LOG 1u       /* log_softmax instead of softmax */
-#define F_SAFE 2u      /* extension: an all -inf row gives 0 / -inf instead of NaN */
-#define F_RECOMPUTE 4u /* softmax: compute exp twice instead of storing and rescaling y
-                          (16-bit outputs; rows too long to stay in cache); inner_cpu
-                          log-softmax: read x again instead of keeping x - m in y */
-#define F_BLOCKS 8u    /* softmax, float32 / float64 y: a long row in cache-sized blocks
-                          (clsm_row_blocks), or split rows keeping exp in y between their
-                          two kernels */
-#define F_TILE 32u     /* inner_cpu: a block through a tile in local memory (clsm_inner_tile) */
-#define F_NT 64u       /* the writing pass stores y non-temporally (VSTOREY_NT) */
-#define F_LANES_SHIFT 16 /* rows_wg: bits 16-20 hold log2 of the lanes per row */
+/* Flags and shared constants: abi.h, the first source of every program. */
 
 /* exp on 16 lanes for the CPU-family kernels, d <= 88: Cody-Waite
  * reduction d = n ln2 + r (ln2 in a part of 9 bits, so n * LN2_HI is exact,
@@ -318,8 +307,7 @@ inline void clsm_online_merge(ACC *m, ACC *s, ACC m2, ACC s2) {
   *s = a + b;
 }
 
-/* Values a GPU-family lane loads ahead of folding them into its pair. */
-#define ROW_VPT 8
+/* ROW_VPT (abi.h): values a GPU-family lane loads ahead of folding them into its pair. */
 
 /* Folds v[0..cnt) (cnt <= ROW_VPT, the rest -inf) into the online pair with
  * one rescale, so that a lane's ROW_VPT loads are all in flight before the
@@ -474,4 +462,122 @@ inline ACC clsm_hsum16(ACCV v) {
   float2 h2 = h4.lo + h4.hi;
 #endif
   return h2.lo + h2.hi;
+}
+
+/* Row and block helpers that both programs use. */
+
+/* Sums over C are accumulated in blocks of SUM_BLOCK terms, so the rounding
+ * error grows with SUM_BLOCK + C / SUM_BLOCK instead of C. */
+#define SUM_BLOCK 32
+
+/* Kept exp(x - m) of a row until it is scaled: in y (yr) when y holds ACC
+ * exactly, else in local scratch (sr: C values per work-item, which the host
+ * sizes; 16-bit outputs are then rounded once). */
+#ifdef Y_HOLDS_ACC
+#define KEEP_VSTORE(e, c) VSTOREY((e), 0, yr + (c))
+#define KEEP_VLOAD(c) VLOADY(0, yr + (c))
+#define KEEP_STORE(e, c) STOREY(yr, (c), (e))
+#define KEEP_LOAD(c) LOADY(yr, (c))
+#else
+#define KEEP_VSTORE(e, c) CLSM_VST_ACC_LOCAL((e), sr + (c))
+#define KEEP_VLOAD(c) vload16(0, sr + (c))
+#define KEEP_STORE(e, c) (sr[c] = (e))
+#define KEEP_LOAD(c) (sr[c])
+#endif
+
+/* Max of n contiguous elements, 16-wide. */
+inline ACC clsm_row_max(__global const TX *xr, long n) {
+  ACCV mv = (ACCV)(-INFINITY);
+  long c = 0;
+  for (; c + 16 <= n; c += 16) mv = clsm_vmax16(mv, VLOADX(0, xr + c));
+  ACC m = clsm_hmax16(mv);
+  for (; c < n; ++c) m = fmax(m, LOADX(xr, c));
+  return m;
+}
+
+/* One chunk of nv 16-wide vectors at xr (the last may be `tail`, a private
+ * vector padded with -inf) folded into the lanes' running (max, sum): the
+ * chunk's lane maxima move mv, lanes whose max moved rescale their sums
+ * (a factor of exp(old - new), 0 from -inf, 1 when unchanged), then the
+ * chunk's exps are summed against the new max, or against 0 in a lane whose
+ * max is still -inf (its -inf elements then give 0, a NaN NaN). */
+/* Moves the lanes' reference mv to cm in the lanes where cm passes it by
+ * more than `slack`, rescaling their sums, and returns the reference the
+ * new exps are taken against (0 in a lane that has seen only -inf). With
+ * slack 0 the reference is the running max. */
+inline ACCV clsm_move_ref(ACCV cm, ACCV *mv, ACCV *sv, ACC slack) {
+  if (any(cm > *mv + slack)) {
+    const ACCV nm = select(*mv, cm, cm > *mv + slack);
+    *sv *= select(exp(*mv - nm), (ACCV)(1), *mv == nm);
+    *mv = nm;
+  }
+  return select(*mv, (ACCV)(0), *mv == (ACCV)(-INFINITY));
+}
+inline ACCV clsm_online_move(ACCV cm, ACCV *mv, ACCV *sv) { return clsm_move_ref(cm, mv, sv, 0); }
+
+inline void clsm_online_chunk(__global const TX *xr, __global TY *yr, int nv, ACCV *mv, ACCV *sv) {
+  ACCV cm = *mv;
+  for (int k = 0; k < nv; ++k) cm = clsm_vmax16(cm, VLOADX(k, xr));
+  const ACCV ref = clsm_online_move(cm, mv, sv);
+  ACCV blk = (ACCV)(0);
+  for (int k = 0; k < nv; ++k) {
+    const ACCV v = VLOADX(k, xr);
+    if (yr) VSTOREY(v, k, yr);
+    blk += clsm_exp16_cpu(v - ref);
+  }
+  *sv += blk;
+}
+
+/* Max m and sum s of exp(x - m) of a contiguous row in one read: chunks of
+ * ONLINE_CHUNK vectors are loaded once for their max and again (from L1)
+ * for their exps, so the row's loads from memory overlap the exps of the
+ * chunk before instead of waiting in a max pass of their own. The lanes'
+ * pairs are merged at the end. The results are those of the two-pass form:
+ * a NaN makes s NaN, a +inf makes s NaN (exp(inf - inf)), an all -inf row
+ * has m = -inf and s = 0, or NaN if a NaN is among its -inf (the caller
+ * applies F_SAFE or makes that row NaN). */
+inline void clsm_row_online(__global const TX *xr, __global TY *yr, long n, ACC *m, ACC *s) {
+  ACCV mv = (ACCV)(-INFINITY), sv = (ACCV)(0);
+  long c = 0;
+  for (; c + 16 * ONLINE_CHUNK <= n; c += 16 * ONLINE_CHUNK)
+    clsm_online_chunk(xr + c, yr ? yr + c : yr, ONLINE_CHUNK, &mv, &sv);
+  if (c + 16 <= n) {
+    const int nv = (int)((n - c) / 16);
+    clsm_online_chunk(xr + c, yr ? yr + c : yr, nv, &mv, &sv);
+    c += 16L * nv;
+  }
+  if (c < n) {
+    /* The scalar tail as one vector padded with -inf (exp gives 0 there). */
+    ACC t[16];
+    for (int k = 0; k < 16; ++k) t[k] = c + k < n ? LOADX(xr, c + k) : (ACC)(-INFINITY);
+    const ACCV v = vload16(0, t);
+    const ACCV ref = clsm_online_move(clsm_vmax16(mv, v), &mv, &sv);
+    sv += clsm_exp16_cpu(v - ref);
+  }
+  const ACC M = clsm_hmax16(mv);
+  *m = M;
+  *s = clsm_hsum16(sv * select(exp(mv - M), (ACCV)(1), mv == M));
+}
+
+/* Inner blocks are 16 * nv positions wide: nv float16-wide vectors, from
+ * bits 8-15 of flags (the host takes the largest power of two up to
+ * CLSM_INNER_VECTORS that the inner extent fills), arrays sized for the most. */
+#ifndef CLSM_INNER_VECTORS /* the library's builds pass it */
+#define CLSM_INNER_VECTORS INNER_VECTORS_DEFAULT
+#endif
+#define NV_MAX CLSM_INNER_VECTORS
+inline int clsm_nv_at(uint flags, int shift) {
+  return clamp((int)((flags >> shift) & 0xffu), 1, NV_MAX);
+}
+inline int clsm_inner_nv(uint flags) { return clsm_nv_at(flags, F_NV_SHIFT); }
+
+/* Work-item w's block of inner positions: outer index *o, first position
+ * *i0, width ib; 0 when w is past the last block. */
+inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) {
+  long blocks = (inner + ib - 1) / ib;
+  long w = get_global_id(0);
+  if (w >= outer * blocks) return 0;
+  *o = w / blocks;
+  *i0 = (w - *o * blocks) * ib;
+  return 1;
 }

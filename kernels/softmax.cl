@@ -49,10 +49,6 @@
   __global const TX *x, ulong xoff, long xso, long xsc, long xsi, __global TY *y, \
       ulong yoff, long yso, long ysc, long ysi, long outer, long C, long inner, uint flags
 
-/* Sums over C are accumulated in blocks of SUM_BLOCK terms, so the rounding
- * error grows with SUM_BLOCK + C / SUM_BLOCK instead of C. */
-#define SUM_BLOCK 32
-
 /* The max a row's sum is taken against: 0 for a safe all -inf row. */
 inline ACC clsm_ref_max(ACC m, uint flags) {
   return ((flags & F_SAFE) && m == -INFINITY) ? (ACC)0 : m;
@@ -122,95 +118,8 @@ __kernel void clsm_softmax_generic(__global const TX *x, ulong xoff, long xsc, _
 
 /* Contiguous rows, vectorised. Sums are accumulated in 16 lanes and folded
  * every 256 elements, so the rounding error grows with C/256 + 16, not C.
- * Softmax without F_RECOMPUTE keeps exp(x - m) until it is scaled: in y when
- * y holds ACC exactly, else in `scratch` (C values per work-item of local
- * memory, which the host sizes; 16-bit outputs are then rounded once). */
-#ifdef Y_HOLDS_ACC
-#define KEEP_VSTORE(e, c) VSTOREY((e), 0, yr + (c))
-#define KEEP_VLOAD(c) VLOADY(0, yr + (c))
-#define KEEP_STORE(e, c) STOREY(yr, (c), (e))
-#define KEEP_LOAD(c) LOADY(yr, (c))
-#else
-#define KEEP_VSTORE(e, c) CLSM_VST_ACC_LOCAL((e), sr + (c))
-#define KEEP_VLOAD(c) vload16(0, sr + (c))
-#define KEEP_STORE(e, c) (sr[c] = (e))
-#define KEEP_LOAD(c) (sr[c])
-#endif
-
-/* Max of n contiguous elements, 16-wide. */
-inline ACC clsm_row_max(__global const TX *xr, long n) {
-  ACCV mv = (ACCV)(-INFINITY);
-  long c = 0;
-  for (; c + 16 <= n; c += 16) mv = clsm_vmax16(mv, VLOADX(0, xr + c));
-  ACC m = clsm_hmax16(mv);
-  for (; c < n; ++c) m = fmax(m, LOADX(xr, c));
-  return m;
-}
-
-/* One chunk of nv 16-wide vectors at xr (the last may be `tail`, a private
- * vector padded with -inf) folded into the lanes' running (max, sum): the
- * chunk's lane maxima move mv, lanes whose max moved rescale their sums
- * (a factor of exp(old - new), 0 from -inf, 1 when unchanged), then the
- * chunk's exps are summed against the new max, or against 0 in a lane whose
- * max is still -inf (its -inf elements then give 0, a NaN NaN). */
-#define ONLINE_CHUNK 32
-/* Moves the lanes' reference mv to cm in the lanes where cm passes it by
- * more than `slack`, rescaling their sums, and returns the reference the
- * new exps are taken against (0 in a lane that has seen only -inf). With
- * slack 0 the reference is the running max. */
-inline ACCV clsm_move_ref(ACCV cm, ACCV *mv, ACCV *sv, ACC slack) {
-  if (any(cm > *mv + slack)) {
-    const ACCV nm = select(*mv, cm, cm > *mv + slack);
-    *sv *= select(exp(*mv - nm), (ACCV)(1), *mv == nm);
-    *mv = nm;
-  }
-  return select(*mv, (ACCV)(0), *mv == (ACCV)(-INFINITY));
-}
-inline ACCV clsm_online_move(ACCV cm, ACCV *mv, ACCV *sv) { return clsm_move_ref(cm, mv, sv, 0); }
-
-inline void clsm_online_chunk(__global const TX *xr, __global TY *yr, int nv, ACCV *mv, ACCV *sv) {
-  ACCV cm = *mv;
-  for (int k = 0; k < nv; ++k) cm = clsm_vmax16(cm, VLOADX(k, xr));
-  const ACCV ref = clsm_online_move(cm, mv, sv);
-  ACCV blk = (ACCV)(0);
-  for (int k = 0; k < nv; ++k) {
-    const ACCV v = VLOADX(k, xr);
-    if (yr) VSTOREY(v, k, yr);
-    blk += clsm_exp16_cpu(v - ref);
-  }
-  *sv += blk;
-}
-
-/* Max m and sum s of exp(x - m) of a contiguous row in one read: chunks of
- * ONLINE_CHUNK vectors are loaded once for their max and again (from L1)
- * for their exps, so the row's loads from memory overlap the exps of the
- * chunk before instead of waiting in a max pass of their own. The lanes'
- * pairs are merged at the end. The results are those of the two-pass form:
- * a NaN makes s NaN, a +inf makes s NaN (exp(inf - inf)), an all -inf row
- * has m = -inf and s = 0, or NaN if a NaN is among its -inf (the caller
- * applies F_SAFE or makes that row NaN). */
-inline void clsm_row_online(__global const TX *xr, __global TY *yr, long n, ACC *m, ACC *s) {
-  ACCV mv = (ACCV)(-INFINITY), sv = (ACCV)(0);
-  long c = 0;
-  for (; c + 16 * ONLINE_CHUNK <= n; c += 16 * ONLINE_CHUNK)
-    clsm_online_chunk(xr + c, yr ? yr + c : yr, ONLINE_CHUNK, &mv, &sv);
-  if (c + 16 <= n) {
-    const int nv = (int)((n - c) / 16);
-    clsm_online_chunk(xr + c, yr ? yr + c : yr, nv, &mv, &sv);
-    c += 16L * nv;
-  }
-  if (c < n) {
-    /* The scalar tail as one vector padded with -inf (exp gives 0 there). */
-    ACC t[16];
-    for (int k = 0; k < 16; ++k) t[k] = c + k < n ? LOADX(xr, c + k) : (ACC)(-INFINITY);
-    const ACCV v = vload16(0, t);
-    const ACCV ref = clsm_online_move(clsm_vmax16(mv, v), &mv, &sv);
-    sv += clsm_exp16_cpu(v - ref);
-  }
-  const ACC M = clsm_hmax16(mv);
-  *m = M;
-  *s = clsm_hsum16(sv * select(exp(mv - M), (ACCV)(1), mv == M));
-}
+ * Softmax without F_RECOMPUTE keeps exp(x - m) until it is scaled (KEEP_*,
+ * common.cl). */
 
 /* Sum of exp(x - mref) over n contiguous elements (16 lanes, folded every
  * 256), with each exp also written to y when `keep`: a block of a long row
@@ -381,25 +290,6 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   }
 }
 
-/* Inner blocks are 16 * nv positions wide: nv float16-wide vectors, from
- * bits 8-15 of flags (the host takes the largest power of two up to
- * CLSM_INNER_VECTORS that the inner extent fills), arrays sized for the most. */
-#define NV_MAX CLSM_INNER_VECTORS
-inline int clsm_nv_at(uint flags, int shift) {
-  return clamp((int)((flags >> shift) & 0xffu), 1, NV_MAX);
-}
-inline int clsm_inner_nv(uint flags) { return clsm_nv_at(flags, 8); }
-
-/* Work-item w's block of inner positions: outer index *o, first position
- * *i0, width ib; 0 when w is past the last block. */
-inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) {
-  long blocks = (inner + ib - 1) / ib;
-  long w = get_global_id(0);
-  if (w >= outer * blocks) return 0;
-  *o = w / blocks;
-  *i0 = (w - *o * blocks) * ib;
-  return 1;
-}
 
 /* A block's C x nv vectors through a tile in local memory (F_TILE). The
  * rows of a non-last axis lie a stride apart; those of a block a page or
@@ -417,7 +307,6 @@ inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) 
  * m = -inf and s = 0: with F_SAFE m becomes 0 and the lane 0 / -inf,
  * otherwise exp(-inf - -inf) and -inf - -inf make it NaN, as in the
  * two-pass form. */
-#define INNER_CHUNK 4
 /* Softmax's reference in a tile moves only when a chunk's max passes it by
  * more than LAZY_SLACK (an exp is then at most e^16, a sum of C of them far
  * from overflow), so that most chunks need no rescaling exp: y =

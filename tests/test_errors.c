@@ -487,8 +487,8 @@ START_TEST(test_build_failure) {
   ck_assert(fp != NULL);
   fputs("this is not OpenCL C;\n", fp);
   fclose(fp);
-  static const char *const others[] = {"softmax.cl", "backward.cl", "ce.cl"};
-  for (int i = 0; i < 3; ++i) {
+  static const char *const others[] = {"abi.h", "softmax.cl", "backward.cl", "ce.cl"};
+  for (int i = 0; i < 4; ++i) {
     snprintf(path, sizeof path, "%s/%s", dir, others[i]);
     fp = fopen(path, "w");
     ck_assert(fp != NULL);

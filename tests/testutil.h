@@ -80,16 +80,23 @@ static inline cl_mem test_buffer(clsm_context *ctx, size_t bytes, const void *in
  * the program to release with the kernel. */
 static inline cl_kernel test_common_kernel(clsm_context *ctx, const char *kern, const char *options,
                                            const char *name, cl_program *prog) {
-  char path[512];
-  const char *dir = getenv("CLSM_KERNEL_DIR");
-  if (dir && *dir) snprintf(path, sizeof path, "%s/common.cl", dir);
-  else snprintf(path, sizeof path, "%s/kernels/common.cl", CLSM_SOURCE_DIR);
-  FILE *f = fopen(path, "rb");
-  ck_assert_msg(f != NULL, "cannot read %s", path);
+  /* abi.h, then common.cl, then the test's kernel: as the library's programs start. */
   static char src[65536];
-  size_t len = fread(src, 1, sizeof src - 1, f);
-  fclose(f);
-  ck_assert_msg(len + strlen(kern) < sizeof src, "%s is too long for the test's buffer", path);
+  size_t len = 0;
+  static const char *const files[2] = {"abi.h", "common.cl"};
+  for (int i = 0; i < 2; ++i) {
+    char path[512];
+    const char *dir = getenv("CLSM_KERNEL_DIR");
+    if (dir && *dir) snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+    else snprintf(path, sizeof path, "%s/kernels/%s", CLSM_SOURCE_DIR, files[i]);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot read %s", path);
+    len += fread(src + len, 1, sizeof src - 1 - len, f);
+    fclose(f);
+    ck_assert_msg(len + 1 < sizeof src, "%s is too long for the test's buffer", path);
+    src[len++] = '\n';
+  }
+  ck_assert_msg(len + strlen(kern) < sizeof src, "the test kernel is too long for its buffer");
   memcpy(src + len, kern, strlen(kern) + 1);
   const char *srcs[1] = {src};
   cl_int err;

@@ -1,0 +1,172 @@
+/* The planner's inputs and outputs. Planning is a pure function of an
+ * operation (its checked tensors and views), the device's capabilities and
+ * the tuning choices: it reads no OpenCL object, so that tests can plan for
+ * described devices. A plan lists every kernel launch of a call with its
+ * geometry and arguments by name; clsm__run_plan (exec.c) executes it and
+ * decides nothing. */
+#ifndef CLSM_PLAN_H
+#define CLSM_PLAN_H
+
+#include "abi.h"
+#include "clsoftmax.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Kernel entry points (abi.h's list): K_<ID>. */
+typedef enum clsm_kernel_id {
+#define CLSM_X_(id, name) K_##id,
+  CLSM_KERNEL_LIST(CLSM_X_)
+#undef CLSM_X_
+  K_COUNT_
+} clsm_kernel_id;
+
+/* Programs by kernel group: row operations, and cross-entropy. */
+enum { G_ROW = 0, G_CE = 1, CLSM_GROUP_COUNT = 2 };
+#define CLSM_KERNEL_GROUP(id) ((id) >= K_CE_PREP ? G_CE : G_ROW)
+/* "clsm_softmax_rows_cpu" for K_ROWS_CPU. */
+const char *clsm__kernel_name(clsm_kernel_id id);
+
+/* Programs by (input, output) dtype pair. */
+typedef enum clsm_program_id {
+  P_F32 = 0, P_F16, P_BF16, P_F64, P_F16_F32, P_BF16_F32,
+  CLSM_PROGRAM_COUNT
+} clsm_program_id;
+
+/* What the planner knows of a device: queried once per context, the
+ * tuning variables applied (docs/design.md lists them). */
+typedef struct clsm_caps {
+  clsm_family family;
+  size_t max_wg_size;      /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+  uint64_t local_mem_size; /* CL_DEVICE_LOCAL_MEM_SIZE */
+  unsigned compute_units;  /* CL_DEVICE_MAX_COMPUTE_UNITS */
+  size_t wg_size;      /* work-group size of the work-group kernels (CLSM_WG_SIZE) */
+  size_t wg_cap;       /* lanes of a one-work-group reduction (cross-entropy's totals) */
+  int wg_forced;       /* CLSM_WG_SIZE was given: every work-group kernel uses wg_size */
+  int inner_vectors;   /* most float16 vectors a K_INNER_CPU block (CLSM_INNER_VECTORS) */
+  int split;           /* few long rows split: -1 the plan decides, 0 never, 1 always */
+  int row_blocks;      /* softmax keeps exp in y for long CPU rows (CLSM_ROW_BLOCKS) */
+  int forced_kernel;   /* a forward row kernel id from CLSM_KERNEL, or -1 */
+  int inner_tile;      /* inner_cpu blocks through a local tile: -1 plan, 0, 1 */
+  int ce_rows16;       /* cross-entropy's short rows 16 a work-item: -1 plan, 0, 1 */
+  uint64_t nt_bytes;   /* outputs of at least this many bytes are stored non-temporally */
+  size_t row_lanes;    /* lanes per row of the work-group row kernels; 0: from the row */
+} clsm_caps;
+
+/* CLSM_KERNEL's values, in kernel id order, NULL-terminated. */
+extern const char *const clsm__forceable_kernels[K_BACKWARD + 1];
+
+/* A tensor seen along one axis: rows of C elements, (outer, inner) positions.
+ * Element (o, c, i) is at base + o*so + c*sc + i*si. */
+typedef struct clsm_view {
+  int64_t outer, C, inner;
+  int64_t so, sc, si;
+  uint64_t base;
+} clsm_view;
+
+/* A row operation, checked: its tensors (inputs first, the output last),
+ * their views along the axis, and the kernel flags. */
+typedef struct clsm_rowop {
+  int n;                     /* 2 (x, y) or 3 (y, dy, dx) */
+  int backward;
+  const clsm_tensor *t[3];
+  clsm_view v[3];
+  int generic;               /* views failed: only the generic kernel can run it */
+  int nd;                    /* generic: non-axis dims with size > 1, innermost first */
+  int64_t gshape[8], gstride[3][8], gsc[3];
+  int64_t rows, C;
+  unsigned flags;            /* F_LOG, F_SAFE */
+} clsm_rowop;
+
+/* A per-position view: position (o, i) at base + o*so + i*si. */
+typedef struct clsm_pos_view {
+  cl_mem mem;
+  uint64_t base;
+  int64_t so, si;
+} clsm_pos_view;
+
+/* A cross-entropy call, checked (cross_entropy.c). */
+typedef struct clsm_ce_call {
+  const clsm_tensor *x, *t, *loss, *grad, *gs;
+  const clsm_ce_options *opt;
+  clsm_view xv, tv, gv;            /* logits; probability targets; gradient */
+  clsm_pos_view tp, lp, gsp, lsep; /* targets, loss (none), grad_scale (none), lse */
+  int prob, tkind, program, backward;
+  int64_t P, C, outer, inner;
+} clsm_ce_call;
+
+/* A kernel argument: a caller's buffer, the context's scratch buffer, the
+ * call's deferred-error flag, a value (bytes in the plan's data) or local
+ * memory of `size` bytes. */
+enum { ARG_MEM, ARG_SCRATCH, ARG_FLAG, ARG_VALUE, ARG_LOCAL };
+typedef struct clsm_arg {
+  const char *name;
+  int kind;
+  size_t size, off; /* ARG_VALUE: bytes at data + off; ARG_LOCAL: bytes */
+  cl_mem mem;
+} clsm_arg;
+
+#define CLSM_MAX_ARGS 24
+#define CLSM_MAX_STAGES 6
+typedef struct clsm_stage {
+  clsm_kernel_id kernel;
+  size_t global, local; /* a 1-D launch; local 0 lets the runtime choose */
+  unsigned flags;       /* the kernel's flags argument, for descriptions */
+  int nargs;
+  clsm_arg args[CLSM_MAX_ARGS];
+} clsm_stage;
+
+typedef struct clsm_plan {
+  const char *op;       /* "softmax", "cross_entropy", ... */
+  int program;          /* clsm_program_id */
+  size_t scratch_bytes; /* the context's scratch buffer, at least */
+  int empty;            /* nothing to compute: a marker honours the wait list */
+  int nstages;
+  clsm_stage stage[CLSM_MAX_STAGES];
+  size_t data_used;
+  _Alignas(16) unsigned char data[2048];
+} clsm_plan;
+
+/* Plans a row operation. kernel_wg[id] is each kernel's work-group limit
+ * in this program (CL_KERNEL_WORK_GROUP_SIZE), or NULL for the device's. */
+void clsm__plan_rowop(const clsm_caps *caps, const size_t *kernel_wg, const clsm_rowop *op,
+                      int program, clsm_plan *plan);
+/* Plans a cross-entropy call (forward, fused gradient, or backward). */
+void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce_call *c,
+                   clsm_plan *plan);
+
+/* Building blocks of the plans (plan.c). */
+clsm_stage *clsm__plan_stage(clsm_plan *plan, clsm_kernel_id k, size_t global, size_t local);
+void clsm__arg_mem(clsm_plan *plan, clsm_stage *s, const char *name, cl_mem mem);
+void clsm__arg_kind(clsm_plan *plan, clsm_stage *s, const char *name, int kind);
+void clsm__arg_value(clsm_plan *plan, clsm_stage *s, const char *name, const void *v, size_t size);
+void clsm__arg_local(clsm_plan *plan, clsm_stage *s, const char *name, size_t bytes);
+#define CLSM_ARG_LONG(plan, s, name, v)                                                      \
+  do {                                                                                       \
+    const cl_long v_ = (cl_long)(v);                                                          \
+    clsm__arg_value((plan), (s), (name), &v_, sizeof v_);                                    \
+  } while (0)
+#define CLSM_ARG_INT(plan, s, name, v)                                                       \
+  do {                                                                                       \
+    const cl_int v_ = (cl_int)(v);                                                            \
+    clsm__arg_value((plan), (s), (name), &v_, sizeof v_);                                    \
+  } while (0)
+
+/* Shared geometry rules. */
+size_t clsm__cpu_local(const clsm_caps *caps, size_t items);
+size_t clsm__row_scratch(const clsm_caps *caps, size_t *local, int64_t C, size_t acc);
+int64_t clsm__split_len(const clsm_caps *caps, int64_t rows, int64_t C);
+int clsm__inner_nv(const clsm_caps *caps, int64_t inner);
+size_t clsm__row_lanes(const clsm_caps *caps, int64_t C, size_t local, int vpt);
+/* A kernel's work-group limit: kernel_wg[k] when known, else the device's. */
+size_t clsm__kernel_limit(const clsm_caps *caps, const size_t *kernel_wg, clsm_kernel_id k);
+
+/* Rows (or tiles of inner positions) larger than this are not kept in an
+ * output buffer to be rescaled: they no longer stay in cache. */
+#define KEEP_BYTES (128u * 1024u)
+#define KEEP_INNER_BYTES (1024u * 1024u) /* inner_cpu keeps exp(x - m) in y up to this tile */
+
+/* One line describing a plan (for the plan hook and clsoftmax --verbose). */
+void clsm__plan_text(const clsm_plan *plan, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,129 @@
+/* abi.h: what the host and the kernels agree on, defined once. The host
+ * includes it; every program is built with it as its first source. It holds
+ * the kernel names, the flags and constants that travel through kernel
+ * arguments, the scratch and deferred-flag layouts, and cross-entropy's
+ * parameter struct. Nothing here depends on the dtype a program is built for. */
+#ifndef CLSM_ABI_H
+#define CLSM_ABI_H
+
+/* Every kernel entry point, in clsm_kernel_id order: X(ID, name), the
+ * kernel's function being clsm_<name>. Each backward row kernel sits
+ * K_BACKWARD after its forward twin; the row-op program holds the kernels
+ * before K_CE_PREP, the cross-entropy program those from it on. */
+#define CLSM_KERNEL_LIST(X)                                                                  \
+  X(ROWS_CPU, softmax_rows_cpu)   /* CPU family, contiguous last axis: a work-item a row */  \
+  X(INNER_CPU, softmax_inner_cpu) /* CPU family, inner > 1: a block of inner positions */     \
+  X(ROWS_WG, softmax_rows_wg)     /* GPU family: work-group rows, local-memory reduction */   \
+  X(STRIDED, softmax_strided)     /* any family, (outer, C, inner) strides: a work-item a row */ \
+  X(GENERIC, softmax_generic)     /* any view: rows found by decomposing the row index */     \
+  X(BACKWARD, backward_rows_cpu)  /* K_BACKWARD + a forward id: its backward */               \
+  X(BWD_INNER_CPU, backward_inner_cpu)                                                       \
+  X(BWD_ROWS_WG, backward_rows_wg)                                                           \
+  X(BWD_STRIDED, backward_strided)                                                           \
+  X(BWD_GENERIC, backward_generic)                                                           \
+  X(SPLIT_PARTIALS, softmax_split_partials)   /* long rows split: partial (max, sum) */       \
+  X(SPLIT_WRITE, softmax_split_write)         /* ... merged; each work-item its chunk */      \
+  X(BSPLIT_PARTIALS, backward_split_partials) /* the same for the backward ops */             \
+  X(BSPLIT_WRITE, backward_split_write)                                                      \
+  X(CE_PREP, ce_prep)           /* cross-entropy: targets validated, weights and counts */   \
+  X(CE_REDUCE, ce_reduce)       /* one work-group: scratch arrays into totals */             \
+  X(CE_FINISH, ce_finish)       /* the loss output */                                        \
+  X(CE_STRIDED, ce_strided)     /* rows, any strides: a work-item a position */              \
+  X(CE_ROWS_CPU, ce_rows_cpu)   /* CPU family, contiguous rows: a work-item a row */         \
+  X(CE_ROWS_WG, ce_rows_wg)     /* GPU family: a work-group a row */                         \
+  X(CE_INNER_CPU, ce_inner_cpu) /* CPU family, class axis not last: a block of positions */  \
+  X(CE_ROWS_LONG_CPU, ce_rows_long_cpu) /* rows_cpu reading long rows once for (max, sum) */ \
+  X(CE_ROWS16_CPU, ce_rows16_cpu)       /* rows_cpu with CE_ROWS short rows a work-item */   \
+  X(CE_SPLIT_PARTIALS, ce_split_partials) /* few long rows split: partial (max, sum) */      \
+  X(CE_SPLIT_ROWS, ce_split_rows) /* ... merged; each work-item's gradient chunk */
+
+/* Row-op flags (uint argument `flags`). */
+#define F_LOG 1u       /* log_softmax instead of softmax */
+#define F_SAFE 2u      /* an all -inf row gives 0 / -inf instead of NaN */
+#define F_RECOMPUTE 4u /* softmax computes exp twice instead of storing and rescaling y
+                          (16-bit outputs; rows too long to stay in cache); inner_cpu
+                          log-softmax reads x again instead of keeping x - m in y */
+#define F_BLOCKS 8u    /* softmax, float32 / float64 y: a long row in cache-sized blocks,
+                          or split rows keeping exp in y between their two kernels */
+#define F_TILE 32u     /* inner_cpu: a block through a tile in local memory */
+#define F_NT 64u       /* the writing pass stores y non-temporally (CPU devices) */
+#define F_NV_SHIFT 8     /* inner_cpu: bits 8-15 hold the vectors per block */
+#define F_LANES_SHIFT 16 /* rows_wg: bits 16-20 hold log2 of the lanes per row */
+
+/* Cross-entropy flags (clsm_ce_params.flags). */
+#define CE_WEIGHT 1u    /* w is given */
+#define CE_GRAD 2u      /* write the gradient */
+#define CE_LOSS 4u      /* write l_n, z_n to scratch */
+#define CE_LSE 8u       /* write lse */
+#define CE_SOFTCAP 16u  /* cap > 0 */
+#define CE_G_SCALAR 32u /* upstream gradient: one value */
+#define CE_G_POS 64u    /* upstream gradient: one per position */
+#define CE_MEAN 128u    /* divide by W and Z */
+#define CE_KEEP 256u    /* store exp(x' - m) in the gradient (or local scratch), rescale it */
+#define CE_REDUCED 512u /* finish: the loss is one value (mean or sum) */
+#define CE_LOSS_OUT 1024u /* finish: write the loss output */
+#define CE_TW_OUT 2048u   /* finish: write the total weight */
+#define CE_NV_SHIFT 16    /* inner_cpu: bits 16-23 hold the vectors per block */
+
+/* Target kinds (clsm_ce_params.tkind): class indices of int64, int32 or
+ * uint8, or class probabilities. */
+#define TK_INT64 0
+#define TK_INT32 1
+#define TK_UINT8 2
+#define TK_PROB 3
+
+/* Geometry the host plans and the kernels assume. */
+#define ROW_VPT 8        /* values a rows_wg lane loads at a time */
+#define BWD_VPT 16       /* values a backward rows_wg lane keeps */
+#define ONLINE_CHUNK 32  /* vectors a chunk of the one-read (max, sum) loop */
+#define ONLINE_ROW 512   /* rows this long take (max, sum) in one read (16 * ONLINE_CHUNK) */
+#define INNER_CHUNK 4    /* rows a tile loads at a time */
+#define TILE_VECTORS 32  /* most vectors a row of a tile (2 KB runs of float32) */
+#define CE_ROWS 16       /* rows a ce_rows16_cpu work-item */
+#define INNER_VECTORS_DEFAULT 32 /* most vectors an inner block (CLSM_INNER_VECTORS) */
+
+/* Cross-entropy scratch, in compute-type values: [0,P) w_n, [P,2P) c_n,
+ * [2P,3P) l_n, [3P,4P) z_n, then CE_TOTALS totals (W, count, sum l, sum z);
+ * split rows put their chunks' (max, sum) pairs and target logits after. */
+#define CE_ARRAYS 4
+#define CE_TOTALS 4
+
+/* A call's deferred-error flag: ints; [0] raised, [2..3] the position and
+ * [4..5] the value of the first bad target (low, high halves). */
+#define CLSM_FLAG_INTS 8
+#define CLSM_FLAG_POS 2
+#define CLSM_FLAG_VALUE 4
+
+#if defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)
+typedef long clsm_abi_long;
+typedef ulong clsm_abi_ulong;
+typedef uint clsm_abi_uint;
+typedef int clsm_abi_int;
+typedef float clsm_abi_float;
+#else
+#include <CL/cl_platform.h>
+typedef cl_long clsm_abi_long;
+typedef cl_ulong clsm_abi_ulong;
+typedef cl_uint clsm_abi_uint;
+typedef cl_int clsm_abi_int;
+typedef cl_float clsm_abi_float;
+#endif
+
+/* Cross-entropy's kernel parameters, passed by value to every kernel of its
+ * pipeline but the reduction. 8-byte fields first, then an even number of
+ * 4-byte ones: the layout is the same for the host's compiler and the
+ * device's. Element offsets and strides are in elements of each tensor:
+ * x the logits (outer, C, inner), t the targets (per position, or the
+ * logits' shape for probabilities: tsc), g the gradient, gs the upstream
+ * gradient, lse, the per-position loss l and w the weights. */
+typedef struct clsm_ce_params {
+  clsm_abi_ulong xoff, toff, woff, goff, gsoff, lseoff, loff, twoff;
+  clsm_abi_long xso, xsc, xsi, tso, tsc, tsi, gso, gsc, gsi, gsso, gssi, lseso, lsesi, lso, lsi;
+  clsm_abi_long P, outer, C, inner, ignore, chunk, chunks;
+  clsm_abi_ulong eps_bits, z_bits, cap_bits; /* the double values (float64 programs) */
+  clsm_abi_float eps, z, cap;                /* the same in float (other programs) */
+  clsm_abi_uint flags;
+  clsm_abi_int tkind, unused_;
+} clsm_ce_params;
+
+#endif
