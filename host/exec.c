@@ -13,9 +13,9 @@ clsm_status clsm__run_plan(clsm_context *ctx, const clsm_plan *plan, cl_mem flag
     if ((st = clsm__marker(ctx, num_wait, wait, event)) == CLSM_SUCCESS) clsm__plan_notify(ctx, plan);
     return st;
   }
-  if (plan->nstages > CLSM_MAX_STAGES || plan->data_used > sizeof plan->data)
-    return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT, "internal: a plan of %d stages does not fit",
-                      plan->nstages);
+  if (plan->overflow)
+    return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT,
+                      "internal: the plan for %s does not fit a clsm_plan", plan->op);
   if (plan->scratch_bytes && (st = clsm__scratch(ctx, plan->scratch_bytes)) != CLSM_SUCCESS)
     return st;
   for (int i = 0; i < plan->nstages; ++i) {

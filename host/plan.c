@@ -35,11 +35,13 @@ const char *clsm__kernel_name(clsm_kernel_id id) {
 const char *const clsm__forceable_kernels[K_BACKWARD + 1] = {"rows_cpu", "inner_cpu", "rows_wg",
                                                              "strided", "generic", NULL};
 
-/* ---- Plan building blocks. The bounds are those of the largest plan
- * (cross-entropy's six stages, the generic kernel's 17 arguments); going
- * past them is a planner bug, caught by the tests' plans of every kind. */
+/* ---- Plan building blocks. The bounds fit the largest plan (cross-
+ * entropy's six stages, the generic kernel's 17 arguments); a plan that
+ * would pass them is marked `overflow`, which the run refuses and the plan
+ * tests check for. */
 
 clsm_stage *clsm__plan_stage(clsm_plan *plan, clsm_kernel_id k, size_t global, size_t local) {
+  if (plan->nstages == CLSM_MAX_STAGES) plan->overflow = 1;
   clsm_stage *s = &plan->stage[plan->nstages < CLSM_MAX_STAGES ? plan->nstages++ : CLSM_MAX_STAGES - 1];
   memset(s, 0, sizeof *s);
   s->kernel = k;
@@ -48,7 +50,8 @@ clsm_stage *clsm__plan_stage(clsm_plan *plan, clsm_kernel_id k, size_t global, s
   return s;
 }
 
-static clsm_arg *new_arg(clsm_stage *s, const char *name, int kind) {
+static clsm_arg *new_arg(clsm_plan *plan, clsm_stage *s, const char *name, int kind) {
+  if (s->nargs == CLSM_MAX_ARGS) plan->overflow = 1;
   clsm_arg *a = &s->args[s->nargs < CLSM_MAX_ARGS ? s->nargs++ : CLSM_MAX_ARGS - 1];
   memset(a, 0, sizeof *a);
   a->name = name;
@@ -57,19 +60,20 @@ static clsm_arg *new_arg(clsm_stage *s, const char *name, int kind) {
 }
 
 void clsm__arg_mem(clsm_plan *plan, clsm_stage *s, const char *name, cl_mem mem) {
-  (void)plan;
-  new_arg(s, name, ARG_MEM)->mem = mem;
+  new_arg(plan, s, name, ARG_MEM)->mem = mem;
 }
 
 void clsm__arg_kind(clsm_plan *plan, clsm_stage *s, const char *name, int kind) {
-  (void)plan;
-  new_arg(s, name, kind);
+  new_arg(plan, s, name, kind);
 }
 
 void clsm__arg_value(clsm_plan *plan, clsm_stage *s, const char *name, const void *v, size_t size) {
-  clsm_arg *a = new_arg(s, name, ARG_VALUE);
+  clsm_arg *a = new_arg(plan, s, name, ARG_VALUE);
   const size_t off = (plan->data_used + 15) / 16 * 16;
-  if (off + size > sizeof plan->data) return; /* size 0: the run refuses the plan */
+  if (off + size > sizeof plan->data) {
+    plan->overflow = 1;
+    return;
+  }
   memcpy(plan->data + off, v, size);
   plan->data_used = off + size;
   a->off = off;
@@ -77,8 +81,7 @@ void clsm__arg_value(clsm_plan *plan, clsm_stage *s, const char *name, const voi
 }
 
 void clsm__arg_local(clsm_plan *plan, clsm_stage *s, const char *name, size_t bytes) {
-  (void)plan;
-  new_arg(s, name, ARG_LOCAL)->size = bytes;
+  new_arg(plan, s, name, ARG_LOCAL)->size = bytes;
 }
 
 /* ---- Geometry rules. */

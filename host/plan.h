@@ -121,6 +121,7 @@ typedef struct clsm_plan {
   int program;          /* clsm_program_id */
   size_t scratch_bytes; /* the context's scratch buffer, at least */
   int empty;            /* nothing to compute: a marker honours the wait list */
+  int overflow;         /* more stages, arguments or argument bytes than a plan holds */
   int nstages;
   clsm_stage stage[CLSM_MAX_STAGES];
   size_t data_used;

@@ -79,22 +79,17 @@ inline void clsm_brow_reduce(__global const TX *yr, __global const TX *dyr, long
   ACCV tot = (ACCV)(0), mv = (ACCV)(-INFINITY);
   ACC a = 0, m = -INFINITY;
   long c = 0;
-  for (; c + 256 <= n; c += 256) {
-    ACCV blk = (ACCV)(0);
-    for (int k = 0; k < 256; k += 16) {
-      ACCV g = VLOADX(0, dyr + c + k), v = VLOADX(0, yr + c + k);
-      blk += (flags & F_LOG) ? g : g * v;
-      mv = clsm_vmax16(mv, v);
-    }
-    tot += blk;
-  }
   ACCV blk = (ACCV)(0);
-  for (; c + 16 <= n; c += 16) {
-    ACCV g = VLOADX(0, dyr + c), v = VLOADX(0, yr + c);
-    blk += (flags & F_LOG) ? g : g * v;
-    mv = clsm_vmax16(mv, v);
+#define TERM_(i)                                                                             \
+  {                                                                                          \
+    ACCV g = VLOADX(0, dyr + (i)), v = VLOADX(0, yr + (i));                                  \
+    blk += (flags & F_LOG) ? g : g * v;                                                      \
+    mv = clsm_vmax16(mv, v);                                                                 \
   }
-  tot += blk;
+#define FOLD_() (tot += blk, blk = (ACCV)(0))
+  CLSM_BLOCKED16(c, n, TERM_, FOLD_);
+#undef TERM_
+#undef FOLD_
   for (; c < n; ++c) {
     ACC g = LOADX(dyr, c), v = LOADX(yr, c);
     a += (flags & F_LOG) ? g : g * v;

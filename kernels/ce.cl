@@ -224,6 +224,35 @@ inline ce_pos clsm_ce_pos(__global const uchar *tg, ulong toff, long tso, long t
   return q;
 }
 
+/* The gradient's coefficients, the formula at the top with index targets:
+ *   d_c = a (p_c - [c = t]) + b (p_c sw - w_c) + zc p_c,
+ * a = g/W (1-eps) w_t, b = g/W eps/C (0 without smoothing), zc = g/Z 2 z lse.
+ * Probability targets take a = g/W (wt 1, eps 0): d_c = a (p_c sw - w_c q'_c)
+ * + zc p_c. Every row kernel forms them here. */
+typedef struct ce_coef {
+  ACC a, b, zc;
+} ce_coef;
+inline ce_coef clsm_ce_coef(ACC g, ACC W, ACC Z, ACC wt, ACC eps, ACC keps, ACC z, ACC lse,
+                            int smooth) {
+  ce_coef k;
+  const ACC coef = g / W;
+  k.a = coef * ((ACC)1 - eps) * wt;
+  k.b = smooth ? coef * keps : (ACC)0;
+  k.zc = (ACC)2 * z * lse * g / Z;
+  return k;
+}
+
+/* One class's gradient in the scalar kernels (strided rows, work-group
+ * rows): v = x'_c, pc = p_c, qc = q'_c for probability targets; p_t - 1 is
+ * formed before it is scaled, so 16-bit gradients keep the target entry. */
+inline ACC clsm_ce_grad_at(ce_coef k, ACC v, ACC pc, ACC wc, ACC qc, ACC sw, int prob, int target,
+                           ACC z, ACC cap, uint flags) {
+  ACC d = prob ? k.a * (pc * sw - wc * qc) : k.a * (target ? pc - (ACC)1 : pc) + k.b * (pc * sw - wc);
+  d += (z != 0) ? k.zc * pc : (ACC)0;
+  if (flags & CE_SOFTCAP) d *= (ACC)1 - (v / cap) * (v / cap);
+  return d;
+}
+
 /* One position, any strides, scalar. Three passes: max; sum of exp and the
  * smoothing / probability sums; gradient. */
 inline void clsm_ce_row(__global const TX *xr, long xsc, __global const TX *qr, long qsc,
@@ -261,23 +290,15 @@ inline void clsm_ce_row(__global const TX *xr, long xsc, __global const TX *qr, 
   }
   *zl = (ACC)z * lse * lse;
   if (!(flags & CE_GRAD)) return;
-  const ACC coef = q.g / q.W, zc = (ACC)2 * (ACC)z * lse * q.g / q.Z, inv = (ACC)1 / s;
+  const ACC inv = (ACC)1 / s;
   const ACC wt = (!prob && (flags & CE_WEIGHT)) ? LOADX(w, q.t) : (ACC)1;
+  const ce_coef k = clsm_ce_coef(q.g, q.W, q.Z, wt, prob ? (ACC)0 : eps, keps, z, lse, !prob && eps > 0);
   for (long c = 0; c < C; ++c) {
     ACC v = clsm_cap(LOADX(xr, c * xsc), cap, flags);
     ACC pc = exp(v - m) * inv;
     ACC wc = (flags & CE_WEIGHT) ? LOADX(w, c) : (ACC)1;
-    ACC d;
-    if (prob) {
-      ACC qc = ((ACC)1 - (ACC)eps) * LOADX(qr, c * qsc) + keps;
-      d = coef * (pc * sw - wc * qc);
-    } else {
-      ACC hit = (c == q.t) ? pc - (ACC)1 : pc; /* p_t - 1 in float, rounded once */
-      d = coef * (((ACC)1 - (ACC)eps) * wt * hit + (eps > 0 ? keps * (pc * sw - wc) : (ACC)0));
-    }
-    d += (z != 0) ? zc * pc : (ACC)0;
-    if (flags & CE_SOFTCAP) d *= (ACC)1 - (v / (ACC)cap) * (v / (ACC)cap);
-    STOREY(gr, c * gsc, d);
+    ACC qc = prob ? ((ACC)1 - (ACC)eps) * LOADX(qr, c * qsc) + keps : (ACC)0;
+    STOREY(gr, c * gsc, clsm_ce_grad_at(k, v, pc, wc, qc, sw, prob, c == q.t, z, cap, flags));
   }
 }
 
@@ -374,38 +395,25 @@ CLSM_INLINE ce_sums clsm_ce_row_sums(__global const TX *xr, __global TY *yr, __l
     m = clsm_row_max(xr, C);
     const ACCV mm = (ACCV)(m);
     ACCV ts = (ACCV)(0), twx = (ACCV)(0), tw = (ACCV)(0);
-    for (c = 0; c + 256 <= C; c += 256) {
-      ACCV bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0);
-      for (int k = 0; k < 256; k += 16) {
-        ACCV v = VLOADX(0, xr + c + k);
-        ACCV e = clsm_exp16_cpu(v - mm);
-        if (keep) KEEP_VSTORE(e, c + k);
-        bs += e;
-        if (smooth) {
-          ACCV wc = weighted ? VLOADX(0, w + c + k) : (ACCV)(1);
-          bwx += wc * v;
-          bw += wc;
-        }
-      }
-      ts += bs;
-      twx += bwx;
-      tw += bw;
-    }
     ACCV bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0);
-    for (; c + 16 <= C; c += 16) {
-      ACCV v = VLOADX(0, xr + c);
-      ACCV e = clsm_exp16_cpu(v - mm);
-      if (keep) KEEP_VSTORE(e, c);
-      bs += e;
-      if (smooth) {
-        ACCV wc = weighted ? VLOADX(0, w + c) : (ACCV)(1);
-        bwx += wc * v;
-        bw += wc;
-      }
-    }
-    ts += bs;
-    twx += bwx;
-    tw += bw;
+    c = 0;
+#define TERM_(i)                                                                             \
+  {                                                                                          \
+    ACCV v = VLOADX(0, xr + (i));                                                            \
+    ACCV e = clsm_exp16_cpu(v - mm);                                                         \
+    if (keep) KEEP_VSTORE(e, (i));                                                           \
+    bs += e;                                                                                 \
+    if (smooth) {                                                                            \
+      ACCV wc = weighted ? VLOADX(0, w + (i)) : (ACCV)(1);                                   \
+      bwx += wc * v;                                                                         \
+      bw += wc;                                                                              \
+    }                                                                                        \
+  }
+#define FOLD_()                                                                              \
+  (ts += bs, twx += bwx, tw += bw, bs = (ACCV)(0), bwx = (ACCV)(0), bw = (ACCV)(0))
+    CLSM_BLOCKED16(c, C, TERM_, FOLD_);
+#undef TERM_
+#undef FOLD_
     for (; c < C; ++c) {
       ACC v = LOADX(xr, c), e = exp(v - m);
       if (keep) KEEP_STORE(e, c);
@@ -447,10 +455,10 @@ CLSM_INLINE void clsm_ce_row_out(CE_FN_ARGS, __local ACC *sr, long p, ce_pos q, 
   ACC l = ((ACC)1 - (ACC)eps) * wt * (lsv - xt) + (smooth ? keps * (lsv * sw - swx) : (ACC)0);
   ACC zl = (ACC)z * lsv * lsv;
   if (flags & CE_GRAD) {
-    const ACC coef = q.g / q.W, zc = (ACC)2 * (ACC)z * lsv * q.g / q.Z, inv = (ACC)1 / s;
-    const ACC a = coef * ((ACC)1 - (ACC)eps) * wt; /* p_c - [c = t] term */
-    const ACC b = smooth ? coef * keps : (ACC)0;   /* smoothing term */
-    const ACC pz = a + b * sw + zc;                /* p_c's total coefficient */
+    const ACC inv = (ACC)1 / s;
+    const ce_coef k = clsm_ce_coef(q.g, q.W, q.Z, wt, eps, keps, z, lsv, smooth);
+    const ACC a = k.a, b = k.b, zc = k.zc;
+    const ACC pz = a + b * sw + zc; /* p_c's total coefficient */
     long c;
     for (c = 0; c + 16 <= C; c += 16) {
       ACCV pc = keep ? KEEP_VLOAD(c) * inv : clsm_exp16_cpu(VLOADX(0, xr + c) - mm) * inv;
@@ -649,10 +657,10 @@ __kernel void clsm_ce_inner_cpu(CE_KERNEL_ARGS) {
       clsm_ce_store(scr, P, o * inner + i, lse_out, loff, lso, lsi, o, i, loss, z * lse * lse, lse,
                     ign, flags);
       const ACC g = (flags & CE_GRAD) ? clsm_ce_g(gs, gsoff, gsso, gssi, o, i, flags) : (ACC)0;
-      const ACC coef = g / W;
-      a[j] = ign ? (ACC)0 : coef * ((ACC)1 - eps) * wt[j];
-      b[j] = ign || !smooth ? (ACC)0 : coef * keps;
-      qz[j] = ign ? (ACC)0 : b[j] * sw + (ACC)2 * z * lse * g / Z;
+      const ce_coef cf = clsm_ce_coef(g, W, Z, wt[j], eps, keps, z, lse, smooth);
+      a[j] = ign ? (ACC)0 : cf.a;
+      b[j] = ign ? (ACC)0 : cf.b;
+      qz[j] = ign ? (ACC)0 : cf.b * sw + cf.zc;
     }
     s[k] = (ACCV)(1) / s[k];
   }
@@ -736,23 +744,15 @@ __kernel void clsm_ce_rows_wg(CE_KERNEL_ARGS, __local ACC *lm, __local ACC *ls, 
     if (flags & CE_GRAD)
       for (long c = l; c < C; c += n) STOREY(grr, c * gsc, (ACC)0);
   } else if (flags & CE_GRAD) {
-    const ACC coef = q.g / q.W, zc = (ACC)2 * z * lse * q.g / q.Z, inv = (ACC)1 / s;
+    const ACC inv = (ACC)1 / s;
     const ACC wt = (!prob && (flags & CE_WEIGHT)) ? LOADX(w, q.t) : (ACC)1;
+    const ce_coef k = clsm_ce_coef(q.g, q.W, q.Z, wt, prob ? (ACC)0 : eps, keps, z, lse, !prob && eps > 0);
     for (long c = l; c < C; c += n) {
       ACC v = clsm_cap(LOADX(xr, c * xsc), cap, flags);
       ACC pc = exp(v - m) * inv;
       ACC wc = (flags & CE_WEIGHT) ? LOADX(w, c) : (ACC)1;
-      ACC d;
-      if (prob) {
-        ACC qc = ((ACC)1 - eps) * LOADX(qr, c * tsc) + keps;
-        d = coef * (pc * sw - wc * qc);
-      } else {
-        ACC hit = (c == q.t) ? pc - (ACC)1 : pc;
-        d = coef * (((ACC)1 - eps) * wt * hit + (eps > 0 ? keps * (pc * sw - wc) : (ACC)0));
-      }
-      d += (z != 0) ? zc * pc : (ACC)0;
-      if (flags & CE_SOFTCAP) d *= (ACC)1 - (v / cap) * (v / cap);
-      STOREY(grr, c * gsc, d);
+      ACC qc = prob ? ((ACC)1 - eps) * LOADX(qr, c * tsc) + keps : (ACC)0;
+      STOREY(grr, c * gsc, clsm_ce_grad_at(k, v, pc, wc, qc, sw, prob, c == q.t, z, cap, flags));
     }
   }
   if (l != 0) return;
@@ -812,10 +812,8 @@ __kernel void clsm_ce_split_rows(CE_KERNEL_ARGS) {
   w += woff;
   const long p = wi / chunks, k = wi - p * chunks, c0 = k * chunk, n = min(chunk, C - c0);
   __global const ACC *part = scr + (CE_ARRAYS * P + CE_TOTALS);
-  ACC m = -INFINITY, s = 0;
-  for (long j = 0; j < chunks; ++j)
-    clsm_online_merge(&m, &s, part[2 * (p * chunks + j)], part[2 * (p * chunks + j) + 1]);
-  s = clsm_finish_sum(m, s);
+  ACC m, s;
+  clsm_merge_parts(part + 2 * p * chunks, chunks, &m, &s);
   if (m == -INFINITY) s = NAN;
   const ACC lsv = m + clsm_log_cpu(s);
   const ce_pos q = clsm_ce_pos(tg, toff, tso, tsi, tkind, gs, gsoff, gsso, gssi, scr, P, p, 0,
@@ -834,8 +832,9 @@ __kernel void clsm_ce_split_rows(CE_KERNEL_ARGS) {
     clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, p, 0, wt * (lsv - xt), (ACC)z * lsv * lsv,
                   lsv, 0, flags);
   if (!(flags & CE_GRAD)) return;
-  const ACC coef = q.g / q.W, zc = (ACC)2 * (ACC)z * lsv * q.g / q.Z, inv = (ACC)1 / s;
-  const ACC a = coef * wt, pz = a + zc;
+  const ACC inv = (ACC)1 / s;
+  const ce_coef cf = clsm_ce_coef(q.g, q.W, q.Z, wt, (ACC)0, (ACC)0, z, lsv, 0); /* no smoothing */
+  const ACC a = cf.a, zc = cf.zc, pz = a + zc;
   const ACCV mm = (ACCV)(m);
   long c = 0;
   for (; c + 16 <= n; c += 16) VSTOREY(clsm_exp16_cpu(VLOADX(0, xr + c) - mm) * inv * pz, 0, grr + c);

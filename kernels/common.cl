@@ -369,6 +369,15 @@ inline void clsm_tree_online(__local ACC *lm, __local ACC *ls, int l, int n) {
  * online sum counts +inf as 1, so make that explicit. */
 inline ACC clsm_finish_sum(ACC m, ACC s) { return (isinf(m) && m > 0) ? (ACC)NAN : s; }
 
+/* A split row's `chunks` partial (max, sum) pairs at part, merged in chunk
+ * order: every work-item of the row gets the same (m, s). */
+inline void clsm_merge_parts(__global const ACC *part, long chunks, ACC *m, ACC *s) {
+  ACC M = -INFINITY, S = 0;
+  for (long j = 0; j < chunks; ++j) clsm_online_merge(&M, &S, part[2 * j], part[2 * j + 1]);
+  *m = M;
+  *s = clsm_finish_sum(M, S);
+}
+
 /* log of one float in float arithmetic, for a positive normal finite v:
  * v = 2^k (1 + f) with 1 + f in [sqrt(2)/2, sqrt(2)); with s = f / (2 + f),
  * log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)), R a degree-4 polynomial in
@@ -469,6 +478,22 @@ inline ACC clsm_hsum16(ACCV v) {
 /* Sums over C are accumulated in blocks of SUM_BLOCK terms, so the rounding
  * error grows with SUM_BLOCK + C / SUM_BLOCK instead of C. */
 #define SUM_BLOCK 32
+
+/* The blocked sum of the vector loops over contiguous elements: c runs over
+ * n elements 16 at a time, TERM(i) adds elements i..i+15 into the block's
+ * accumulators, and FOLD() adds the block into the totals and clears it,
+ * every 256 elements and once after the last whole vector: the rounding
+ * error grows with n / 256 + 16, not n. The scalar tail (c < n) is the
+ * caller's. TERM and FOLD are the caller's macros. */
+#define CLSM_BLOCKED16(c, n, TERM, FOLD)                                                     \
+  do {                                                                                       \
+    for (; (c) + 256 <= (n); (c) += 256) {                                                   \
+      for (int k_ = 0; k_ < 256; k_ += 16) TERM((c) + k_);                                   \
+      FOLD();                                                                                \
+    }                                                                                        \
+    for (; (c) + 16 <= (n); (c) += 16) TERM(c);                                              \
+    FOLD();                                                                                  \
+  } while (0)
 
 /* Kept exp(x - m) of a row until it is scaled: in y (yr) when y holds ACC
  * exactly, else in local scratch (sr: C values per work-item, which the host

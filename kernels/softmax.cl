@@ -130,24 +130,18 @@ inline ACC clsm_exp_sum(__global const TX *xr, __global TY *yr, long n, ACC mref
   ACCV tot = (ACCV)(0);
   ACC s = 0;
   long c = 0;
-  for (; c + 256 <= n; c += 256) {
-    ACCV blk = (ACCV)(0);
-    for (int k = 0; k < 256; k += 16) {
-      ACCV v = VLOADX(0, xr + c + k);
-      ACCV e = keep ? clsm_exp_sub16(v, mm) : clsm_exp16_cpu(v - mm);
-      if (keep) VSTOREY(e, 0, yr + c + k);
-      blk += e;
-    }
-    tot += blk;
-  }
   ACCV blk = (ACCV)(0);
-  for (; c + 16 <= n; c += 16) {
-    ACCV v = VLOADX(0, xr + c);
-    ACCV e = keep ? clsm_exp_sub16(v, mm) : clsm_exp16_cpu(v - mm);
-    if (keep) VSTOREY(e, 0, yr + c);
-    blk += e;
+#define TERM_(i)                                                                             \
+  {                                                                                          \
+    ACCV v = VLOADX(0, xr + (i));                                                            \
+    ACCV e = keep ? clsm_exp_sub16(v, mm) : clsm_exp16_cpu(v - mm);                          \
+    if (keep) VSTOREY(e, 0, yr + (i));                                                       \
+    blk += e;                                                                                \
   }
-  tot += blk;
+/* FOLD_ serves clsm_exp_sum and clsm_softmax_rows_cpu below. */
+#define FOLD_() (tot += blk, blk = (ACCV)(0))
+  CLSM_BLOCKED16(c, n, TERM_, FOLD_);
+#undef TERM_
   for (; c < n; ++c) {
     ACC e = clsm_exp_sub(LOADX(xr, c), mref);
     if (keep) STOREY(yr, c, e);
@@ -239,39 +233,29 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   int keep = !(flags & (F_LOG | F_RECOMPUTE));
   ACCV tot = (ACCV)(0);
   ACC s = 0;
+  ACCV blk = (ACCV)(0);
+  c = 0;
   if (flags & F_LOG) {
-    for (c = 0; c + 256 <= C; c += 256) {
-      ACCV blk = (ACCV)(0);
-      for (int k = 0; k < 256; k += 16) blk += exp(VLOADX(0, xr + c + k) - mm);
-      tot += blk;
-    }
-    ACCV blk = (ACCV)(0);
-    for (; c + 16 <= C; c += 16) blk += exp(VLOADX(0, xr + c) - mm);
-    tot += blk;
+#define TERM_(i) (blk += exp(VLOADX(0, xr + (i)) - mm))
+    CLSM_BLOCKED16(c, C, TERM_, FOLD_);
+#undef TERM_
     for (; c < C; ++c) s += exp(LOADX(xr, c) - m);
   } else {
-    for (c = 0; c + 256 <= C; c += 256) {
-      ACCV blk = (ACCV)(0);
-      for (int k = 0; k < 256; k += 16) {
-        ACCV e = clsm_exp_sub16(VLOADX(0, xr + c + k), mm);
-        if (keep) KEEP_VSTORE(e, c + k);
-        blk += e;
-      }
-      tot += blk;
-    }
-    ACCV blk = (ACCV)(0);
-    for (; c + 16 <= C; c += 16) {
-      ACCV e = clsm_exp_sub16(VLOADX(0, xr + c), mm);
-      if (keep) KEEP_VSTORE(e, c);
-      blk += e;
-    }
-    tot += blk;
+#define TERM_(i)                                                                             \
+  {                                                                                          \
+    ACCV e = clsm_exp_sub16(VLOADX(0, xr + (i)), mm);                                        \
+    if (keep) KEEP_VSTORE(e, (i));                                                           \
+    blk += e;                                                                                \
+  }
+    CLSM_BLOCKED16(c, C, TERM_, FOLD_);
+#undef TERM_
     for (; c < C; ++c) {
       ACC e = clsm_exp_sub(LOADX(xr, c), m);
       if (keep) KEEP_STORE(e, c);
       s += e;
     }
   }
+#undef FOLD_
   s += clsm_hsum16(tot);
 
   if (flags & F_LOG) {
@@ -552,10 +536,8 @@ __kernel void clsm_softmax_split_write(__global const TX *x, ulong xoff, long xs
   long w = get_global_id(0);
   if (w >= rows * chunks) return;
   long r = w / chunks, k = w - r * chunks;
-  ACC m = -INFINITY, s = 0;
-  for (long j = 0; j < chunks; ++j)
-    clsm_online_merge(&m, &s, part[2 * (r * chunks + j)], part[2 * (r * chunks + j) + 1]);
-  s = clsm_finish_sum(m, s);
+  ACC m, s;
+  clsm_merge_parts(part + 2 * r * chunks, chunks, &m, &s);
   if ((flags & F_SAFE) && m == -INFINITY && !isnan(s)) {
     m = 0;
     s = 0;

@@ -59,6 +59,11 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
         o->quick = 1;
         continue;
       }
+      if (IS("--verbose") && (accepted & OPT_VERBOSE)) {
+        if (val) return tool_usage_error("--verbose takes no value%s", "");
+        o->verbose = 1;
+        continue;
+      }
       int ce = (accepted & OPT_CE) &&
                (IS("--reduction") || IS("--ignore-index") || IS("--label-smoothing") ||
                 IS("--weight") || IS("--z-loss") || IS("--softcap") || IS("--grad") || IS("--dloss"));

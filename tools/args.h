@@ -6,11 +6,12 @@
 #include "clsoftmax.h"
 
 /* Options shared by the commands; which ones a command accepts is a mask. */
-enum { OPT_DIM = 1, OPT_DEVICE = 2, OPT_QUICK = 4, OPT_JSON = 8, OPT_CE = 16, OPT_SVG = 32 };
+enum { OPT_DIM = 1, OPT_DEVICE = 2, OPT_QUICK = 4, OPT_JSON = 8, OPT_CE = 16, OPT_SVG = 32, OPT_VERBOSE = 64 };
 typedef struct options {
   long dim;
   const char *device;
   int quick;
+  int verbose; /* --verbose: print each call's plan and time */
   const char *json, *svg;
   /* cross-entropy */
   clsm_ce_options ce;

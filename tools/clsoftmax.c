@@ -12,23 +12,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char usage_text[] =
     "usage:\n"
     "  clsoftmax devices\n"
-    "  clsoftmax softmax              [--dim D] [--device SPEC] X.npy Y.npy\n"
-    "  clsoftmax log-softmax          [--dim D] [--device SPEC] X.npy Y.npy\n"
-    "  clsoftmax softmax-backward     [--dim D] [--device SPEC] Y.npy DY.npy DX.npy\n"
-    "  clsoftmax log-softmax-backward [--dim D] [--device SPEC] Y.npy DY.npy DX.npy\n"
+    "  clsoftmax softmax              [--dim D] [--device SPEC] [--verbose] X.npy Y.npy\n"
+    "  clsoftmax log-softmax          [--dim D] [--device SPEC] [--verbose] X.npy Y.npy\n"
+    "  clsoftmax softmax-backward     [--dim D] [--device SPEC] [--verbose] Y.npy DY.npy DX.npy\n"
+    "  clsoftmax log-softmax-backward [--dim D] [--device SPEC] [--verbose] Y.npy DY.npy DX.npy\n"
     "  clsoftmax cross-entropy [--reduction mean|sum|none] [--ignore-index I]\n"
     "                          [--label-smoothing E] [--weight W.npy] [--z-loss Z]\n"
     "                          [--softcap S] [--grad G.npy] [--dloss DL.npy]\n"
-    "                          [--device SPEC] LOGITS.npy TARGET.npy LOSS.npy\n"
+    "                          [--device SPEC] [--verbose] LOGITS.npy TARGET.npy LOSS.npy\n"
     "  clsoftmax bench [--quick] [--json FILE] [--svg FILE] [--device SPEC]\n"
     "  clsoftmax demo  [--device SPEC]\n"
     "  clsoftmax --help | --version\n"
     "\n"
     "--dim D       the softmax axis, negative counts from the end (default -1)\n"
+    "--verbose     print to stderr, for each call, the device, the kernels it ran with\n"
+    "              their launch geometry, and its time (host copies included)\n"
     "--device SPEC cpu, gpu, P:D (platform:device as `devices` lists), or part of a\n"
     "              device name; default: $CLSM_DEVICE, else the first GPU, else the\n"
     "              first device\n"
@@ -47,6 +50,31 @@ static const char usage_text[] =
     "3 unreadable or malformed input, or shapes/dtypes that do not fit;\n"
     "4 invalid values (a class index out of range); 5 an output cannot be written\n"
     "(its folder does not exist, no permission, disk full)\n";
+
+static void verbose_hook(void *user, const clsm_plan_info *info) {
+  (void)user;
+  fprintf(stderr, "clsoftmax: plan: %s\n", info->text);
+}
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* --verbose: the device and each call's plan (through the plan hook), then
+ * the call's time (tool_verbose_end). */
+static double tool_verbose_begin(clsm_context *ctx, const options *o) {
+  if (!o->verbose) return 0;
+  fprintf(stderr, "clsoftmax: device: %s (%s family)\n", clsm_context_device_name(ctx),
+          clsm_context_family(ctx) == CLSM_FAMILY_CPU ? "cpu" : "gpu");
+  clsm_context_set_plan_hook(ctx, verbose_hook, NULL);
+  return now_ms();
+}
+
+static void tool_verbose_end(const options *o, const char *name, double t0) {
+  if (o->verbose) fprintf(stderr, "clsoftmax: time: %s %.3f ms\n", name, now_ms() - t0);
+}
 
 clsm_context *tool_context(const char *spec) {
   clsm_context *ctx = NULL;
@@ -131,7 +159,7 @@ static int is_float(clsm_dtype d) {
 static int cmd_rowop(int argc, char **argv, const char *name, int log, int backward) {
   options o;
   int nin = backward ? 2 : 1;
-  int rc = tool_parse_options(argc, argv, OPT_DIM | OPT_DEVICE, nin + 1, &o);
+  int rc = tool_parse_options(argc, argv, OPT_DIM | OPT_DEVICE | OPT_VERBOSE, nin + 1, &o);
   if (rc) return rc;
   npy_array in[2];
   memset(in, 0, sizeof in);
@@ -182,6 +210,7 @@ static int cmd_rowop(int argc, char **argv, const char *name, int log, int backw
   }
   npy_array *out = &in[nin - 1]; /* written in place of the last input, then saved */
   clsm_status st;
+  const double t0 = tool_verbose_begin(ctx, &o);
   if (!backward)
     st = (log ? clsm_log_softmax_host : clsm_softmax_host)(ctx, in[0].dtype, in[0].rank,
                                                           in[0].shape, (int)o.dim, 0, in[0].data,
@@ -190,6 +219,7 @@ static int cmd_rowop(int argc, char **argv, const char *name, int log, int backw
     st = (log ? clsm_log_softmax_backward_host : clsm_softmax_backward_host)(
         ctx, in[0].dtype, in[0].rank, in[0].shape, (int)o.dim, 0, in[0].data, in[1].data,
         out->data);
+  tool_verbose_end(&o, name, t0);
   if (st != CLSM_SUCCESS) {
     rc = tool_report(ctx, st, name);
   } else if ((rc = npy_write_to(&out_file, out, err, sizeof err)) ||
@@ -228,7 +258,7 @@ static int64_t index_at(const npy_array *t, int64_t p) {
  * and upstream gradient files. */
 static int cmd_ce(int argc, char **argv) {
   options o;
-  int rc = tool_parse_options(argc, argv, OPT_DEVICE | OPT_CE, 3, &o);
+  int rc = tool_parse_options(argc, argv, OPT_DEVICE | OPT_CE | OPT_VERBOSE, 3, &o);
   if (rc) return rc;
   enum { X, T, W, DL, NIN };
   npy_array in[NIN], loss, grad;
@@ -332,9 +362,11 @@ static int cmd_ce(int argc, char **argv) {
     rc = EXIT_DEVICE;
     goto done;
   }
+  const double t0 = tool_verbose_begin(ctx, &o);
   clsm_status st = clsm_cross_entropy_host(ctx, x->dtype, x->rank, x->shape, x->data, t->dtype, t->data,
                                            &o.ce, in[W].data, loss.data, o.grad ? grad.data : NULL,
                                            paths[DL] ? in[DL].data : NULL, NULL, NULL);
+  tool_verbose_end(&o, "cross-entropy", t0);
   if (st == CLSM_ERR_TARGET_OUT_OF_RANGE) {
     tool_report(ctx, st, "cross-entropy");
     rc = EXIT_VALUE;
