@@ -404,6 +404,31 @@ END_TEST
 /* clsm_list_devices: every device, each one's "P:D" opens that device with
  * the family listed, one default that a NULL spec opens, a short array still
  * counts them all, and bad arguments and CLSM_FAMILY values are refused. */
+/* The plan hook: NULL context refused; a hook receives what ran; NULL clears it. */
+static void count_plans(void *user, const clsm_plan_info *info) {
+  int *n = user;
+  if (info->stages >= 1 && !strncmp(info->kernel[0], "clsm_", 5)) ++*n;
+}
+
+START_TEST(test_plan_hook) {
+  ck_assert_int_eq(clsm_context_set_plan_hook(NULL, count_plans, NULL), CLSM_ERR_NULL_ARGUMENT);
+  clsm_context *ctx = test_context();
+  int n = 0;
+  CK_STATUS(ctx, clsm_context_set_plan_hook(ctx, count_plans, &n));
+  float x[3] = {1, 2, 3}, y[3];
+  const int64_t shape[1] = {3};
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 1, shape, 0, 0, x, y));
+  ck_assert_int_eq(n, 1);
+  /* A failed call plans nothing and tells the hook nothing. */
+  ck_assert_int_eq(clsm_softmax_host(ctx, CLSM_FLOAT32, 1, shape, 3, 0, x, y), CLSM_ERR_INVALID_DIM);
+  ck_assert_int_eq(n, 1);
+  CK_STATUS(ctx, clsm_context_set_plan_hook(ctx, NULL, &n));
+  CK_STATUS(ctx, clsm_softmax_host(ctx, CLSM_FLOAT32, 1, shape, 0, 0, x, y));
+  ck_assert_int_eq(n, 1);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
 START_TEST(test_list_devices) {
   char detail[512] = "";
   size_t n = 99;
@@ -734,6 +759,7 @@ static Suite *errors_suite(void) {
   tcase_add_test(tc, test_detail_truncation);
   tcase_add_test(tc, test_prepare);
   tcase_add_test(tc, test_list_devices);
+  tcase_add_test(tc, test_plan_hook);
   tcase_add_test(tc, test_prepare_failures);
   suite_add_tcase(s, tc);
   tc = tcase_create("Tables");

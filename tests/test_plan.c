@@ -9,6 +9,7 @@
 
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A stand-in for a buffer: the planner copies handles and never reads them. */
@@ -426,6 +427,110 @@ START_TEST(test_plan_text) {
 }
 END_TEST
 
+/* Parses "`(2, 3) dim 1 strides (3, 1)`" (strides optional). */
+static int parse_example(const char *cell, int *rank, int64_t *shape, int *dim, int64_t *strides,
+                         int *strided) {
+  const char *p = strchr(cell, '(');
+  if (!p) return 0;
+  *rank = 0;
+  ++p;
+  while (*p && *p != ')') {
+    char *end;
+    long long v = strtoll(p, &end, 10);
+    if (end == p) return 0;
+    shape[(*rank)++] = v;
+    p = end;
+    while (*p == ',' || *p == ' ') ++p;
+  }
+  if (sscanf(p, ") dim %d", dim) != 1) return 0;
+  const char *st = strstr(p, "strides (");
+  *strided = st != NULL;
+  if (st) {
+    p = st + 9;
+    for (int d = 0; d < *rank; ++d) {
+      char *end;
+      strides[d] = strtoll(p, &end, 10);
+      p = end;
+      while (*p == ',' || *p == ' ') ++p;
+    }
+  }
+  return 1;
+}
+
+/* The backticked names of a cell, " + "-joined; "" for "a marker". */
+static void cell_kernels(const char *cell, char *out, size_t size) {
+  out[0] = '\0';
+  size_t n = 0;
+  for (const char *p = strchr(cell, '`'); p; p = strchr(p + 1, '`')) {
+    const char *q = strchr(p + 1, '`');
+    if (!q) break;
+    n += (size_t)snprintf(out + n, n < size ? size - n : 0, "%s%.*s", n ? " + " : "", (int)(q - p - 1),
+                          p + 1);
+    p = q;
+  }
+}
+
+/* docs/design.md's table from shape class to kernel, checked row by row. */
+START_TEST(test_design_table) {
+  describe_devices();
+  char path[512];
+  snprintf(path, sizeof path, "%s/docs/design.md", CLSM_SOURCE_DIR);
+  FILE *f = fopen(path, "r");
+  ck_assert_msg(f != NULL, "cannot read %s", path);
+  char line[1024];
+  int in_table = 0, rows = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (strstr(line, "| shape class | example | CPU family | GPU family |")) {
+      in_table = 1;
+      continue;
+    }
+    if (!in_table) continue;
+    if (line[0] != '|') break;
+    if (!strncmp(line, "| ---", 5)) continue;
+    char *cells[6] = {0};
+    int nc = 0;
+    for (char *tok = strtok(line, "|"); tok && nc < 6; tok = strtok(NULL, "|")) cells[nc++] = tok;
+    ck_assert_msg(nc >= 4, "a row of %d cells", nc);
+    int rank, dim, strided;
+    int64_t shape[8], strides[8];
+    ck_assert_msg(parse_example(cells[1], &rank, shape, &dim, strides, &strided),
+                  "cannot read the example %s", cells[1]);
+    for (int fam = 0; fam < 2; ++fam) {
+      const clsm_caps *caps = fam == 0 ? POCL : H100;
+      rowop_fixture fx;
+      memset(&fx, 0, sizeof fx);
+      fx.op.n = 2;
+      for (int i = 0; i < 2; ++i) {
+        fx.t[i] = clsm_tensor_contiguous(FAKE_MEM, 0, CLSM_FLOAT32, rank, shape);
+        if (strided) memcpy(fx.t[i].strides, strides, sizeof(int64_t) * (size_t)rank);
+        fx.op.t[i] = &fx.t[i];
+        if (!clsm__make_view(&fx.t[i], dim, &fx.op.v[i])) fx.op.generic = 1;
+      }
+      int64_t numel = 1;
+      for (int d = 0; d < rank; ++d) numel *= shape[d];
+      fx.op.C = rank ? shape[dim] : 1;
+      fx.op.rows = fx.op.C ? numel / fx.op.C : 0;
+      clsm_plan p;
+      clsm__plan_rowop(caps, NULL, &fx.op, P_F32, &p);
+      plan_sane(&p);
+      char want[128], got[128] = "";
+      cell_kernels(cells[2 + fam], want, sizeof want);
+      size_t n = 0;
+      for (int i = 0; i < p.nstages; ++i)
+        n += (size_t)snprintf(got + n, sizeof got - n, "%s%s", i ? " + " : "",
+                              clsm__kernel_name(p.stage[i].kernel) + strlen("clsm_softmax_"));
+      ck_assert_msg(!strcmp(got, want), "design.md row \"%s\" (%s): planned \"%s\", the table says \"%s\"",
+                    cells[0], fam ? "GPU" : "CPU", got, want);
+      if (strstr(cells[2 + fam], "tile")) ck_assert_uint_eq(p.stage[0].flags & F_TILE, F_TILE);
+      else if (p.nstages) ck_assert_uint_eq(p.stage[0].flags & F_TILE, 0);
+    }
+    ++rows;
+  }
+  fclose(f);
+  ck_assert_int_ge(rows, 7);
+}
+END_TEST
+
 static Suite *plan_suite(void) {
   Suite *s = suite_create("plan");
   TCase *tc = tcase_create("Described devices");
@@ -435,6 +540,7 @@ static Suite *plan_suite(void) {
   tcase_add_test(tc, test_forcing);
   tcase_add_test(tc, test_ce_pipelines);
   tcase_add_test(tc, test_plan_text);
+  tcase_add_test(tc, test_design_table);
   suite_add_tcase(s, tc);
   return s;
 }

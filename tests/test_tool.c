@@ -115,6 +115,40 @@ START_TEST(test_tool_softmax) {
 }
 END_TEST
 
+static void write_i64(const char *name, int rank, const int64_t *shape, const int64_t *data);
+
+/* --verbose: the device, each call's plan (kernel and geometry) and time on
+ * stderr; the output is the same. */
+START_TEST(test_tool_verbose) {
+  const int64_t shape[2] = {4, 80};
+  float x[320];
+  fill_random(x, 320, 72);
+  write_f32("x.npy", 2, shape, x);
+  const char *args[] = {"log-softmax", "--verbose", path_in("x.npy"), path_in("y.npy"), NULL};
+  ck_assert_msg(run_tool(args) == 0, "%s", errtext);
+  ck_assert_msg(strstr(errtext, "clsoftmax: device: ") != NULL, "%s", errtext);
+  ck_assert_msg(strstr(errtext, "clsoftmax: plan: log_softmax float32: clsm_softmax_") != NULL,
+                "%s", errtext);
+  ck_assert_msg(strstr(errtext, " global ") != NULL && strstr(errtext, " local ") != NULL, "%s",
+                errtext);
+  ck_assert_msg(strstr(errtext, "clsoftmax: time: log-softmax ") != NULL, "%s", errtext);
+  ck_assert(file_exists("y.npy"));
+  /* Cross-entropy: its whole pipeline on one line. */
+  const int64_t tshape[1] = {4};
+  const int64_t t[4] = {0, 5, 79, 3};
+  write_i64("t.npy", 1, tshape, t);
+  const char *ce[] = {"cross-entropy", "--verbose", path_in("x.npy"), path_in("t.npy"),
+                      path_in("l.npy"), NULL};
+  ck_assert_msg(run_tool(ce) == 0, "%s", errtext);
+  ck_assert_msg(strstr(errtext, "cross_entropy float32: clsm_ce_prep") != NULL, "%s", errtext);
+  ck_assert_msg(strstr(errtext, "clsm_ce_finish") != NULL, "%s", errtext);
+  /* Without --verbose: nothing on stderr. */
+  const char *quiet[] = {"softmax", path_in("x.npy"), path_in("y.npy"), NULL};
+  ck_assert_int_eq(run_tool(quiet), 0);
+  ck_assert_str_eq(errtext, "");
+}
+END_TEST
+
 /* float64 and float16 files end to end, and both backward commands: outputs
  * keep the input dtype and match the reference. */
 START_TEST(test_tool_dtypes_and_backward) {
@@ -709,6 +743,7 @@ static Suite *tool_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_tool_softmax);
+  tcase_add_test(tc, test_tool_verbose);
   tcase_add_test(tc, test_tool_usage);
   tcase_add_test(tc, test_tool_dtypes_and_backward);
   tcase_add_test(tc, test_tool_cross_entropy);
