@@ -281,3 +281,23 @@ def test_device_cross_entropy(dev):
     with pytest.raises(clsoftmax.Error) as e:
         ctx.finish()
     assert e.value.status == "CLSM_ERR_TARGET_OUT_OF_RANGE"
+
+
+def test_adopt_pyopencl_queue():
+    cl = pytest.importorskip("pyopencl")
+    import pyopencl.array as cla
+    dev = cl.get_platforms()[0].get_devices()[0]
+    cctx = cl.Context([dev])
+    q = cl.CommandQueue(cctx)
+    with clsoftmax.Context.adopt(q) as ctx:
+        x = rand((16, 24), 31)
+        a = cla.to_device(q, x)
+        y = ctx.softmax(a)
+        dx = ctx.softmax_backward(y, cla.to_device(q, np.ones_like(x)))  # waits on y's event
+        assert close(y.get(), ref_softmax(x, -1), 4e-6)
+        assert np.all(np.abs(dx.get()) <= 1e-6)  # dy = 1: y (1 - sum y) = 0
+    # an out-of-order queue is refused
+    ooo = cl.CommandQueue(cctx, properties=cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE)
+    with pytest.raises(clsoftmax.Error) as e:
+        clsoftmax.Context.adopt(ooo)
+    assert e.value.status == "CLSM_ERR_INVALID_ARGUMENT"
