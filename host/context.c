@@ -268,7 +268,9 @@ static int query_device(clsm_context *ctx, char *msg, size_t msize) {
    * where a kernel writes them once (CLSM_NT_STORES=0 never, 1 any size). */
   cl_ulong cache = 0;
   clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof cache, &cache, NULL);
-  ctx->cpu_builtins = cpu;
+  /* Clang's CPU builtins only in CPU-family programs: a device that claims
+   * every type (Oclgrind) runs the GPU family without them. */
+  ctx->cpu_builtins = cpu && caps->family == CLSM_FAMILY_CPU;
   caps->nt_bytes = nt == 0 || !ctx->cpu_builtins ? UINT64_MAX
                    : nt == 1                     ? 0
                    : cache                       ? cache

@@ -20,7 +20,7 @@
       long dxsc, long dxsi, long outer, long C, long inner, uint flags
 
 /* One row, any strides. */
-inline void clsm_brow_strided(__global const TX *yr, long ysc, __global const TX *dyr, long dysc,
+static inline void clsm_brow_strided(__global const TX *yr, long ysc, __global const TX *dyr, long dysc,
                               __global TY *dxr, long dxsc, long C, uint flags) {
   ACC acc = 0, ymax = -INFINITY;
   for (long c0 = 0; c0 < C; c0 += SUM_BLOCK) {
@@ -74,7 +74,7 @@ __kernel void clsm_backward_generic(__global const TX *y, ulong yoff, long ysc,
 
 /* The row reduction of n contiguous elements, 16-wide: *acc = sum of dy y
  * (dy for log_softmax), folded every 256 elements, and *ymax = max of y. */
-inline void clsm_brow_reduce(__global const TX *yr, __global const TX *dyr, long n, uint flags,
+static inline void clsm_brow_reduce(__global const TX *yr, __global const TX *dyr, long n, uint flags,
                              ACC *acc, ACC *ymax) {
   ACCV tot = (ACCV)(0), mv = (ACCV)(-INFINITY);
   ACC a = 0, m = -INFINITY;
@@ -101,7 +101,7 @@ inline void clsm_brow_reduce(__global const TX *yr, __global const TX *dyr, long
 
 /* The writing pass over n contiguous elements, given the row's sum and max
  * of y (a safe log_softmax row of y all -inf gets 0). */
-inline void clsm_brow_write(__global const TX *yr, __global const TX *dyr, __global TY *dxr, long n,
+static inline void clsm_brow_write(__global const TX *yr, __global const TX *dyr, __global TY *dxr, long n,
                             ACC acc, ACC ymax, uint flags) {
   const int zero = (flags & F_LOG) && (flags & F_SAFE) && ymax == -INFINITY;
   const ACCV a = (ACCV)(acc);

@@ -75,14 +75,14 @@
   const uint flags = prm.flags;                                                              \
   CE_VALUES
 
-inline long clsm_target(__global const uchar *tg, long idx, int kind) {
+static inline long clsm_target(__global const uchar *tg, long idx, int kind) {
   if (kind == 0) return ((__global const long *)tg)[idx];
   if (kind == 1) return (long)((__global const int *)tg)[idx];
   return (long)tg[idx];
 }
 
 /* Softcapped logit (the identity without CE_SOFTCAP). */
-inline ACC clsm_cap(ACC v, ACC cap, uint flags) {
+static inline ACC clsm_cap(ACC v, ACC cap, uint flags) {
   return (flags & CE_SOFTCAP) ? (ACC)cap * tanh(v / (ACC)cap) : v;
 }
 
@@ -192,7 +192,7 @@ __kernel void clsm_ce_finish(__global const ACC *scr, __global TY *loss, __globa
 }
 
 /* Upstream gradient of position (o, i). */
-inline ACC clsm_ce_g(__global const TX *gs, ulong gsoff, long gsso, long gssi, long o, long i,
+static inline ACC clsm_ce_g(__global const TX *gs, ulong gsoff, long gsso, long gssi, long o, long i,
                      uint flags) {
   if (flags & CE_G_SCALAR) return LOADX(gs, gsoff);
   if (flags & CE_G_POS) return LOADX(gs, (long)gsoff + o * gsso + i * gssi);
@@ -207,7 +207,7 @@ typedef struct ce_pos {
   ACC W, Z;    /* the mean's denominators (1 otherwise) */
 } ce_pos;
 
-inline ce_pos clsm_ce_pos(__global const uchar *tg, ulong toff, long tso, long tsi, int tkind,
+static inline ce_pos clsm_ce_pos(__global const uchar *tg, ulong toff, long tso, long tsi, int tkind,
                           __global const TX *gs, ulong gsoff, long gsso, long gssi,
                           __global const ACC *scr, long P, long o, long i, long ignore,
                           uint flags) {
@@ -232,7 +232,7 @@ inline ce_pos clsm_ce_pos(__global const uchar *tg, ulong toff, long tso, long t
 typedef struct ce_coef {
   ACC a, b, zc;
 } ce_coef;
-inline ce_coef clsm_ce_coef(ACC g, ACC W, ACC Z, ACC wt, ACC eps, ACC keps, ACC z, ACC lse,
+static inline ce_coef clsm_ce_coef(ACC g, ACC W, ACC Z, ACC wt, ACC eps, ACC keps, ACC z, ACC lse,
                             int smooth) {
   ce_coef k;
   const ACC coef = g / W;
@@ -245,7 +245,7 @@ inline ce_coef clsm_ce_coef(ACC g, ACC W, ACC Z, ACC wt, ACC eps, ACC keps, ACC 
 /* One class's gradient in the scalar kernels (strided rows, work-group
  * rows): v = x'_c, pc = p_c, qc = q'_c for probability targets; p_t - 1 is
  * formed before it is scaled, so 16-bit gradients keep the target entry. */
-inline ACC clsm_ce_grad_at(ce_coef k, ACC v, ACC pc, ACC wc, ACC qc, ACC sw, int prob, int target,
+static inline ACC clsm_ce_grad_at(ce_coef k, ACC v, ACC pc, ACC wc, ACC qc, ACC sw, int prob, int target,
                            ACC z, ACC cap, uint flags) {
   ACC d = prob ? k.a * (pc * sw - wc * qc) : k.a * (target ? pc - (ACC)1 : pc) + k.b * (pc * sw - wc);
   d += (z != 0) ? k.zc * pc : (ACC)0;
@@ -255,7 +255,7 @@ inline ACC clsm_ce_grad_at(ce_coef k, ACC v, ACC pc, ACC wc, ACC qc, ACC sw, int
 
 /* One position, any strides, scalar. Three passes: max; sum of exp and the
  * smoothing / probability sums; gradient. */
-inline void clsm_ce_row(__global const TX *xr, long xsc, __global const TX *qr, long qsc,
+static inline void clsm_ce_row(__global const TX *xr, long xsc, __global const TX *qr, long qsc,
                         int prob, __global const TX *w, __global TY *gr, long gsc, ce_pos q,
                         long C, ACC eps, ACC z, ACC cap, uint flags, ACC *loss,
                         ACC *zl, ACC *lse_out) {
@@ -303,7 +303,7 @@ inline void clsm_ce_row(__global const TX *xr, long xsc, __global const TX *qr, 
 }
 
 /* Shared by the row kernels: the per-position bookkeeping around a row. */
-inline void clsm_ce_store(__global ACC *scr, long P, long p, __global float *lse, ulong loff,
+static inline void clsm_ce_store(__global ACC *scr, long P, long p, __global float *lse, ulong loff,
                           long lso, long lsi, long o, long i, ACC l, ACC zl, ACC lv, int ignored,
                           uint flags) {
   if (flags & CE_LOSS) {
@@ -314,7 +314,7 @@ inline void clsm_ce_store(__global ACC *scr, long P, long p, __global float *lse
 }
 
 /* An ignored position: a zero gradient row, and the lse if it is wanted. */
-inline ACC clsm_ce_ignored_row(__global const TX *xr, long xsc, __global TY *grr, long gsc, long C,
+static inline ACC clsm_ce_ignored_row(__global const TX *xr, long xsc, __global TY *grr, long gsc, long C,
                                ACC cap, uint flags) {
   if (flags & CE_GRAD)
     for (long c = 0; c < C; ++c) STOREY(grr, c * gsc, (ACC)0);
@@ -327,7 +327,7 @@ inline ACC clsm_ce_ignored_row(__global const TX *xr, long xsc, __global TY *grr
 
 /* Position (o, i), any strides, scalar: the strided kernel's work-item and
  * the fallback of the block kernels. */
-inline void clsm_ce_one(CE_FN_ARGS, long o, long i) {
+static inline void clsm_ce_one(CE_FN_ARGS, long o, long i) {
   long p = o * inner + i;
   ce_pos q = clsm_ce_pos(tg, toff, tso, tsi, tkind, gs, gsoff, gsso, gssi, scr, P, o, i, ignore,
                          flags);
@@ -488,7 +488,7 @@ CLSM_INLINE void clsm_ce_row_out(CE_FN_ARGS, __local ACC *sr, long p, ce_pos q, 
 /* A work-item per row. (`online` is a constant in each kernel, so the other
  * path is compiled out: the short rows' kernel carries none of the long
  * rows' code or branches.) */
-inline void clsm_ce_rows(CE_FN_ARGS, __local ACC *scratch, const int online) {
+static inline void clsm_ce_rows(CE_FN_ARGS, __local ACC *scratch, const int online) {
   long p = get_global_id(0);
   if (p >= P || flag[0]) return;
   w += woff;
@@ -735,6 +735,10 @@ __kernel void clsm_ce_rows_wg(CE_KERNEL_ARGS, __local ACC *lm, __local ACC *ls, 
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
+  /* Every lane has read the target logit (xt) before any lane stores its
+   * gradient, which may go over the logits (in place). A local-memory
+   * barrier does not order global memory in OpenCL 1.2: this one does. */
+  if (flags & CE_GRAD) barrier(CLK_GLOBAL_MEM_FENCE);
   m = lm[0];
   s = clsm_finish_sum(m, ls[0]);
   swx = la[0];

@@ -49,15 +49,15 @@ typedef struct __attribute__((packed)) { double16 val; } clsm_pk_double16;
 #endif
 
 /* bfloat16 <-> float. */
-inline float clsm_bf16_to_float(ushort b) { return as_float((uint)b << 16); }
-inline ushort clsm_float_to_bf16(float f) {
+static inline float clsm_bf16_to_float(ushort b) { return as_float((uint)b << 16); }
+static inline ushort clsm_float_to_bf16(float f) {
   uint u = as_uint(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return (ushort)((u >> 16) | 0x40u); /* quiet NaN */
   u += 0x7fffu + ((u >> 16) & 1u);                                         /* ties to even */
   return (ushort)(u >> 16);
 }
-inline float16 clsm_bf16_to_float16(ushort16 b) { return as_float16(convert_uint16(b) << 16); }
-inline ushort16 clsm_float16_to_bf16(float16 f) {
+static inline float16 clsm_bf16_to_float16(ushort16 b) { return as_float16(convert_uint16(b) << 16); }
+static inline ushort16 clsm_float16_to_bf16(float16 f) {
   uint16 u = as_uint16(f);
   uint16 r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
   uint16 q = (u >> 16) | 0x40u;
@@ -67,7 +67,7 @@ inline ushort16 clsm_float16_to_bf16(float16 f) {
  * ushort is sixteen scalar stores, and the same bits as eight uints take
  * far fewer stores, so a 4-byte aligned destination (every one but odd
  * element offsets) is written as uints. */
-inline void clsm_vstore_bf16(float16 v, size_t i, __global ushort *p) {
+static inline void clsm_vstore_bf16(float16 v, size_t i, __global ushort *p) {
   __global ushort *q = p + i * 16;
   ushort16 b = clsm_float16_to_bf16(v);
 #ifdef CLSM_PACKED_STORES
@@ -132,13 +132,16 @@ typedef ushort TY;
 #error "no output dtype selected"
 #endif
 
-/* A helper that must be inlined into its kernel: PoCL's compiler otherwise
- * leaves a cross-entropy row's two halves as calls, which keeps the row
- * kernel from being optimised as one body. */
+/* Every helper is `static inline`: a plain `inline` has C99 semantics in
+ * clang (no out-of-line copy), so a call the optimiser leaves in place is
+ * an unresolved symbol on NVPTX. CLSM_INLINE marks a helper that must be
+ * inlined into its kernel: PoCL's compiler otherwise leaves a
+ * cross-entropy row's two halves as calls, which keeps the row kernel from
+ * being optimised as one body. */
 #if defined(__clang__) || defined(__GNUC__)
-#define CLSM_INLINE __attribute__((always_inline)) inline
+#define CLSM_INLINE static inline __attribute__((always_inline))
 #else
-#define CLSM_INLINE inline
+#define CLSM_INLINE static inline
 #endif
 
 /* CPU devices whose compiler is clang (CLSM_CPU_BUILTINS) get two of its
@@ -217,9 +220,9 @@ typedef ushort16 TY16;
 #define CLSM_EXP_POLY5 1
 #endif
 #ifdef ACC_IS_DOUBLE
-inline ACCV clsm_exp16_cpu(ACCV d) { return exp(d); }
+static inline ACCV clsm_exp16_cpu(ACCV d) { return exp(d); }
 #else
-inline float16 clsm_exp16_cpu(float16 d) {
+static inline float16 clsm_exp16_cpu(float16 d) {
   /* Lanes below log FLT_MIN (-inf included) compute garbage that the last
    * select replaces by 0. */
   const float16 t = d * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23 + n */
@@ -254,7 +257,7 @@ inline float16 clsm_exp16_cpu(float16 d) {
  * its largest effect (3.8e-6 relative) is far below the output's own
  * rounding (2^-11, 2^-8), so the extra operations per element would buy
  * nothing there. */
-inline ACC clsm_exp_sub(ACC x, ACC m) {
+static inline ACC clsm_exp_sub(ACC x, ACC m) {
 #ifdef Y_IS_16BIT
   return exp(x - m);
 #else
@@ -271,7 +274,7 @@ inline ACC clsm_exp_sub(ACC x, ACC m) {
  * results below FLT_MIN are 0; with 1 through the built-in, for a factor
  * that can be subnormal and is multiplied up again (a tile's exp(ref - m),
  * ref up to LAZY_SLACK below the elements it scales). */
-inline ACCV clsm_exp_sub16_by(ACCV x, ACCV m, const int builtin) {
+static inline ACCV clsm_exp_sub16_by(ACCV x, ACCV m, const int builtin) {
 #ifdef Y_IS_16BIT
   return builtin ? exp(x - m) : clsm_exp16_cpu(x - m);
 #else
@@ -283,14 +286,14 @@ inline ACCV clsm_exp_sub16_by(ACCV x, ACCV m, const int builtin) {
   return e + e * r;
 #endif
 }
-inline ACCV clsm_exp_sub16(ACCV x, ACCV m) { return clsm_exp_sub16_by(x, m, 0); }
+static inline ACCV clsm_exp_sub16(ACCV x, ACCV m) { return clsm_exp_sub16_by(x, m, 0); }
 
 /* The online (max, sum) pair: sum is sum_j exp(x_j - max) over the elements
  * seen. The merge (m, s) + (m', s') = (M, s*e^(m-M) + s'*e^(m'-M)), with the
  * factor taken as 1 when m == M so that two -inf maxima do not make NaN from
  * -inf - -inf. A NaN element makes the sum NaN (comparisons skip it for the
  * max); a +inf element makes the sum NaN at the end (see clsm_finish_sum). */
-inline void clsm_online_add(ACC *m, ACC *s, ACC x) {
+static inline void clsm_online_add(ACC *m, ACC *s, ACC x) {
   if (x > *m) {
     *s = *s * exp(*m - x) + (ACC)1;
     *m = x;
@@ -299,7 +302,7 @@ inline void clsm_online_add(ACC *m, ACC *s, ACC x) {
   }
 }
 
-inline void clsm_online_merge(ACC *m, ACC *s, ACC m2, ACC s2) {
+static inline void clsm_online_merge(ACC *m, ACC *s, ACC m2, ACC s2) {
   ACC M = m2 > *m ? m2 : *m;
   ACC a = (*m == M) ? *s : *s * exp(*m - M);
   ACC b = (m2 == M) ? s2 : s2 * exp(m2 - M);
@@ -312,7 +315,7 @@ inline void clsm_online_merge(ACC *m, ACC *s, ACC m2, ACC s2) {
 /* Folds v[0..cnt) (cnt <= ROW_VPT, the rest -inf) into the online pair with
  * one rescale, so that a lane's ROW_VPT loads are all in flight before the
  * first exp waits on one. Same results as clsm_online_add on each value. */
-inline void clsm_online_fold(ACC *m, ACC *s, const ACC *v, int cnt) {
+static inline void clsm_online_fold(ACC *m, ACC *s, const ACC *v, int cnt) {
   ACC cm = -INFINITY;
 #pragma unroll
   for (int k = 0; k < ROW_VPT; ++k) cm = fmax(cm, v[k]);
@@ -332,7 +335,7 @@ typedef struct clsm_seg {
   int l, L, j;
   long r;
 } clsm_seg;
-inline clsm_seg clsm_row_seg(uint flags) {
+static inline clsm_seg clsm_row_seg(uint flags) {
   clsm_seg g;
   const int n = (int)get_local_size(0);
   g.l = (int)get_local_id(0);
@@ -347,7 +350,7 @@ inline clsm_seg clsm_row_seg(uint flags) {
  * segment) into the segment's first slot, lm[l - j], ls[l - j]. Every lane
  * has stored its pair before the call, and every lane of the group calls it:
  * the barriers are the group's. */
-inline void clsm_tree_online_seg(__local ACC *lm, __local ACC *ls, int l, int j, int L) {
+static inline void clsm_tree_online_seg(__local ACC *lm, __local ACC *ls, int l, int j, int L) {
   barrier(CLK_LOCAL_MEM_FENCE);
   for (int h = L / 2; h > 0; h /= 2) {
     if (j < h) {
@@ -361,17 +364,17 @@ inline void clsm_tree_online_seg(__local ACC *lm, __local ACC *ls, int l, int j,
 }
 
 /* The whole group as one segment: the pairs merge into lm[0], ls[0]. */
-inline void clsm_tree_online(__local ACC *lm, __local ACC *ls, int l, int n) {
+static inline void clsm_tree_online(__local ACC *lm, __local ACC *ls, int l, int n) {
   clsm_tree_online_seg(lm, ls, l, l, n);
 }
 
 /* PyTorch's result for a row holding +inf is all NaN: exp(inf - inf). The
  * online sum counts +inf as 1, so make that explicit. */
-inline ACC clsm_finish_sum(ACC m, ACC s) { return (isinf(m) && m > 0) ? (ACC)NAN : s; }
+static inline ACC clsm_finish_sum(ACC m, ACC s) { return (isinf(m) && m > 0) ? (ACC)NAN : s; }
 
 /* A split row's `chunks` partial (max, sum) pairs at part, merged in chunk
  * order: every work-item of the row gets the same (m, s). */
-inline void clsm_merge_parts(__global const ACC *part, long chunks, ACC *m, ACC *s) {
+static inline void clsm_merge_parts(__global const ACC *part, long chunks, ACC *m, ACC *s) {
   ACC M = -INFINITY, S = 0;
   for (long j = 0; j < chunks; ++j) clsm_online_merge(&M, &S, part[2 * j], part[2 * j + 1]);
   *m = M;
@@ -385,7 +388,7 @@ inline void clsm_merge_parts(__global const ACC *part, long chunks, ACC *m, ACC 
  * Checked against the double log over every positive normal float: at most
  * 0.84 ulp, with or without fused multiply-adds, given a correctly rounded
  * division (a device that divides to OpenCL's 2.5 ulp adds about 0.2). */
-inline float clsm_logf_normal(float v) {
+static inline float clsm_logf_normal(float v) {
   const float ln2_hi = 6.9313812256e-01f, ln2_lo = 9.0580006145e-06f;
   const float lg1 = 0.66666662693f, lg2 = 0.40000972152f, lg3 = 0.28498786688f,
               lg4 = 0.24279078841f;
@@ -402,7 +405,7 @@ inline float clsm_logf_normal(float v) {
 }
 
 /* clsm_logf_normal on 16 lanes, the same operations lane by lane. */
-inline float16 clsm_logf_normal16(float16 v) {
+static inline float16 clsm_logf_normal16(float16 v) {
   const float ln2_hi = 6.9313812256e-01f, ln2_lo = 9.0580006145e-06f;
   const float lg1 = 0.66666662693f, lg2 = 0.40000972152f, lg3 = 0.28498786688f,
               lg4 = 0.24279078841f;
@@ -425,15 +428,15 @@ inline float16 clsm_logf_normal16(float16 v) {
  * rest); double takes one lane of the vector built-in. GPU kernels keep the
  * scalar built-in, which is one lane's work there. */
 #ifdef ACC_IS_DOUBLE
-inline ACC clsm_log_cpu(ACC v) { return log((ACCV)(v)).s0; }
-inline ACCV clsm_log16_cpu(ACCV v) { return log(v); }
+static inline ACC clsm_log_cpu(ACC v) { return log((ACCV)(v)).s0; }
+static inline ACCV clsm_log16_cpu(ACCV v) { return log(v); }
 #else
-inline ACC clsm_log_cpu(ACC v) {
+static inline ACC clsm_log_cpu(ACC v) {
   return as_uint(v) - 0x00800000u < 0x7f000000u ? clsm_logf_normal(v) : log(v);
 }
 /* 16 values: lanes that are not positive normal finite floats (rows of
  * -inf, +inf or NaN only) take the vector built-in. */
-inline ACCV clsm_log16_cpu(ACCV v) {
+static inline ACCV clsm_log16_cpu(ACCV v) {
   const int16 normal = as_uint16(v) - 0x00800000u < 0x7f000000u;
   if (all(normal)) return clsm_logf_normal16(v);
   return select(log(v), clsm_logf_normal16(v), normal);
@@ -443,10 +446,10 @@ inline ACCV clsm_log16_cpu(ACCV v) {
 /* The running max of a pass: max(m, v), skipping a NaN v as fmax does (the
  * comparison is false), for an m that is never NaN (it starts at -inf).
  * One max instruction, where fmax's NaN handling takes four. */
-inline ACCV clsm_vmax16(ACCV m, ACCV v) { return v > m ? v : m; }
+static inline ACCV clsm_vmax16(ACCV m, ACCV v) { return v > m ? v : m; }
 
 /* Halving: 8, 4, 2, 1 lanes, each step one vector operation. */
-inline ACC clsm_hmax16(ACCV v) {
+static inline ACC clsm_hmax16(ACCV v) {
 #ifdef ACC_IS_DOUBLE
   double8 h8 = fmax(v.lo, v.hi);
   double4 h4 = fmax(h8.lo, h8.hi);
@@ -460,7 +463,7 @@ inline ACC clsm_hmax16(ACCV v) {
 }
 
 /* Pairwise: the 16 lanes are folded as a tree, not one long chain. */
-inline ACC clsm_hsum16(ACCV v) {
+static inline ACC clsm_hsum16(ACCV v) {
 #ifdef ACC_IS_DOUBLE
   double8 h8 = v.lo + v.hi;
   double4 h4 = h8.lo + h8.hi;
@@ -511,7 +514,7 @@ inline ACC clsm_hsum16(ACCV v) {
 #endif
 
 /* Max of n contiguous elements, 16-wide. */
-inline ACC clsm_row_max(__global const TX *xr, long n) {
+static inline ACC clsm_row_max(__global const TX *xr, long n) {
   ACCV mv = (ACCV)(-INFINITY);
   long c = 0;
   for (; c + 16 <= n; c += 16) mv = clsm_vmax16(mv, VLOADX(0, xr + c));
@@ -530,7 +533,7 @@ inline ACC clsm_row_max(__global const TX *xr, long n) {
  * more than `slack`, rescaling their sums, and returns the reference the
  * new exps are taken against (0 in a lane that has seen only -inf). With
  * slack 0 the reference is the running max. */
-inline ACCV clsm_move_ref(ACCV cm, ACCV *mv, ACCV *sv, ACC slack) {
+static inline ACCV clsm_move_ref(ACCV cm, ACCV *mv, ACCV *sv, ACC slack) {
   if (any(cm > *mv + slack)) {
     const ACCV nm = select(*mv, cm, cm > *mv + slack);
     *sv *= select(exp(*mv - nm), (ACCV)(1), *mv == nm);
@@ -538,9 +541,9 @@ inline ACCV clsm_move_ref(ACCV cm, ACCV *mv, ACCV *sv, ACC slack) {
   }
   return select(*mv, (ACCV)(0), *mv == (ACCV)(-INFINITY));
 }
-inline ACCV clsm_online_move(ACCV cm, ACCV *mv, ACCV *sv) { return clsm_move_ref(cm, mv, sv, 0); }
+static inline ACCV clsm_online_move(ACCV cm, ACCV *mv, ACCV *sv) { return clsm_move_ref(cm, mv, sv, 0); }
 
-inline void clsm_online_chunk(__global const TX *xr, __global TY *yr, int nv, ACCV *mv, ACCV *sv) {
+static inline void clsm_online_chunk(__global const TX *xr, __global TY *yr, int nv, ACCV *mv, ACCV *sv) {
   ACCV cm = *mv;
   for (int k = 0; k < nv; ++k) cm = clsm_vmax16(cm, VLOADX(k, xr));
   const ACCV ref = clsm_online_move(cm, mv, sv);
@@ -561,7 +564,7 @@ inline void clsm_online_chunk(__global const TX *xr, __global TY *yr, int nv, AC
  * a NaN makes s NaN, a +inf makes s NaN (exp(inf - inf)), an all -inf row
  * has m = -inf and s = 0, or NaN if a NaN is among its -inf (the caller
  * applies F_SAFE or makes that row NaN). */
-inline void clsm_row_online(__global const TX *xr, __global TY *yr, long n, ACC *m, ACC *s) {
+static inline void clsm_row_online(__global const TX *xr, __global TY *yr, long n, ACC *m, ACC *s) {
   ACCV mv = (ACCV)(-INFINITY), sv = (ACCV)(0);
   long c = 0;
   for (; c + 16 * ONLINE_CHUNK <= n; c += 16 * ONLINE_CHUNK)
@@ -591,14 +594,14 @@ inline void clsm_row_online(__global const TX *xr, __global TY *yr, long n, ACC 
 #define CLSM_INNER_VECTORS INNER_VECTORS_DEFAULT
 #endif
 #define NV_MAX CLSM_INNER_VECTORS
-inline int clsm_nv_at(uint flags, int shift) {
+static inline int clsm_nv_at(uint flags, int shift) {
   return clamp((int)((flags >> shift) & 0xffu), 1, NV_MAX);
 }
-inline int clsm_inner_nv(uint flags) { return clsm_nv_at(flags, F_NV_SHIFT); }
+static inline int clsm_inner_nv(uint flags) { return clsm_nv_at(flags, F_NV_SHIFT); }
 
 /* Work-item w's block of inner positions: outer index *o, first position
  * *i0, width ib; 0 when w is past the last block. */
-inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) {
+static inline int clsm_inner_block(long outer, long inner, long ib, long *o, long *i0) {
   long blocks = (inner + ib - 1) / ib;
   long w = get_global_id(0);
   if (w >= outer * blocks) return 0;

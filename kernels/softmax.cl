@@ -50,18 +50,18 @@
       ulong yoff, long yso, long ysc, long ysi, long outer, long C, long inner, uint flags
 
 /* The max a row's sum is taken against: 0 for a safe all -inf row. */
-inline ACC clsm_ref_max(ACC m, uint flags) {
+static inline ACC clsm_ref_max(ACC m, uint flags) {
   return ((flags & F_SAFE) && m == -INFINITY) ? (ACC)0 : m;
 }
 /* 1/s, or 0 for the safe all -inf row (s == 0). */
-inline ACC clsm_inv_sum(ACC s) { return s == 0 ? (ACC)0 : (ACC)1 / s; }
+static inline ACC clsm_inv_sum(ACC s) { return s == 0 ? (ACC)0 : (ACC)1 / s; }
 /* log(s), or 0 for the safe all -inf row, so that x - m - log s = -inf. */
-inline ACC clsm_log_sum(ACC s) { return s == 0 ? (ACC)0 : log(s); }
+static inline ACC clsm_log_sum(ACC s) { return s == 0 ? (ACC)0 : log(s); }
 /* The same for the CPU-family kernels (see clsm_log_cpu). */
-inline ACC clsm_log_sum_cpu(ACC s) { return s == 0 ? (ACC)0 : clsm_log_cpu(s); }
+static inline ACC clsm_log_sum_cpu(ACC s) { return s == 0 ? (ACC)0 : clsm_log_cpu(s); }
 
 /* One row, any strides: scalar passes (max, sum, write). */
-inline void clsm_row_strided(__global const TX *xr, long xsc, __global TY *yr, long ysc, long C,
+static inline void clsm_row_strided(__global const TX *xr, long xsc, __global TY *yr, long ysc, long C,
                              uint flags) {
   ACC m = -INFINITY;
   for (long c = 0; c < C; ++c) m = fmax(m, LOADX(xr, c * xsc));
@@ -125,7 +125,7 @@ __kernel void clsm_softmax_generic(__global const TX *x, ulong xoff, long xsc, _
  * 256), with each exp also written to y when `keep`: a block of a long row
  * or a chunk of a split row, mref its max (0 for a block of -inf, whose
  * elements then give 0, and a NaN among them NaN). */
-inline ACC clsm_exp_sum(__global const TX *xr, __global TY *yr, long n, ACC mref, int keep) {
+static inline ACC clsm_exp_sum(__global const TX *xr, __global TY *yr, long n, ACC mref, int keep) {
   const ACCV mm = (ACCV)(mref);
   ACCV tot = (ACCV)(0);
   ACC s = 0;
@@ -151,7 +151,7 @@ inline ACC clsm_exp_sum(__global const TX *xr, __global TY *yr, long n, ACC mref
 }
 
 /* y *= f over n contiguous elements (the kept exps of a block or chunk). */
-inline void clsm_scale_y(__global TY *yr, long n, ACC f) {
+static inline void clsm_scale_y(__global TY *yr, long n, ACC f) {
   long c = 0;
   for (; c + 16 <= n; c += 16) VSTOREY(VLOADY(0, yr + c) * f, 0, yr + c);
   for (; c < n; ++c) STOREY(yr, c, LOADY(yr, c) * f);
@@ -168,7 +168,7 @@ inline void clsm_scale_y(__global TY *yr, long n, ACC f) {
  * NaN among its -inf makes the sum NaN); an all -inf row then ends with exp(-inf - -inf) = NaN as the factor (0 with
  * F_SAFE, whose inverse sum is 0), NaN and +inf elements make S NaN. */
 #define ROW_BLOCKS 64
-inline void clsm_row_blocks(__global const TX *xr, __global TY *yr, long C, uint flags) {
+static inline void clsm_row_blocks(__global const TX *xr, __global TY *yr, long C, uint flags) {
   const long B = max(4096L, ((C + ROW_BLOCKS - 1) / ROW_BLOCKS + 255) / 256 * 256);
   ACC bmax[ROW_BLOCKS];
   ACC M = -INFINITY, S = 0;
@@ -301,7 +301,7 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
  * absolute error near 1e-6 instead of 1e-7). */
 #define LAZY_SLACK 16
 #define LOG_SLACK 1
-inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, long ysc, long C,
+static inline void clsm_inner_tile(__global const TX *xb, long xsc, __global TY *yb, long ysc, long C,
                             int nv, __local ACCV *t, uint flags) {
   __local ACCV *rec = t + C * nv;
   ACCV m[NV_MAX], s[NV_MAX];
@@ -495,7 +495,7 @@ __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) 
 
 /* Whether y holds exp(x - chunk max) between the split kernels (softmax
  * only: log_softmax's writing kernel reads x). */
-inline int clsm_split_keep(uint flags) {
+static inline int clsm_split_keep(uint flags) {
 #ifdef Y_HOLDS_ACC
   return (flags & (F_BLOCKS | F_LOG)) == F_BLOCKS;
 #else
