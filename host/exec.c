@@ -50,16 +50,13 @@ fail:
 
 void clsm__plan_notify(clsm_context *ctx, const clsm_plan *plan) {
   if (!ctx->plan_hook) return;
-  static const char *const dtypes[CLSM_PROGRAM_COUNT][2] = {
-      {"float32", "float32"}, {"float16", "float16"}, {"bfloat16", "bfloat16"},
-      {"float64", "float64"}, {"float16", "float32"}, {"bfloat16", "float32"}};
   char text[1024];
   clsm__plan_text(plan, text, sizeof text);
   clsm_plan_info info;
   memset(&info, 0, sizeof info);
   info.op = plan->op;
-  info.dtype_in = dtypes[plan->program][0];
-  info.dtype_out = dtypes[plan->program][1];
+  info.dtype_in = clsm_dtype_name(clsm__program_dtypes[plan->program][0]);
+  info.dtype_out = clsm_dtype_name(clsm__program_dtypes[plan->program][1]);
   info.stages = plan->nstages < CLSM_PLAN_MAX_STAGES ? plan->nstages : CLSM_PLAN_MAX_STAGES;
   for (int i = 0; i < info.stages; ++i) {
     const clsm_stage *s = &plan->stage[i];

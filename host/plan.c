@@ -32,6 +32,12 @@ const char *clsm__kernel_name(clsm_kernel_id id) {
   return id >= 0 && id < K_COUNT_ ? kernel_names[id] : "?";
 }
 
+const clsm_dtype clsm__program_dtypes[CLSM_PROGRAM_COUNT][2] = {
+    [P_F32] = {CLSM_FLOAT32, CLSM_FLOAT32},       [P_F16] = {CLSM_FLOAT16, CLSM_FLOAT16},
+    [P_BF16] = {CLSM_BFLOAT16, CLSM_BFLOAT16},    [P_F64] = {CLSM_FLOAT64, CLSM_FLOAT64},
+    [P_F16_F32] = {CLSM_FLOAT16, CLSM_FLOAT32},   [P_BF16_F32] = {CLSM_BFLOAT16, CLSM_FLOAT32},
+};
+
 const char *const clsm__forceable_kernels[K_BACKWARD + 1] = {"rows_cpu", "inner_cpu", "rows_wg",
                                                              "strided", "generic", NULL};
 
@@ -374,12 +380,12 @@ void clsm__plan_rowop(const clsm_caps *caps, const size_t *kernel_wg, const clsm
 /* ---- Descriptions. */
 
 void clsm__plan_text(const clsm_plan *plan, char *buf, size_t size) {
-  static const char *const dtypes[CLSM_PROGRAM_COUNT] = {
-      "float32", "float16", "bfloat16", "float64", "float16->float32", "bfloat16->float32"};
-  size_t n = (size_t)snprintf(buf, size, "%s %s:", plan->op ? plan->op : "?",
-                              plan->program >= 0 && plan->program < CLSM_PROGRAM_COUNT
-                                  ? dtypes[plan->program]
-                                  : "?");
+  const int known = plan->program >= 0 && plan->program < CLSM_PROGRAM_COUNT;
+  const clsm_dtype in = known ? clsm__program_dtypes[plan->program][0] : CLSM_FLOAT32;
+  const clsm_dtype out = known ? clsm__program_dtypes[plan->program][1] : CLSM_FLOAT32;
+  size_t n = (size_t)snprintf(buf, size, "%s %s%s%s:", plan->op ? plan->op : "?",
+                              known ? clsm_dtype_name(in) : "?", in != out ? "->" : "",
+                              in != out ? clsm_dtype_name(out) : "");
   if (plan->empty && n < size) n += (size_t)snprintf(buf + n, size - n, " empty (a marker)");
   for (int i = 0; i < plan->nstages && n < size; ++i) {
     const clsm_stage *s = &plan->stage[i];

@@ -33,6 +33,9 @@ typedef enum clsm_program_id {
   CLSM_PROGRAM_COUNT
 } clsm_program_id;
 
+/* Each program's (input, output) storage dtypes. */
+extern const clsm_dtype clsm__program_dtypes[CLSM_PROGRAM_COUNT][2];
+
 /* What the planner knows of a device: queried once per context, the
  * tuning variables applied (docs/design.md lists them). */
 typedef struct clsm_caps {

@@ -16,22 +16,17 @@ static const char *const group_files[CLSM_GROUP_COUNT][4] = {
 };
 #define MAX_FILES 4
 
-/* Per-program build options: the input and output storage dtypes. */
-static const struct {
-  clsm_dtype in, out;
-  const char *options;
-} programs[CLSM_PROGRAM_COUNT] = {
-    [P_F32] = {CLSM_FLOAT32, CLSM_FLOAT32, "-DCLSM_X_F32 -DCLSM_Y_F32"},
-    [P_F16] = {CLSM_FLOAT16, CLSM_FLOAT16, "-DCLSM_X_F16 -DCLSM_Y_F16"},
-    [P_BF16] = {CLSM_BFLOAT16, CLSM_BFLOAT16, "-DCLSM_X_BF16 -DCLSM_Y_BF16"},
-    [P_F64] = {CLSM_FLOAT64, CLSM_FLOAT64, "-DCLSM_X_F64 -DCLSM_Y_F64"},
-    [P_F16_F32] = {CLSM_FLOAT16, CLSM_FLOAT32, "-DCLSM_X_F16 -DCLSM_Y_F32"},
-    [P_BF16_F32] = {CLSM_BFLOAT16, CLSM_FLOAT32, "-DCLSM_X_BF16 -DCLSM_Y_F32"},
+/* Per-program build options: the input and output storage dtypes
+ * (clsm__program_dtypes, plan.c). */
+static const char *const program_options[CLSM_PROGRAM_COUNT] = {
+    [P_F32] = "-DCLSM_X_F32 -DCLSM_Y_F32",     [P_F16] = "-DCLSM_X_F16 -DCLSM_Y_F16",
+    [P_BF16] = "-DCLSM_X_BF16 -DCLSM_Y_BF16",  [P_F64] = "-DCLSM_X_F64 -DCLSM_Y_F64",
+    [P_F16_F32] = "-DCLSM_X_F16 -DCLSM_Y_F32", [P_BF16_F32] = "-DCLSM_X_BF16 -DCLSM_Y_F32",
 };
 
 int clsm__program_for(clsm_dtype in, clsm_dtype out) {
   for (int p = 0; p < CLSM_PROGRAM_COUNT; ++p)
-    if (programs[p].in == in && programs[p].out == out) return p;
+    if (clsm__program_dtypes[p][0] == in && clsm__program_dtypes[p][1] == out) return p;
   return -1;
 }
 
@@ -114,7 +109,7 @@ static clsm_status build_program(clsm_context *ctx, int program, int group) {
   char options[512];
   /* CPU devices store 16-wide vectors through packed structs (common.cl). */
   snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DCLSM_INNER_VECTORS=%d%s%s",
-           programs[program].options, ctx->caps.inner_vectors,
+           program_options[program], ctx->caps.inner_vectors,
            ctx->packed_stores ? " -DCLSM_PACKED_STORES" : "",
            ctx->cpu_builtins ? " -DCLSM_CPU_BUILTINS" : "");
   err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
