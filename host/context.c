@@ -424,6 +424,7 @@ void clsm_context_destroy(clsm_context *ctx) {
   clsm__programs_release(ctx);
   clsm__calls_release(ctx);
   if (ctx->scratch) clReleaseMemObject(ctx->scratch);
+  if (ctx->alibi) clReleaseMemObject(ctx->alibi);
   if (ctx->queue) clReleaseCommandQueue(ctx->queue);
   if (ctx->cl_ctx) clReleaseContext(ctx->cl_ctx);
   free(ctx->build_log);

@@ -48,14 +48,91 @@ static clsm_status host_buffer(clsm_context *ctx, size_t bytes, const void *init
 
 typedef enum { OP_SOFTMAX, OP_LOG_SOFTMAX, OP_SOFTMAX_BWD, OP_LOG_SOFTMAX_BWD } host_kind;
 
+/* The attention extras of a host op (host_op with `ao`): the arrays'
+ * device buffers and tensors, filled in place of opt's tensors in `o`. */
+enum { HA_MASK, HA_SLOPES, HA_SINKS, HA_LSE, HA_DSINKS, HA_COUNT };
+typedef struct host_attn {
+  cl_mem b[HA_COUNT];
+  size_t bytes[HA_COUNT];
+  clsm_tensor t[HA_COUNT];
+  clsm_attn_options o;
+} host_attn;
+
+static clsm_status host_attn_prepare(clsm_context *ctx, const clsm_attn_options *ao,
+                                     const clsm_attn_arrays *ar, int backward, clsm_dtype dtype,
+                                     int rank, const int64_t *shape, int dim, host_attn *h) {
+  if (ao->mask || ao->alibi_slopes || ao->sinks || ao->lse || ao->dsinks)
+    return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT,
+                       "host attention softmax: opt's tensors must be NULL (pass host arrays)");
+  h->o = *ao;
+  if (!ar) return CLSM_SUCCESS;
+  /* H and the rows as the device call finds them; a dim or head_dim it
+   * refuses gives any H here (the call then fails before using them). */
+  const int r = rank ? rank : 1;
+  const int d = dim < 0 ? dim + r : dim;
+  int qa, hd;
+  int64_t H = 1, rows = 1;
+  if (d >= 0 && d < r && clsm__attn_axes(rank, d, ao->head_dim, &qa, &hd) && hd >= 0 && rank)
+    H = shape[hd];
+  for (int k = 0; k < rank; ++k)
+    if (k != d) rows *= shape[k];
+  const size_t acc = dtype == CLSM_FLOAT64 ? 8 : 4;
+  int64_t mn = 1;
+  if (ar->mask) {
+    if (ar->mask_rank < 0 || ar->mask_rank > CLSM_MAX_RANK)
+      return fail_locked(ctx, CLSM_ERR_INVALID_RANK, "mask rank %d is outside 0..8", ar->mask_rank);
+    if (ar->mask_rank > 0 && !ar->mask_shape)
+      return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "mask_shape is NULL");
+    if (!clsm_dtype_size(ar->mask_dtype))
+      return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT, "mask_dtype: unknown dtype %d", (int)ar->mask_dtype);
+    for (int k = 0; k < ar->mask_rank; ++k) {
+      if (ar->mask_shape[k] < 0) return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT, "a mask_shape entry is negative");
+      if (__builtin_mul_overflow(mn, ar->mask_shape[k], &mn) || (uint64_t)mn > SIZE_MAX / 8)
+        return fail_locked(ctx, CLSM_ERR_TOO_LARGE, "mask bytes overflow size_t");
+    }
+  }
+  if (ar->sinks && !clsm_dtype_size(ar->sinks_dtype))
+    return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT, "sinks_dtype: unknown dtype %d", (int)ar->sinks_dtype);
+  const void *src[HA_COUNT] = {ar->mask, ar->alibi_slopes, ar->sinks, NULL, NULL};
+  const int used[HA_COUNT] = {!backward && ar->mask, !backward && ar->alibi_slopes,
+                             !backward && ar->sinks, !backward && ar->lse, backward && ar->dsinks};
+  h->bytes[HA_MASK] = (size_t)mn * clsm_dtype_size(ar->mask_dtype);
+  h->bytes[HA_SLOPES] = (size_t)H * 4;
+  h->bytes[HA_SINKS] = (size_t)H * clsm_dtype_size(ar->sinks_dtype);
+  h->bytes[HA_LSE] = (size_t)rows * acc;
+  h->bytes[HA_DSINKS] = (size_t)H * acc;
+  int64_t lshape[CLSM_MAX_RANK], hshape[1] = {H};
+  for (int k = 0, j = 0; k < rank; ++k)
+    if (k != d) lshape[j++] = shape[k];
+  const clsm_dtype accd = dtype == CLSM_FLOAT64 ? CLSM_FLOAT64 : CLSM_FLOAT32;
+  for (int i = 0; i < HA_COUNT; ++i) {
+    if (!used[i]) continue;
+    clsm_status st = host_buffer(ctx, h->bytes[i], src[i], &h->b[i]);
+    if (st != CLSM_SUCCESS) return st;
+  }
+  h->t[HA_MASK] = clsm_tensor_contiguous(h->b[HA_MASK], 0, ar->mask_dtype, ar->mask_rank, ar->mask_shape);
+  h->t[HA_SLOPES] = clsm_tensor_contiguous(h->b[HA_SLOPES], 0, CLSM_FLOAT32, 1, hshape);
+  h->t[HA_SINKS] = clsm_tensor_contiguous(h->b[HA_SINKS], 0, ar->sinks_dtype, 1, hshape);
+  h->t[HA_LSE] = clsm_tensor_contiguous(h->b[HA_LSE], 0, accd, rank ? rank - 1 : 0, lshape);
+  h->t[HA_DSINKS] = clsm_tensor_contiguous(h->b[HA_DSINKS], 0, accd, 1, hshape);
+  const clsm_tensor **slot[HA_COUNT] = {&h->o.mask, &h->o.alibi_slopes, &h->o.sinks, &h->o.lse, &h->o.dsinks};
+  for (int i = 0; i < HA_COUNT; ++i)
+    if (used[i]) *slot[i] = &h->t[i];
+  return CLSM_SUCCESS;
+}
+
 /* Runs one op on device copies of `nin` input arrays; the output goes to
- * `out`. Inputs are copied into their own buffers, so out may alias any. */
+ * `out`. Inputs are copied into their own buffers, so out may alias any.
+ * With `ao`, the attention entry point, its arrays in `ar`. */
 static clsm_status host_op(clsm_context *ctx, host_kind kind, clsm_dtype dtype, int rank,
                            const int64_t *shape, int dim, unsigned flags, const void *const *in,
-                           int nin, void *out) {
+                           int nin, void *out, const clsm_attn_options *ao,
+                           const clsm_attn_arrays *ar) {
   if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
   clsm_status st = CLSM_SUCCESS;
   cl_mem bufs[3] = {NULL, NULL, NULL};
+  host_attn h;
+  memset(&h, 0, sizeof h);
   if (rank < 0 || rank > CLSM_MAX_RANK)
     return fail_locked(ctx, CLSM_ERR_INVALID_RANK, "rank %d is outside 0..8", rank);
   if (rank > 0 && !shape) return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "shape is NULL");
@@ -78,13 +155,21 @@ static clsm_status host_op(clsm_context *ctx, host_kind kind, clsm_dtype dtype, 
   }
   if (bytes > ctx->max_alloc)
     return fail_locked(ctx, CLSM_ERR_TOO_LARGE, "tensor is larger than the device's largest allocation");
+  if (ao && (st = host_attn_prepare(ctx, ao, ar, kind >= OP_SOFTMAX_BWD, dtype, rank, shape, dim, &h)) != CLSM_SUCCESS)
+    goto out;
 
   clsm_tensor t[3];
   for (int i = 0; i <= nin; ++i) {
     if ((st = host_buffer(ctx, bytes, i < nin ? in[i] : NULL, &bufs[i])) != CLSM_SUCCESS) goto out;
     t[i] = clsm_tensor_contiguous(bufs[i], 0, dtype, rank, shape);
   }
-  switch (kind) {
+  const int log = kind == OP_LOG_SOFTMAX || kind == OP_LOG_SOFTMAX_BWD;
+  if (ao && nin == 1)
+    st = (log ? clsm_log_softmax_ex : clsm_softmax_ex)(ctx, &t[0], &t[1], dim, &h.o, 0, NULL, NULL);
+  else if (ao)
+    st = (log ? clsm_log_softmax_backward_ex : clsm_softmax_backward_ex)(ctx, &t[0], &t[1], &t[2], dim,
+                                                                         &h.o, 0, NULL, NULL);
+  else switch (kind) {
   case OP_SOFTMAX: st = clsm_softmax(ctx, &t[0], &t[1], dim, flags, 0, NULL, NULL); break;
   case OP_LOG_SOFTMAX: st = clsm_log_softmax(ctx, &t[0], &t[1], dim, flags, 0, NULL, NULL); break;
   case OP_SOFTMAX_BWD:
@@ -99,38 +184,87 @@ static clsm_status host_op(clsm_context *ctx, host_kind kind, clsm_dtype dtype, 
     cl_int err = clEnqueueReadBuffer(ctx->queue, bufs[nin], CL_TRUE, 0, bytes, out, 0, NULL, NULL);
     if (err != CL_SUCCESS) st = cl_failed(ctx, err, "clEnqueueReadBuffer", __LINE__);
   }
+  void *extra[HA_COUNT] = {NULL, NULL, NULL, ar ? ar->lse : NULL, ar ? ar->dsinks : NULL};
+  for (int i = HA_LSE; st == CLSM_SUCCESS && i < HA_COUNT; ++i) {
+    if (!h.b[i] || !h.bytes[i]) continue;
+    cl_int err = clEnqueueReadBuffer(ctx->queue, h.b[i], CL_TRUE, 0, h.bytes[i], extra[i], 0, NULL, NULL);
+    if (err != CL_SUCCESS) st = cl_failed(ctx, err, "clEnqueueReadBuffer", __LINE__);
+  }
 out:
   if (st != CLSM_SUCCESS) clFinish(ctx->queue); /* no pending write may use a buffer freed below */
   for (int i = 0; i < 3; ++i)
     if (bufs[i]) clReleaseMemObject(bufs[i]);
+  for (int i = 0; i < HA_COUNT; ++i)
+    if (h.b[i]) clReleaseMemObject(h.b[i]);
   return st;
 }
 
 clsm_status clsm_softmax_host(clsm_context *ctx, clsm_dtype dtype, int rank, const int64_t *shape,
                               int dim, unsigned flags, const void *x, void *y) {
   const void *in[1] = {x};
-  return host_op(ctx, OP_SOFTMAX, dtype, rank, shape, dim, flags, in, 1, y);
+  return host_op(ctx, OP_SOFTMAX, dtype, rank, shape, dim, flags, in, 1, y, NULL, NULL);
 }
 
 clsm_status clsm_log_softmax_host(clsm_context *ctx, clsm_dtype dtype, int rank,
                                   const int64_t *shape, int dim, unsigned flags, const void *x,
                                   void *y) {
   const void *in[1] = {x};
-  return host_op(ctx, OP_LOG_SOFTMAX, dtype, rank, shape, dim, flags, in, 1, y);
+  return host_op(ctx, OP_LOG_SOFTMAX, dtype, rank, shape, dim, flags, in, 1, y, NULL, NULL);
 }
 
 clsm_status clsm_softmax_backward_host(clsm_context *ctx, clsm_dtype dtype, int rank,
                                        const int64_t *shape, int dim, unsigned flags,
                                        const void *y, const void *dy, void *dx) {
   const void *in[2] = {y, dy};
-  return host_op(ctx, OP_SOFTMAX_BWD, dtype, rank, shape, dim, flags, in, 2, dx);
+  return host_op(ctx, OP_SOFTMAX_BWD, dtype, rank, shape, dim, flags, in, 2, dx, NULL, NULL);
 }
 
 clsm_status clsm_log_softmax_backward_host(clsm_context *ctx, clsm_dtype dtype, int rank,
                                            const int64_t *shape, int dim, unsigned flags,
                                            const void *y, const void *dy, void *dx) {
   const void *in[2] = {y, dy};
-  return host_op(ctx, OP_LOG_SOFTMAX_BWD, dtype, rank, shape, dim, flags, in, 2, dx);
+  return host_op(ctx, OP_LOG_SOFTMAX_BWD, dtype, rank, shape, dim, flags, in, 2, dx, NULL, NULL);
+}
+
+static clsm_status host_attn_op(clsm_context *ctx, host_kind kind, clsm_dtype dtype, int rank,
+                                const int64_t *shape, int dim, const clsm_attn_options *opt,
+                                const clsm_attn_arrays *arrays, const void *const *in, int nin,
+                                void *out) {
+  if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
+  if (!opt) return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "opt is NULL");
+  return host_op(ctx, kind, dtype, rank, shape, dim, 0, in, nin, out, opt, arrays);
+}
+
+clsm_status clsm_softmax_ex_host(clsm_context *ctx, clsm_dtype dtype, int rank, const int64_t *shape,
+                                 int dim, const clsm_attn_options *opt,
+                                 const clsm_attn_arrays *arrays, const void *x, void *y) {
+  const void *in[1] = {x};
+  return host_attn_op(ctx, OP_SOFTMAX, dtype, rank, shape, dim, opt, arrays, in, 1, y);
+}
+
+clsm_status clsm_log_softmax_ex_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                     const int64_t *shape, int dim, const clsm_attn_options *opt,
+                                     const clsm_attn_arrays *arrays, const void *x, void *y) {
+  const void *in[1] = {x};
+  return host_attn_op(ctx, OP_LOG_SOFTMAX, dtype, rank, shape, dim, opt, arrays, in, 1, y);
+}
+
+clsm_status clsm_softmax_backward_ex_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                          const int64_t *shape, int dim,
+                                          const clsm_attn_options *opt,
+                                          const clsm_attn_arrays *arrays, const void *y,
+                                          const void *dy, void *dx) {
+  const void *in[2] = {y, dy};
+  return host_attn_op(ctx, OP_SOFTMAX_BWD, dtype, rank, shape, dim, opt, arrays, in, 2, dx);
+}
+
+clsm_status clsm_log_softmax_backward_ex_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                              const int64_t *shape, int dim,
+                                              const clsm_attn_options *opt,
+                                              const clsm_attn_arrays *arrays, const void *y,
+                                              const void *dy, void *dx) {
+  const void *in[2] = {y, dy};
+  return host_attn_op(ctx, OP_LOG_SOFTMAX_BWD, dtype, rank, shape, dim, opt, arrays, in, 2, dx);
 }
 
 /* Cross-entropy on host arrays: every array gets a device buffer (the loss,

@@ -41,6 +41,9 @@ struct clsm_context {
   clsm_check *spare;    /* records of passed calls, their flag buffers still zero */
   int spare_count;
   unsigned long long call_seq; /* calls with a deferred check, numbered from 1 */
+  cl_mem alibi;         /* ALiBi slopes from alibi_bias for alibi_heads heads (attention.c) */
+  double alibi_bias;
+  int64_t alibi_heads;
   cl_mem scratch;       /* per-call partials: cross-entropy's, split rows' (grown as needed) */
   size_t scratch_bytes;
 
@@ -172,6 +175,17 @@ void clsm__plan_notify(clsm_context *ctx, const clsm_plan *plan);
  * `allowed_out` for that input), builds the views, and enqueues it. Lock held. */
 clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num_wait,
                          const cl_event *wait, cl_event *event);
+
+/* The checks of clsm__row_op alone: tensors, dtypes, dim (normalised into
+ * *dim_out), buffers, wait list, overlaps, views; *program_out gets the
+ * dtype pair's program. Lock held. */
+clsm_status clsm__row_check(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num_wait,
+                            const cl_event *wait, int *dim_out, int *program_out);
+
+/* Attention softmax's query axis (*qa, -1 when dim is 0) and head axis
+ * (*hd, -1 for none) for a normalised dim and the options' head_dim; 0
+ * when head_dim is outside the rank or is dim. */
+int clsm__attn_axes(int rank, int dim, int head_dim, int *qa, int *hd);
 
 /* Reads an integer environment override; returns `dflt` when unset or invalid. */
 #ifdef CLSM_TESTING

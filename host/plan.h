@@ -21,9 +21,11 @@ typedef enum clsm_kernel_id {
   K_COUNT_
 } clsm_kernel_id;
 
-/* Programs by kernel group: row operations, and cross-entropy. */
-enum { G_ROW = 0, G_CE = 1, CLSM_GROUP_COUNT = 2 };
-#define CLSM_KERNEL_GROUP(id) ((id) >= K_CE_PREP ? G_CE : G_ROW)
+/* Programs by kernel group: row operations, cross-entropy, and attention
+ * softmax (built only when an attention call needs it). */
+enum { G_ROW = 0, G_CE = 1, G_ATTN = 2, CLSM_GROUP_COUNT = 3 };
+#define CLSM_KERNEL_GROUP(id) \
+  ((id) >= K_ATTN_ROWS_CPU ? G_ATTN : (id) >= K_CE_PREP ? G_CE : G_ROW)
 /* "clsm_softmax_rows_cpu" for K_ROWS_CPU. */
 const char *clsm__kernel_name(clsm_kernel_id id);
 
@@ -98,6 +100,17 @@ typedef struct clsm_ce_call {
   int64_t P, C, outer, inner;
 } clsm_ce_call;
 
+/* An attention-softmax call, checked (attention.c): its buffers and the
+ * kernel parameters, complete but for what the planner adds (A_KEEP, the
+ * lanes of a row). */
+typedef struct clsm_attn_call {
+  int backward, program;
+  clsm_dtype out_dtype;  /* y (forward) or dx (backward) */
+  cl_mem mem[3];         /* forward: x, y; backward: y, dy, dx */
+  cl_mem mask, slopes, sinks, lse, dsinks;
+  clsm_attn_params p;
+} clsm_attn_call;
+
 /* A kernel argument: a caller's buffer, the context's scratch buffer, the
  * call's deferred-error flag, a value (bytes in the plan's data) or local
  * memory of `size` bytes. */
@@ -138,6 +151,10 @@ void clsm__plan_rowop(const clsm_caps *caps, const size_t *kernel_wg, const clsm
 /* Plans a cross-entropy call (forward, fused gradient, or backward). */
 void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce_call *c,
                    clsm_plan *plan);
+
+/* Plans an attention-softmax call (forward or backward; plan_attn.c). */
+void clsm__plan_attn(const clsm_caps *caps, const size_t *kernel_wg, const clsm_attn_call *c,
+                     clsm_plan *plan);
 
 /* Building blocks of the plans (plan.c). */
 clsm_stage *clsm__plan_stage(clsm_plan *plan, clsm_kernel_id k, size_t global, size_t local);

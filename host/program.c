@@ -13,6 +13,7 @@
 static const char *const group_files[CLSM_GROUP_COUNT][4] = {
     [G_ROW] = {"abi.h", "common.cl", "softmax.cl", "backward.cl"},
     [G_CE] = {"abi.h", "common.cl", "ce.cl", NULL},
+    [G_ATTN] = {"abi.h", "common.cl", "attn.cl", NULL},
 };
 #define MAX_FILES 4
 

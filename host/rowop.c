@@ -21,8 +21,8 @@ static void generic_dims(clsm_rowop *op, int dim) {
   for (int i = 0; i < op->n; ++i) op->gsc[i] = t0->rank ? op->t[i]->strides[dim] : 0;
 }
 
-clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num_wait,
-                         const cl_event *wait, cl_event *event) {
+clsm_status clsm__row_check(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num_wait,
+                            const cl_event *wait, int *dim_out, int *program_out) {
   static const char *const fwd_names[] = {"x", "y"}, *const bwd_names[] = {"y", "dy", "dx"};
   const char *const *names = op->backward ? bwd_names : fwd_names;
   const int last = op->n - 1;
@@ -63,7 +63,17 @@ clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num
   op->C = op->t[0]->rank ? op->t[0]->shape[d] : 1;
   const int64_t numel = clsm__numel(op->t[0]);
   op->rows = op->C ? numel / op->C : 0;
-  if (numel > 0 && (st = clsm__program(ctx, program, G_ROW)) != CLSM_SUCCESS) return st;
+  *dim_out = d;
+  *program_out = program;
+  return CLSM_SUCCESS;
+}
+
+clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num_wait,
+                         const cl_event *wait, cl_event *event) {
+  int d, program;
+  clsm_status st = clsm__row_check(ctx, op, dim, num_wait, wait, &d, &program);
+  if (st != CLSM_SUCCESS) return st;
+  if (op->rows > 0 && (st = clsm__program(ctx, program, G_ROW)) != CLSM_SUCCESS) return st;
   clsm_plan plan;
   clsm__plan_rowop(&ctx->caps, ctx->kernel_wg[program], op, program, &plan);
   return clsm__run_plan(ctx, &plan, NULL, num_wait, wait, event);

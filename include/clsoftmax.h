@@ -360,6 +360,102 @@ CLSM_API clsm_status clsm_log_softmax_backward(clsm_context *ctx, const clsm_ten
                                                int dim, unsigned flags, cl_uint num_wait,
                                                const cl_event *wait, cl_event *event);
 
+/* ------------------------------------------------------ attention softmax */
+
+/* Extension: softmax and log-softmax of attention scores, the terms fused
+ * into the row pass (nothing is materialised, x is not copied). Along `dim`
+ * (the key axis j), with i the index along the axis before it (the query
+ * axis) and h the index along `head_dim`, computed in float (double for
+ * float64), each operation rounded on its own, in this order:
+ *   z = scale * x;
+ *   z = z + mask             (an additive float32 / float16 / bfloat16 mask), or
+ *   z = mask ? z : -inf      (a uint8 boolean mask: 0 masks out, PyTorch SDPA's
+ *                             attn_mask convention);
+ *   z = z - slope_h * |i + offset - j|          (ALiBi);
+ *   causal: z = -inf where j > i + offset (offset 0 is SDPA's is_causal;
+ *           Lk - Lq aligns the diagonal bottom-right, as a KV cache needs);
+ * then y = softmax(z) (log_softmax(z)) with an optional sink s_h in the
+ * normaliser only: m = max(max_j z_j, s_h),
+ *   y_j = exp(z_j - m) / (sum_k exp(z_k - m) + exp(s_h - m)).
+ * Special rows: NaN or +inf in z make the row NaN; a row with every z -inf
+ * and no sink is NaN, or 0 (log: -inf) with CLSM_SAFE; with a finite sink
+ * it is 0 (-inf) and its lse is s_h. Masked entries are exactly 0 (-inf).
+ * The mask broadcasts to x's shape by NumPy's rules (aligned on the right,
+ * each dim equal or 1). ALiBi slopes are given, or from max_bias as ggml
+ * and the ALiBi paper compute them: n = 2^floor(log2 H), m0 = 2^(-max_bias/n),
+ * m1 = 2^(-max_bias/(2n)), slope_h = m0^(h+1) for h < n, else
+ * m1^(2(h-n)+1), in double, rounded to float32. Causal and ALiBi need a
+ * query axis (dim >= 1). Start from CLSM_ATTN_OPTIONS_INIT: a zeroed struct
+ * is refused. Tensors named here are borrowed for the call only. */
+typedef struct clsm_attn_options {
+  unsigned version;               /* CLSM_ATTN_OPTIONS_VERSION */
+  unsigned flags;                 /* 0 or CLSM_SAFE */
+  double scale;                   /* finite; default 1 (a temperature T is 1/T) */
+  const clsm_tensor *mask;        /* NULL, or float32 / float16 / bfloat16 / uint8, broadcast to x */
+  int causal;                     /* 0 or 1 */
+  int64_t offset;                 /* causal and ALiBi: query i's diagonal key is i + offset */
+  double alibi_max_bias;          /* > 0: ALiBi with slopes from max_bias; 0: off */
+  const clsm_tensor *alibi_slopes; /* NULL, or (H) float32 slopes (not with max_bias) */
+  const clsm_tensor *sinks;       /* NULL, or (H) float32 or x's dtype: one sink logit a head */
+  int head_dim;                   /* the head axis (negative counts from the end), or
+                                     CLSM_HEAD_DIM_AUTO: the axis before the query axis, and
+                                     H = 1 when there is none */
+  const clsm_tensor *lse;         /* forward: NULL, or x's shape without dim, float32 (float64
+                                     for float64 x): each row's m + log(sum) (-inf for a row with
+                                     no finite z and no sink, NaN for a NaN row) */
+  const clsm_tensor *dsinks;      /* backward: NULL, or (H), float32 (float64 for float64):
+                                     d loss / d sinks, written (not accumulated) */
+} clsm_attn_options;
+
+#define CLSM_ATTN_OPTIONS_VERSION 1u
+#define CLSM_HEAD_DIM_AUTO 1000
+#define CLSM_ATTN_OPTIONS_INIT \
+  {CLSM_ATTN_OPTIONS_VERSION, 0u, 1.0, NULL, 0, 0, 0.0, NULL, NULL, CLSM_HEAD_DIM_AUTO, NULL, NULL}
+
+/* The defaults, as a value (same as CLSM_ATTN_OPTIONS_INIT). */
+CLSM_API clsm_attn_options clsm_attn_options_default(void);
+
+/* Attention softmax of x into y (same shape; dtypes, strides, in place,
+ * events and errors as clsm_softmax). opt may not be NULL; all defaults
+ * compute exactly clsm_softmax. Errors besides clsm_softmax's:
+ * CLSM_ERR_INVALID_ARGUMENT (options uninitialised, an unknown flag, a
+ * scale that is not finite, a negative or non-finite max_bias, max_bias
+ * and slopes both, causal not 0 or 1, dsinks given), CLSM_ERR_INVALID_DIM
+ * (head_dim outside the rank or equal to dim), CLSM_ERR_SHAPE_MISMATCH (a
+ * mask that does not broadcast to x, slopes or sinks that are not (H), an
+ * lse that is not x's shape without dim, causal or ALiBi without a query
+ * axis), CLSM_ERR_UNSUPPORTED_DTYPE (a mask, slopes, sinks or lse dtype),
+ * CLSM_ERR_OVERLAP (y or lse over another tensor of the call). */
+CLSM_API clsm_status clsm_softmax_ex(clsm_context *ctx, const clsm_tensor *x,
+                                     const clsm_tensor *y, int dim,
+                                     const clsm_attn_options *opt, cl_uint num_wait,
+                                     const cl_event *wait, cl_event *event);
+CLSM_API clsm_status clsm_log_softmax_ex(clsm_context *ctx, const clsm_tensor *x,
+                                         const clsm_tensor *y, int dim,
+                                         const clsm_attn_options *opt, cl_uint num_wait,
+                                         const cl_event *wait, cl_event *event);
+
+/* Their gradients with respect to x from y (the forward's output, which
+ * carries the masks) and dy: softmax dx = scale * y (dy - sum_j dy_j y_j),
+ * log-softmax dx = scale * (dy - exp(y) sum_j dy_j). Masked entries (y = 0
+ * for softmax, -inf for log-softmax) take no part: their dx is 0 and their
+ * dy is not summed. With opt->dsinks, d loss / d s_h =
+ *   -sum over the rows of head h of (1 - sum_j p_j) * (sum_j dy_j y_j),
+ * p = y (softmax), or (1 - sum_j exp(y_j)) * sum_j dy_j (log-softmax).
+ * The backward reads scale, flags, head_dim and dsinks; mask, causal,
+ * offset, ALiBi, sinks and lse are ignored, so that one options struct
+ * serves both directions. Otherwise as clsm_softmax_backward. */
+CLSM_API clsm_status clsm_softmax_backward_ex(clsm_context *ctx, const clsm_tensor *y,
+                                              const clsm_tensor *dy, const clsm_tensor *dx,
+                                              int dim, const clsm_attn_options *opt,
+                                              cl_uint num_wait, const cl_event *wait,
+                                              cl_event *event);
+CLSM_API clsm_status clsm_log_softmax_backward_ex(clsm_context *ctx, const clsm_tensor *y,
+                                                  const clsm_tensor *dy, const clsm_tensor *dx,
+                                                  int dim, const clsm_attn_options *opt,
+                                                  cl_uint num_wait, const cl_event *wait,
+                                                  cl_event *event);
+
 /* ---------------------------------------------------------- cross-entropy */
 
 typedef enum clsm_reduction {
@@ -463,6 +559,46 @@ CLSM_API clsm_status clsm_log_softmax_backward_host(clsm_context *ctx, clsm_dtyp
                                                     int rank, const int64_t *shape, int dim,
                                                     unsigned flags, const void *y,
                                                     const void *dy, void *dx);
+
+/* The host arrays of the attention entry points, each NULL when unused:
+ * a C-order mask of mask_dtype and mask_shape (mask_rank dims), H float32
+ * slopes, H sinks of sinks_dtype (float32 or x's dtype), and the outputs
+ * lse (one float, or double for float64, per row, C order) and dsinks (H
+ * of the same). */
+typedef struct clsm_attn_arrays {
+  const void *mask;
+  clsm_dtype mask_dtype;
+  int mask_rank;
+  const int64_t *mask_shape;
+  const float *alibi_slopes;
+  const void *sinks;
+  clsm_dtype sinks_dtype;
+  void *lse;
+  void *dsinks;
+} clsm_attn_arrays;
+
+/* Attention softmax on host arrays: as clsm_softmax_host, with `opt`'s
+ * tensors all NULL (the arrays take their place; `arrays` may be NULL).
+ * On any error no output is written. Blocking. */
+CLSM_API clsm_status clsm_softmax_ex_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                          const int64_t *shape, int dim,
+                                          const clsm_attn_options *opt,
+                                          const clsm_attn_arrays *arrays, const void *x, void *y);
+CLSM_API clsm_status clsm_log_softmax_ex_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                              const int64_t *shape, int dim,
+                                              const clsm_attn_options *opt,
+                                              const clsm_attn_arrays *arrays, const void *x,
+                                              void *y);
+CLSM_API clsm_status clsm_softmax_backward_ex_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                                   const int64_t *shape, int dim,
+                                                   const clsm_attn_options *opt,
+                                                   const clsm_attn_arrays *arrays, const void *y,
+                                                   const void *dy, void *dx);
+CLSM_API clsm_status clsm_log_softmax_backward_ex_host(clsm_context *ctx, clsm_dtype dtype,
+                                                       int rank, const int64_t *shape, int dim,
+                                                       const clsm_attn_options *opt,
+                                                       const clsm_attn_arrays *arrays,
+                                                       const void *y, const void *dy, void *dx);
 
 /* Cross-entropy on host arrays: logits of `dtype` and `shape` (rank 1..8),
  * target of `target_dtype` (an index dtype with the target shape, or `dtype`

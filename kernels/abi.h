@@ -35,7 +35,12 @@
   X(CE_ROWS_LONG_CPU, ce_rows_long_cpu) /* rows_cpu reading long rows once for (max, sum) */ \
   X(CE_ROWS16_CPU, ce_rows16_cpu)       /* rows_cpu with CE_ROWS short rows a work-item */   \
   X(CE_SPLIT_PARTIALS, ce_split_partials) /* few long rows split: partial (max, sum) */      \
-  X(CE_SPLIT_ROWS, ce_split_rows) /* ... merged; each work-item's gradient chunk */
+  X(CE_SPLIT_ROWS, ce_split_rows) /* ... merged; each work-item's gradient chunk */       \
+  X(ATTN_ROWS_CPU, attn_rows_cpu) /* attention softmax, CPU family: a work-item a row */    \
+  X(ATTN_ROWS_WG, attn_rows_wg)   /* attention softmax, GPU family: work-group rows */      \
+  X(ATTN_BWD_CPU, attn_bwd_rows_cpu) /* its backward, CPU family */                         \
+  X(ATTN_BWD_WG, attn_bwd_rows_wg)   /* its backward, GPU family */                         \
+  X(ATTN_DSINKS, attn_dsinks)        /* the backward's per-row sink terms summed per head */
 
 /* Row-op flags (uint argument `flags`). */
 #define F_LOG 1u       /* log_softmax instead of softmax */
@@ -49,6 +54,24 @@
 #define F_NT 64u       /* the writing pass stores y non-temporally (CPU devices) */
 #define F_NV_SHIFT 8     /* inner_cpu: bits 8-15 hold the vectors per block */
 #define F_LANES_SHIFT 16 /* rows_wg: bits 16-20 hold log2 of the lanes per row */
+
+/* Attention-softmax flags (clsm_attn_params.flags): F_LOG, F_SAFE and the
+ * lanes of F_LANES_SHIFT as for the row ops, and: */
+#define A_KEEP 4u     /* softmax keeps exp(z - m) in y (or local scratch) and rescales it */
+#define A_CAUSAL 8u   /* keys past i + offset are masked: the row ends there */
+#define A_ALIBI 16u   /* z -= slope_h |i + offset - j| */
+#define A_LSE 32u     /* write the row's log-sum-exp */
+#define A_DSINKS 64u  /* backward: each row's sink term to scratch */
+
+/* Mask kinds (clsm_attn_params.mkind) and sink kinds (skind). */
+#define MK_NONE 0
+#define MK_F32 1
+#define MK_F16 2
+#define MK_BF16 3
+#define MK_BOOL 4 /* uint8: 0 masks the entry out (z = -inf), anything else keeps it */
+#define SK_NONE 0
+#define SK_F32 1
+#define SK_TX 2   /* the sinks have x's dtype */
 
 /* Cross-entropy flags (clsm_ce_params.flags). */
 #define CE_WEIGHT 1u    /* w is given */
@@ -107,6 +130,7 @@ typedef cl_ulong clsm_abi_ulong;
 typedef cl_uint clsm_abi_uint;
 typedef cl_int clsm_abi_int;
 typedef cl_float clsm_abi_float;
+
 #endif
 
 /* Cross-entropy's kernel parameters, passed by value to every kernel of its
@@ -125,5 +149,27 @@ typedef struct clsm_ce_params {
   clsm_abi_uint flags;
   clsm_abi_int tkind, unused_;
 } clsm_ce_params;
+
+
+/* Attention softmax's kernel parameters, by value. A row is found by
+ * decomposing its index over the nd non-key dims (innermost first, sizes
+ * in shape); tensor t's element (row digits k, key j) is at
+ * off[t] + sum_d k_d st[t][d] + j sc[t]. Forward tensors: 0 x, 1 y, 2 the
+ * mask (stride 0 over broadcast dims), 3 lse (no key axis); backward: 0 y,
+ * 1 dy, 2 dx. The query index is (row / qdiv) % qlen, the head
+ * (row / hdiv) % heads. Slopes and sinks: (H) vectors at aoff, soff with
+ * strides ast, sst. */
+typedef struct clsm_attn_params {
+  clsm_abi_long shape[8];
+  clsm_abi_long st[4][8];
+  clsm_abi_ulong off[4];
+  clsm_abi_long sc[4];
+  clsm_abi_long rows, C, qdiv, qlen, hdiv, heads, offset, aoff, ast, soff, sst;
+  clsm_abi_ulong scale_bits; /* the double scale (float64 programs) */
+  clsm_abi_float scale;      /* the same in float (other programs) */
+  clsm_abi_uint flags;
+  clsm_abi_int nd, mkind, skind, unused_;
+} clsm_attn_params;
+
 
 #endif

@@ -476,6 +476,18 @@ static inline ACC clsm_hsum16(ACCV v) {
   return h2.lo + h2.hi;
 }
 
+/* A row's normaliser: the row-op and attention programs share these. */
+/* The max a row's sum is taken against: 0 for a safe all -inf row. */
+static inline ACC clsm_ref_max(ACC m, uint flags) {
+  return ((flags & F_SAFE) && m == -INFINITY) ? (ACC)0 : m;
+}
+/* 1/s, or 0 for the safe all -inf row (s == 0). */
+static inline ACC clsm_inv_sum(ACC s) { return s == 0 ? (ACC)0 : (ACC)1 / s; }
+/* log(s), or 0 for the safe all -inf row, so that x - m - log s = -inf. */
+static inline ACC clsm_log_sum(ACC s) { return s == 0 ? (ACC)0 : log(s); }
+/* The same for the CPU-family kernels (see clsm_log_cpu). */
+static inline ACC clsm_log_sum_cpu(ACC s) { return s == 0 ? (ACC)0 : clsm_log_cpu(s); }
+
 /* Row and block helpers that both programs use. */
 
 /* Sums over C are accumulated in blocks of SUM_BLOCK terms, so the rounding

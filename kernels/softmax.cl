@@ -49,17 +49,6 @@
   __global const TX *x, ulong xoff, long xso, long xsc, long xsi, __global TY *y, \
       ulong yoff, long yso, long ysc, long ysi, long outer, long C, long inner, uint flags
 
-/* The max a row's sum is taken against: 0 for a safe all -inf row. */
-static inline ACC clsm_ref_max(ACC m, uint flags) {
-  return ((flags & F_SAFE) && m == -INFINITY) ? (ACC)0 : m;
-}
-/* 1/s, or 0 for the safe all -inf row (s == 0). */
-static inline ACC clsm_inv_sum(ACC s) { return s == 0 ? (ACC)0 : (ACC)1 / s; }
-/* log(s), or 0 for the safe all -inf row, so that x - m - log s = -inf. */
-static inline ACC clsm_log_sum(ACC s) { return s == 0 ? (ACC)0 : log(s); }
-/* The same for the CPU-family kernels (see clsm_log_cpu). */
-static inline ACC clsm_log_sum_cpu(ACC s) { return s == 0 ? (ACC)0 : clsm_log_cpu(s); }
-
 /* One row, any strides: scalar passes (max, sum, write). */
 static inline void clsm_row_strided(__global const TX *xr, long xsc, __global TY *yr, long ysc, long C,
                              uint flags) {

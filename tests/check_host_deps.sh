@@ -28,7 +28,7 @@ if ! tsort "$tmp/edges" > /dev/null 2> "$tmp/loop"; then
   exit 1
 fi
 # The planner: pure.
-for f in plan plan_ce; do
+for f in plan plan_ce plan_attn; do
   bad=$(awk -v f="$f" '$2 == f && ($1 ~ /^cl[A-Z]/ || $1 ~ /^clsm__(fail|cl_fail|malloc|scratch|kernel|program)$/) { print $1 }' "$tmp/uses.s")
   if [ -n "$bad" ]; then
     echo "check_host_deps: host/$f.c calls $bad: planning must not touch OpenCL or the context"

@@ -3,6 +3,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The (outer, C, inner) view of a C-order shape along dim (rank 0: one). */
@@ -221,4 +222,147 @@ void ref_cross_entropy(const double *x, int64_t outer, int64_t C, int64_t inner,
   }
   if (W) *W = wsum;
   if (total) *total = o->reduction == 0 ? lsum / wsum + (zsum == 0.0 ? 0.0 : zsum / cnt) : lsum + zsum;
+}
+
+/* ---- Attention softmax. Rows are the positions of every dim but `dim`,
+ * in C order; row r's multi-index gives its query and head. */
+static void attn_index(int rank, const int64_t *shape, int dim, int64_t r, int64_t *idx) {
+  for (int d = rank - 1; d >= 0; --d) {
+    if (d == dim) {
+      idx[d] = 0;
+      continue;
+    }
+    idx[d] = r % shape[d];
+    r /= shape[d];
+  }
+}
+
+static int64_t attn_flat(int rank, const int64_t *shape, const int64_t *idx) {
+  int64_t k = 0;
+  for (int d = 0; d < rank; ++d) k = k * shape[d] + idx[d];
+  return k;
+}
+
+/* z of one element, as the spec computes it. */
+static double attn_z(const ref_attn_opts *o, double x, int64_t k, double slope, int64_t dist) {
+  if (o->f64) {
+    double z = o->scale * x;
+    if (o->mask && o->mask_bool) z = o->mask[k] != 0 ? z : -INFINITY;
+    else if (o->mask) z = z + o->mask[k];
+    if (o->slopes) z = z - slope * (double)(dist < 0 ? -dist : dist);
+    return z;
+  }
+  float z = (float)o->scale * (float)x;
+  if (o->mask && o->mask_bool) z = o->mask[k] != 0 ? z : -INFINITY;
+  else if (o->mask) z = z + (float)o->mask[k];
+  if (o->slopes) {
+    const float t = (float)slope * (float)(dist < 0 ? -dist : dist);
+    z = z - t;
+  }
+  return z;
+}
+
+void ref_attn_softmax(const double *x, double *y, double *lse, int rank, const int64_t *shape,
+                      int dim, int log, const ref_attn_opts *o) {
+  const int64_t C = rank ? shape[dim] : 1;
+  int64_t rows = 1;
+  for (int d = 0; d < rank; ++d)
+    if (d != dim) rows *= shape[d];
+  double *z = (double *)malloc((size_t)(C ? C : 1) * sizeof *z);
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t idx[16] = {0};
+    if (rank) attn_index(rank, shape, dim, r, idx);
+    const int64_t i = dim >= 1 ? idx[dim - 1] : 0, h = o->head_dim >= 0 ? idx[o->head_dim] : 0;
+    const double slope = o->slopes ? o->slopes[h] : 0.0;
+    const double sink = o->sinks ? o->sinks[h] : -INFINITY;
+    int has_nan = isnan(sink), has_pinf = sink == INFINITY;
+    double m = sink == sink && sink != INFINITY ? sink : -INFINITY;
+    const int64_t k0 = rank ? attn_flat(rank, shape, idx) : 0;
+    int64_t inner = 1;
+    for (int d = dim + 1; d < rank; ++d) inner *= shape[d];
+    for (int64_t j = 0; j < C; ++j) {
+      const int64_t k = k0 + j * inner;
+      double v = attn_z(o, x[k], k, slope, i + o->offset - j);
+      if (o->causal && j > i + o->offset) v = -INFINITY;
+      z[j] = v;
+      if (isnan(v)) has_nan = 1;
+      else if (v == INFINITY) has_pinf = 1;
+      else if (v > m) m = v;
+    }
+    if (has_nan || has_pinf) {
+      for (int64_t j = 0; j < C; ++j) y[k0 + j * inner] = NAN;
+      if (lse) lse[r] = NAN;
+      continue;
+    }
+    if (m == -INFINITY) { /* every z -inf, no sink */
+      for (int64_t j = 0; j < C; ++j) y[k0 + j * inner] = o->safe ? (log ? -INFINITY : 0.0) : NAN;
+      if (lse) lse[r] = -INFINITY;
+      continue;
+    }
+    double s = sink > -INFINITY ? exp(sink - m) : 0.0;
+    for (int64_t j = 0; j < C; ++j) s += exp(z[j] - m);
+    const double ls = log1p(s - 1.0); /* s >= 1 */
+    for (int64_t j = 0; j < C; ++j) {
+      const double dd = z[j] - m;
+      y[k0 + j * inner] = log ? dd - ls : exp(dd) / s;
+    }
+    if (lse) lse[r] = m + ls;
+  }
+  free(z);
+}
+
+void ref_alibi_slopes(double max_bias, int64_t H, double *slopes) {
+  int64_t n = 1;
+  while (n * 2 <= H) n *= 2;
+  const double m0 = pow(2.0, -max_bias / (double)n), m1 = pow(2.0, -max_bias / (2.0 * (double)n));
+  for (int64_t h = 0; h < H; ++h)
+    slopes[h] = (float)(h < n ? pow(m0, (double)(h + 1)) : pow(m1, (double)(2 * (h - n) + 1)));
+}
+
+void ref_attn_backward(const double *y, const double *dy, double *dx, double *mag, double *dsinks,
+                       double *dsmag, int rank, const int64_t *shape, int dim, int log, double scale,
+                       int head_dim) {
+  const int64_t C = rank ? shape[dim] : 1;
+  int64_t rows = 1, inner = 1;
+  for (int d = 0; d < rank; ++d)
+    if (d != dim) rows *= shape[d];
+  for (int d = dim + 1; d < rank; ++d) inner *= shape[d];
+  if (dsinks) {
+    const int64_t H = head_dim >= 0 ? shape[head_dim] : 1;
+    for (int64_t h = 0; h < H; ++h) dsinks[h] = 0;
+    if (dsmag)
+      for (int64_t h = 0; h < H; ++h) dsmag[h] = 0;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t idx[16] = {0};
+    if (rank) attn_index(rank, shape, dim, r, idx);
+    const int64_t k0 = rank ? attn_flat(rank, shape, idx) : 0;
+    const int64_t h = head_dim >= 0 ? idx[head_dim] : 0;
+    double acc = 0, am = 0, ps = 0;
+    for (int64_t j = 0; j < C; ++j) {
+      const int64_t k = k0 + j * inner;
+      const int masked = log ? y[k] == -INFINITY : y[k] == 0;
+      if (masked) continue;
+      const double t = log ? dy[k] : dy[k] * y[k];
+      acc += t;
+      am += fabs(t);
+      ps += log ? exp(y[k]) : y[k];
+    }
+    for (int64_t j = 0; j < C; ++j) {
+      const int64_t k = k0 + j * inner;
+      const int masked = log ? y[k] == -INFINITY : y[k] == 0;
+      if (masked) {
+        dx[k] = 0;
+        if (mag) mag[k] = 0;
+      } else if (log) {
+        dx[k] = scale * (dy[k] - exp(y[k]) * acc);
+        if (mag) mag[k] = fabs(scale) * (fabs(dy[k]) + exp(y[k]) * am);
+      } else {
+        dx[k] = scale * (y[k] * (dy[k] - acc));
+        if (mag) mag[k] = fabs(scale) * fabs(y[k]) * (fabs(dy[k]) + am);
+      }
+    }
+    if (dsinks) dsinks[h] += -(1.0 - ps) * acc;
+    if (dsinks && dsmag) dsmag[h] += (fabs(1.0 - ps) + (double)C) * am;
+  }
 }

@@ -60,4 +60,36 @@ void ref_cross_entropy(const double *x, int64_t outer, int64_t C, int64_t inner,
                        double *total, double *W, double *lse, double *mag, const double *g,
                        double *grad);
 
+/* Attention softmax (SEMANTICS.md), x and the outputs C-order of `shape`,
+ * along dim with the query axis dim - 1 and the head axis head_dim (-1:
+ * none, h = 0). z is computed as the spec says: in float (double when f64)
+ * with each operation rounded on its own, then everything in double. */
+typedef struct ref_attn_opts {
+  double scale;
+  const double *mask; /* NULL, or x's shape: the broadcast mask's values */
+  int mask_bool;      /* the mask holds keep flags (0 masks out) */
+  int causal;
+  int64_t offset;
+  const double *slopes; /* NULL, or H ALiBi slopes (float values) */
+  const double *sinks;  /* NULL, or H sinks */
+  int head_dim;
+  int safe;
+  int f64;
+} ref_attn_opts;
+/* y and, when lse is not NULL, each row's log-sum-exp (rows in C order). */
+void ref_attn_softmax(const double *x, double *y, double *lse, int rank, const int64_t *shape,
+                      int dim, int log, const ref_attn_opts *o);
+/* The ALiBi slopes of max_bias for H heads (ggml's formula, in double,
+ * rounded to float). */
+void ref_alibi_slopes(double max_bias, int64_t H, double *slopes);
+/* The backward from y and dy: masked entries (y = 0, or -inf for log)
+ * take no part; dx = scale * (...); mag (may be NULL) the magnitude of the
+ * cancelling terms per element; dsinks (may be NULL) the H sink gradients. */
+/* dsmag (may be NULL): per head, the sum over its rows of
+ * (|1 - sum p| + C) * sum |terms|, which bounds dsinks' rounding error in
+ * units of the computation's roundoff. */
+void ref_attn_backward(const double *y, const double *dy, double *dx, double *mag, double *dsinks,
+                       double *dsmag, int rank, const int64_t *shape, int dim, int log,
+                       double scale, int head_dim);
+
 #endif
