@@ -737,12 +737,91 @@ START_TEST(test_tool_demo) {
 }
 END_TEST
 
+/* Attention options: a causal, masked, ALiBi, sink softmax with its lse
+ * against the reference; the backward's dsinks; exit statuses of what does
+ * not fit. */
+START_TEST(test_tool_attention) {
+  const int64_t shape[4] = {2, 3, 4, 10}, mshape[2] = {4, 10}, hs[1] = {3}, bad[1] = {2};
+  float x[240], mask[40], sinks[3] = {0.5f, -1.0f, 2.0f};
+  double xd[240], md[240], sd[3] = {0.5, -1.0, 2.0}, slopes[3], ref[240], rlse[24];
+  fill_random(x, 240, 5);
+  for (int k = 0; k < 40; ++k) mask[k] = (k % 9 == 4) ? -INFINITY : (float)(k % 5) * 0.25f;
+  for (int k = 0; k < 240; ++k) {
+    xd[k] = x[k];
+    md[k] = mask[k % 40];
+  }
+  write_f32("x.npy", 4, shape, x);
+  write_f32("m.npy", 2, mshape, mask);
+  write_f32("s.npy", 1, hs, sinks);
+  write_f32("s2.npy", 1, bad, sinks);
+  const char *args[] = {"log-softmax", "--scale", "0.5", "--mask", path_in("m.npy"), "--causal",
+                        "--offset", "6", "--alibi", "8", "--sinks", path_in("s.npy"), "--lse",
+                        path_in("l.npy"), path_in("x.npy"), path_in("y.npy"), NULL};
+  ck_assert_msg(run_tool(args) == 0, "exit status non-zero: %s", errtext);
+  ref_alibi_slopes(8.0, 3, slopes);
+  ref_attn_opts ro = {.scale = 0.5, .mask = md, .causal = 1, .offset = 6, .slopes = slopes,
+                      .sinks = sd, .head_dim = 1};
+  ref_attn_softmax(xd, ref, rlse, 4, shape, 3, 1, &ro);
+  npy_array y, l;
+  char err[256];
+  ck_assert_msg(npy_read(path_in("y.npy"), &y, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(npy_read(path_in("l.npy"), &l, err, sizeof err) == 0, "%s", err);
+  ck_assert(l.rank == 3 && l.shape[0] == 2 && l.shape[1] == 3 && l.shape[2] == 4);
+  for (int k = 0; k < 240; ++k)
+    ck_assert_msg(ref_close(((float *)y.data)[k], ref[k], 1, 4e-6), "y[%d] %.9g vs %.9g", k,
+                  ((float *)y.data)[k], ref[k]);
+  for (int k = 0; k < 24; ++k) ck_assert(ref_close(((float *)l.data)[k], rlse[k], 1, 4e-6));
+  npy_free(&l);
+  /* The backward of softmax with dsinks. */
+  ref_attn_softmax(xd, ref, NULL, 4, shape, 3, 0, &ro);
+  float yf[240], dy[240];
+  double yd[240], dyd[240], dx[240], ds[3];
+  fill_random(dy, 240, 6);
+  for (int k = 0; k < 240; ++k) {
+    yf[k] = (float)ref[k];
+    yd[k] = yf[k];
+    dyd[k] = dy[k];
+  }
+  write_f32("yf.npy", 4, shape, yf);
+  write_f32("dy.npy", 4, shape, dy);
+  const char *bargs[] = {"softmax-backward", "--scale", "0.5", "--dsinks", path_in("ds.npy"),
+                         path_in("yf.npy"), path_in("dy.npy"), path_in("dx.npy"), NULL};
+  ck_assert_msg(run_tool(bargs) == 0, "exit status non-zero: %s", errtext);
+  ref_attn_backward(yd, dyd, dx, NULL, ds, NULL, 4, shape, 3, 0, 0.5, 1);
+  npy_array gx, gs;
+  ck_assert(npy_read(path_in("dx.npy"), &gx, err, sizeof err) == 0);
+  ck_assert(npy_read(path_in("ds.npy"), &gs, err, sizeof err) == 0);
+  ck_assert(gs.rank == 1 && gs.shape[0] == 3);
+  for (int k = 0; k < 240; ++k) ck_assert(fabs(((float *)gx.data)[k] - dx[k]) <= 1e-6 * (1 + fabs(dx[k])));
+  for (int h = 0; h < 3; ++h) ck_assert(fabs(((float *)gs.data)[h] - ds[h]) <= 1e-5 * (1 + fabs(ds[h])));
+  npy_free(&gx);
+  npy_free(&gs);
+  npy_free(&y);
+  /* What does not fit: exit 3 naming both shapes, or 2 for options. */
+  const char *a1[] = {"softmax", "--mask", path_in("s.npy"), path_in("x.npy"), path_in("o.npy"), NULL};
+  ck_assert_int_eq(run_tool(a1), 3);
+  ck_assert_msg(strstr(errtext, "(3)") && strstr(errtext, "(2, 3, 4, 10)"), "%s", errtext);
+  const char *a2[] = {"softmax", "--sinks", path_in("s2.npy"), path_in("x.npy"), path_in("o.npy"), NULL};
+  ck_assert_int_eq(run_tool(a2), 3);
+  ck_assert_msg(strstr(errtext, "(2,)") && strstr(errtext, "(2, 3, 4, 10)"), "%s", errtext);
+  const char *a3[] = {"softmax", "--causal", path_in("s.npy"), path_in("o.npy"), NULL};
+  ck_assert_int_eq(run_tool(a3), 3);
+  const char *a4[] = {"softmax", "--alibi", "8", "--alibi-slopes", path_in("s.npy"), path_in("x.npy"),
+                      path_in("o.npy"), NULL};
+  ck_assert_int_eq(run_tool(a4), 2);
+  const char *a5[] = {"softmax", "--scale", "nan", path_in("x.npy"), path_in("o.npy"), NULL};
+  ck_assert_int_eq(run_tool(a5), 2);
+  ck_assert(!file_exists("o.npy"));
+}
+END_TEST
+
 static Suite *tool_suite(void) {
   Suite *s = suite_create("tool");
   TCase *tc = tcase_create("Tool");
   tcase_set_timeout(tc, 120);
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_tool_softmax);
+  tcase_add_test(tc, test_tool_attention);
   tcase_add_test(tc, test_tool_verbose);
   tcase_add_test(tc, test_tool_usage);
   tcase_add_test(tc, test_tool_dtypes_and_backward);

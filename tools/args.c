@@ -42,6 +42,7 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
   memset(o, 0, sizeof *o);
   o->dim = -1;
   o->ce = clsm_ce_options_default();
+  o->attn = clsm_attn_options_default();
   int only_pos = 0;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
@@ -59,6 +60,14 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
         o->quick = 1;
         continue;
       }
+      const unsigned at = accepted & (OPT_ATTN | OPT_ATTN_BWD);
+      if ((IS("--causal") && (accepted & OPT_ATTN)) || (IS("--safe") && at)) {
+        if (val) return tool_usage_error("%s takes no value", IS("--safe") ? "--safe" : "--causal");
+        if (IS("--safe")) o->attn.flags |= CLSM_SAFE;
+        else o->attn.causal = 1;
+        o->attn_used = 1;
+        continue;
+      }
       if (IS("--verbose") && (accepted & OPT_VERBOSE)) {
         if (val) return tool_usage_error("--verbose takes no value%s", "");
         o->verbose = 1;
@@ -67,7 +76,11 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
       int ce = (accepted & OPT_CE) &&
                (IS("--reduction") || IS("--ignore-index") || IS("--label-smoothing") ||
                 IS("--weight") || IS("--z-loss") || IS("--softcap") || IS("--grad") || IS("--dloss"));
-      int takes = ce || (IS("--dim") && (accepted & OPT_DIM)) ||
+      int attn = (at && (IS("--scale") || IS("--sinks") || IS("--head-dim"))) ||
+                 ((accepted & OPT_ATTN) && (IS("--mask") || IS("--offset") || IS("--alibi") ||
+                                            IS("--alibi-slopes") || IS("--lse"))) ||
+                 ((accepted & OPT_ATTN_BWD) && IS("--dsinks"));
+      int takes = ce || attn || (IS("--dim") && (accepted & OPT_DIM)) ||
                   (IS("--device") && (accepted & OPT_DEVICE)) || (IS("--json") && (accepted & OPT_JSON)) ||
                   (IS("--svg") && (accepted & OPT_SVG));
       if (!takes) return tool_usage_error("unknown option '%s'", a);
@@ -76,7 +89,36 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
         val = argv[++i];
       }
       double d = 0;
-      if (IS("--dim")) {
+      long lv = 0;
+      if (attn) o->attn_used = 1;
+      if (IS("--scale")) {
+        if (!parse_double(val, &d)) return tool_usage_error("--scale needs a finite number, got '%s'", val);
+        o->attn.scale = d;
+      } else if (IS("--offset")) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(val, &end, 10);
+        if (!*val || errno || *end) return tool_usage_error("--offset needs an integer, got '%s'", val);
+        o->attn.offset = v;
+      } else if (IS("--alibi")) {
+        if (!parse_double(val, &d) || d <= 0)
+          return tool_usage_error("--alibi needs a max_bias > 0, got '%s'", val);
+        o->attn.alibi_max_bias = d;
+      } else if (IS("--head-dim")) {
+        if (!parse_long(val, -CLSM_MAX_RANK, CLSM_MAX_RANK - 1, &lv))
+          return tool_usage_error("--head-dim needs an integer in [-8, 7], got '%s'", val);
+        o->attn.head_dim = (int)lv;
+      } else if (IS("--mask")) {
+        o->mask = val;
+      } else if (IS("--alibi-slopes")) {
+        o->slopes = val;
+      } else if (IS("--sinks")) {
+        o->sinks = val;
+      } else if (IS("--lse")) {
+        o->lse = val;
+      } else if (IS("--dsinks")) {
+        o->dsinks = val;
+      } else if (IS("--dim")) {
         if (!parse_long(val, -CLSM_MAX_RANK, CLSM_MAX_RANK - 1, &o->dim))
           return tool_usage_error("--dim needs an integer in [-8, 7], got '%s'", val);
       } else if (IS("--device")) {
@@ -123,6 +165,8 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
     if (o->npos >= max_pos) return tool_usage_error("unexpected argument '%s'", a);
     o->pos[o->npos++] = a;
   }
+  if (o->attn.alibi_max_bias > 0 && o->slopes)
+    return tool_usage_error("--alibi and --alibi-slopes exclude each other%s", "");
   if (o->npos != max_pos) {
     char n[16];
     snprintf(n, sizeof n, "%d", max_pos);

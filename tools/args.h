@@ -6,7 +6,8 @@
 #include "clsoftmax.h"
 
 /* Options shared by the commands; which ones a command accepts is a mask. */
-enum { OPT_DIM = 1, OPT_DEVICE = 2, OPT_QUICK = 4, OPT_JSON = 8, OPT_CE = 16, OPT_SVG = 32, OPT_VERBOSE = 64 };
+enum { OPT_DIM = 1, OPT_DEVICE = 2, OPT_QUICK = 4, OPT_JSON = 8, OPT_CE = 16, OPT_SVG = 32, OPT_VERBOSE = 64,
+       OPT_ATTN = 128 /* softmax's attention options */, OPT_ATTN_BWD = 256 /* their backward's */ };
 typedef struct options {
   long dim;
   const char *device;
@@ -16,6 +17,10 @@ typedef struct options {
   /* cross-entropy */
   clsm_ce_options ce;
   const char *weight, *grad, *dloss;
+  /* attention softmax: attn_used when any of its options is given */
+  clsm_attn_options attn;
+  int attn_used;
+  const char *mask, *slopes, *sinks, *lse, *dsinks;
   const char *pos[4];
   int npos;
 } options;

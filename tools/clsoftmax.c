@@ -17,10 +17,12 @@
 static const char usage_text[] =
     "usage:\n"
     "  clsoftmax devices\n"
-    "  clsoftmax softmax              [--dim D] [--device SPEC] [--verbose] X.npy Y.npy\n"
-    "  clsoftmax log-softmax          [--dim D] [--device SPEC] [--verbose] X.npy Y.npy\n"
-    "  clsoftmax softmax-backward     [--dim D] [--device SPEC] [--verbose] Y.npy DY.npy DX.npy\n"
-    "  clsoftmax log-softmax-backward [--dim D] [--device SPEC] [--verbose] Y.npy DY.npy DX.npy\n"
+    "  clsoftmax softmax              [--dim D] [--device SPEC] [--verbose] [ATTENTION] X.npy Y.npy\n"
+    "  clsoftmax log-softmax          [--dim D] [--device SPEC] [--verbose] [ATTENTION] X.npy Y.npy\n"
+    "  clsoftmax softmax-backward     [--dim D] [--device SPEC] [--verbose] [--scale S]\n"
+    "                                 [--sinks S.npy --dsinks DS.npy] [--head-dim A] [--safe]\n"
+    "                                 Y.npy DY.npy DX.npy\n"
+    "  clsoftmax log-softmax-backward (the same options as softmax-backward)\n"
     "  clsoftmax cross-entropy [--reduction mean|sum|none] [--ignore-index I]\n"
     "                          [--label-smoothing E] [--weight W.npy] [--z-loss Z]\n"
     "                          [--softcap S] [--grad G.npy] [--dloss DL.npy]\n"
@@ -30,6 +32,17 @@ static const char usage_text[] =
     "  clsoftmax --help | --version\n"
     "\n"
     "--dim D       the softmax axis, negative counts from the end (default -1)\n"
+    "ATTENTION     [--scale S] [--mask M.npy] [--causal] [--offset K]\n"
+    "              [--alibi MAX_BIAS | --alibi-slopes S.npy] [--sinks S.npy]\n"
+    "              [--head-dim A] [--safe] [--lse L.npy]: softmax(scale*x + mask)\n"
+    "              along the key axis; a float mask is added, a bool/uint8 one keeps\n"
+    "              its nonzero entries; --causal masks keys past i + offset (i the\n"
+    "              query index, the axis before dim); ALiBi subtracts\n"
+    "              slope_h*|i + offset - j|; sinks (one a head, along --head-dim,\n"
+    "              default the axis before the query axis) join the normaliser;\n"
+    "              --safe gives fully masked rows 0 (-inf) instead of NaN; --lse\n"
+    "              writes each row's log-sum-exp. The backward takes y, not the mask;\n"
+    "              --dsinks writes d loss / d sinks.\n"
     "--verbose     print to stderr, for each call, the device, the kernels it ran with\n"
     "              their launch geometry, and its time (host copies included)\n"
     "--device SPEC cpu, gpu, P:D (platform:device as `devices` lists), or part of a\n"
@@ -155,33 +168,46 @@ static int is_float(clsm_dtype d) {
 }
 
 /* softmax, log-softmax and their backward on .npy files: `nin` inputs of one
- * floating dtype and shape, one output of the same. */
+ * floating dtype and shape, one output of the same; with attention options,
+ * the mask, slopes and sinks files, and the lse (forward) or dsinks
+ * (backward) output. */
 static int cmd_rowop(int argc, char **argv, const char *name, int log, int backward) {
   options o;
   int nin = backward ? 2 : 1;
-  int rc = tool_parse_options(argc, argv, OPT_DIM | OPT_DEVICE | OPT_VERBOSE, nin + 1, &o);
+  int rc = tool_parse_options(argc, argv,
+                              OPT_DIM | OPT_DEVICE | OPT_VERBOSE | (backward ? OPT_ATTN_BWD : OPT_ATTN),
+                              nin + 1, &o);
   if (rc) return rc;
-  npy_array in[2];
+  enum { I0, I1, IMASK, ISLOPES, ISINKS, NIN };
+  npy_array in[NIN], extra;
   memset(in, 0, sizeof in);
+  memset(&extra, 0, sizeof extra);
+  const char *paths[NIN] = {o.pos[0], backward ? o.pos[1] : NULL, o.mask, o.slopes,
+                            backward ? NULL : o.sinks};
   char err[512];
   clsm_context *ctx = NULL;
-  tool_out out_file;
-  memset(&out_file, 0, sizeof out_file);
-  out_file.fd = -1;
-  if ((rc = tool_out_distinct(&o.pos[nin], 1, o.pos, nin, err, sizeof err)) ||
-      (rc = tool_out_open(&out_file, o.pos[nin], err, sizeof err))) {
+  /* The output, then lse or dsinks when asked for. */
+  const char *outs[2] = {o.pos[nin], backward ? o.dsinks : o.lse};
+  tool_out out_files[2];
+  memset(out_files, 0, sizeof out_files);
+  out_files[0].fd = out_files[1].fd = -1;
+  if ((rc = tool_out_distinct(outs, 2, paths, NIN, err, sizeof err)) ||
+      (rc = tool_out_open(&out_files[0], outs[0], err, sizeof err)) ||
+      (outs[1] && (rc = tool_out_open(&out_files[1], outs[1], err, sizeof err)))) {
     fprintf(stderr, "clsoftmax: %s\n", err);
+    tool_out_abort(&out_files[0]);
     return rc;
   }
   rc = EXIT_INPUT;
-  for (int i = 0; i < nin; ++i) {
-    if (npy_read(o.pos[i], &in[i], err, sizeof err)) {
+  for (int i = 0; i < NIN; ++i) {
+    if (!paths[i]) continue;
+    if (npy_read(paths[i], &in[i], err, sizeof err)) {
       fprintf(stderr, "clsoftmax: %s\n", err);
       goto done;
     }
-    if (!is_float(in[i].dtype)) {
+    if (i < IMASK && !is_float(in[i].dtype)) {
       fprintf(stderr, "clsoftmax: %s: dtype %s is not supported (float32, float64 or float16)\n",
-              o.pos[i], clsm_dtype_name(in[i].dtype));
+              paths[i], clsm_dtype_name(in[i].dtype));
       goto done;
     }
   }
@@ -197,11 +223,59 @@ static int cmd_rowop(int argc, char **argv, const char *name, int log, int backw
       goto done;
     }
   }
+  const clsm_dtype dt = in[0].dtype;
+  if (o.mask && in[IMASK].dtype != CLSM_FLOAT32 && in[IMASK].dtype != CLSM_FLOAT16 &&
+      in[IMASK].dtype != CLSM_UINT8) {
+    fprintf(stderr, "clsoftmax: %s: a mask is float32, float16 (added) or bool / uint8 (0 masks out), not %s\n",
+            o.mask, clsm_dtype_name(in[IMASK].dtype));
+    goto done;
+  }
+  if (o.slopes && in[ISLOPES].dtype != CLSM_FLOAT32) {
+    fprintf(stderr, "clsoftmax: %s: ALiBi slopes are float32, not %s\n", o.slopes,
+            clsm_dtype_name(in[ISLOPES].dtype));
+    goto done;
+  }
+  if (o.sinks && !backward && in[ISINKS].dtype != CLSM_FLOAT32 && in[ISINKS].dtype != dt) {
+    fprintf(stderr, "clsoftmax: %s: sinks are float32 or %s's dtype %s, not %s\n", o.sinks, o.pos[0],
+            clsm_dtype_name(dt), clsm_dtype_name(in[ISINKS].dtype));
+    goto done;
+  }
   int r = in[0].rank == 0 ? 1 : in[0].rank;
   if (o.dim < -r || o.dim >= r) {
     fprintf(stderr, "clsoftmax: --dim %ld is out of range for %s of rank %d (valid: %d..%d)\n",
             o.dim, o.pos[0], in[0].rank, -r, r - 1);
     rc = EXIT_USAGE;
+    goto done;
+  }
+  /* lse: x's shape without dim; slopes, sinks and dsinks: one value a head. */
+  const int d = (int)(o.dim < 0 ? o.dim + r : o.dim);
+  const clsm_dtype acc = dt == CLSM_FLOAT64 ? CLSM_FLOAT64 : CLSM_FLOAT32;
+  const int hd = o.attn.head_dim == CLSM_HEAD_DIM_AUTO ? d - 2
+                 : o.attn.head_dim < 0                 ? o.attn.head_dim + r
+                                                       : o.attn.head_dim;
+  const int64_t H = hd >= 0 && hd < in[0].rank ? in[0].shape[hd] : 1;
+  for (int i = ISLOPES; i <= ISINKS; ++i)
+    if (paths[i] && hd != d && (in[i].rank != 1 || in[i].shape[0] != H)) {
+      char s0[256], s1[256];
+      npy_shape_str(in[i].rank, in[i].shape, s0, sizeof s0);
+      npy_shape_str(in[0].rank, in[0].shape, s1, sizeof s1);
+      fprintf(stderr, "clsoftmax: %s has shape %s but must be (%lld): %s of shape %s has %lld heads%s\n",
+              paths[i], s0, (long long)H, o.pos[0], s1, (long long)H,
+              hd >= 0 ? " along its head dim" : " (no head dim)");
+      goto done;
+    }
+  int64_t eshape[CLSM_MAX_RANK];
+  int erank = 0;
+  if (outs[1] && !backward) {
+    for (int k = 0; k < in[0].rank; ++k)
+      if (k != d) eshape[erank++] = in[0].shape[k];
+  } else if (outs[1]) {
+    eshape[0] = H;
+    erank = 1;
+  }
+  if (outs[1] && npy_alloc(&extra, acc, erank, eshape)) {
+    fprintf(stderr, "clsoftmax: out of memory\n");
+    rc = EXIT_DEVICE;
     goto done;
   }
   if (!(ctx = tool_context(o.device))) {
@@ -211,25 +285,57 @@ static int cmd_rowop(int argc, char **argv, const char *name, int log, int backw
   npy_array *out = &in[nin - 1]; /* written in place of the last input, then saved */
   clsm_status st;
   const double t0 = tool_verbose_begin(ctx, &o);
-  if (!backward)
-    st = (log ? clsm_log_softmax_host : clsm_softmax_host)(ctx, in[0].dtype, in[0].rank,
-                                                          in[0].shape, (int)o.dim, 0, in[0].data,
-                                                          out->data);
+  clsm_attn_arrays ar;
+  memset(&ar, 0, sizeof ar);
+  if (o.mask) {
+    ar.mask = in[IMASK].data;
+    ar.mask_dtype = in[IMASK].dtype;
+    ar.mask_rank = in[IMASK].rank;
+    ar.mask_shape = in[IMASK].shape;
+  }
+  ar.alibi_slopes = o.slopes ? (const float *)in[ISLOPES].data : NULL;
+  if (o.sinks && !backward) {
+    ar.sinks = in[ISINKS].data;
+    ar.sinks_dtype = in[ISINKS].dtype;
+  }
+  if (backward) ar.dsinks = outs[1] ? extra.data : NULL;
+  else ar.lse = outs[1] ? extra.data : NULL;
+  if (o.attn_used && !backward)
+    st = (log ? clsm_log_softmax_ex_host : clsm_softmax_ex_host)(ctx, dt, in[0].rank, in[0].shape,
+                                                                (int)o.dim, &o.attn, &ar, in[0].data,
+                                                                out->data);
+  else if (o.attn_used)
+    st = (log ? clsm_log_softmax_backward_ex_host : clsm_softmax_backward_ex_host)(
+        ctx, dt, in[0].rank, in[0].shape, (int)o.dim, &o.attn, &ar, in[0].data, in[1].data,
+        out->data);
+  else if (!backward)
+    st = (log ? clsm_log_softmax_host : clsm_softmax_host)(ctx, dt, in[0].rank, in[0].shape,
+                                                          (int)o.dim, 0, in[0].data, out->data);
   else
     st = (log ? clsm_log_softmax_backward_host : clsm_softmax_backward_host)(
-        ctx, in[0].dtype, in[0].rank, in[0].shape, (int)o.dim, 0, in[0].data, in[1].data,
-        out->data);
+        ctx, dt, in[0].rank, in[0].shape, (int)o.dim, 0, in[0].data, in[1].data, out->data);
   tool_verbose_end(&o, name, t0);
   if (st != CLSM_SUCCESS) {
     rc = tool_report(ctx, st, name);
-  } else if ((rc = npy_write_to(&out_file, out, err, sizeof err)) ||
-             (rc = tool_out_commit(&out_file, err, sizeof err))) {
-    fprintf(stderr, "clsoftmax: %s\n", err);
+    goto done;
   }
+  const npy_array *arrays[2] = {out, &extra};
+  for (int i = 0; i < 2; ++i)
+    if (outs[i] && (rc = npy_write_to(&out_files[i], arrays[i], err, sizeof err))) {
+      fprintf(stderr, "clsoftmax: %s\n", err);
+      goto done;
+    }
+  for (int i = 0; i < 2; ++i)
+    if (outs[i] && (rc = tool_out_commit(&out_files[i], err, sizeof err))) {
+      fprintf(stderr, "clsoftmax: %s\n", err);
+      goto done;
+    }
 done:
-  tool_out_abort(&out_file);
+  tool_out_abort(&out_files[0]);
+  tool_out_abort(&out_files[1]);
   clsm_context_destroy(ctx);
-  for (int i = 0; i < nin; ++i) npy_free(&in[i]);
+  for (int i = 0; i < NIN; ++i) npy_free(&in[i]);
+  npy_free(&extra);
   return rc;
 }
 

@@ -33,7 +33,7 @@ static const struct {
   clsm_dtype dtype;
 } descrs[] = {
     {"<f4", CLSM_FLOAT32}, {"<f8", CLSM_FLOAT64}, {"<f2", CLSM_FLOAT16}, {"<i8", CLSM_INT64},
-    {"<i4", CLSM_INT32},   {"|u1", CLSM_UINT8},   {"<u1", CLSM_UINT8},
+    {"<i4", CLSM_INT32},   {"|u1", CLSM_UINT8},   {"<u1", CLSM_UINT8},   {"|b1", CLSM_UINT8},
 };
 #define NDESCRS (sizeof descrs / sizeof descrs[0])
 

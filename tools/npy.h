@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 typedef struct npy_array {
-  clsm_dtype dtype; /* float32 '<f4', float64 '<f8', float16 '<f2', int64 '<i8', int32 '<i4', uint8 '|u1' */
+  clsm_dtype dtype; /* float32 '<f4', float64 '<f8', float16 '<f2', int64 '<i8', int32 '<i4', uint8 '|u1' (or '|b1', numpy's bool) */
   int rank;         /* 0..CLSM_MAX_RANK */
   int64_t shape[CLSM_MAX_RANK];
   void *data; /* malloc'd, C order, little-endian; NULL allowed when nbytes == 0 */
