@@ -20,7 +20,7 @@
 
 typedef struct shape_case {
   int rank;
-  int64_t shape[3];
+  int64_t shape[4];
   int dim;
   int quick; /* part of --quick */
 } shape_case;
@@ -30,15 +30,23 @@ static const shape_case cases[] = {
     {2, {1024, 262144}, -1, 0}, {2, {128, 1000}, -1, 0},  {2, {64, 80}, -1, 1},
     {2, {1, 1000}, -1, 0},     {2, {1, 1048576}, -1, 1}, {3, {64, 512, 512}, 0, 0},
     {3, {64, 512, 512}, 1, 1}, {3, {64, 512, 512}, 2, 0},
+    /* attention scores (batch, heads, queries, keys): plain softmax and the
+     * attention rows, float32 and float16 */
+    {4, {4, 16, 1024, 1024}, -1, 0},
 };
 
 /* Operations the bench runs; inputs and outputs per element. */
 typedef enum {
-  B_SOFTMAX, B_LOG_SOFTMAX, B_SOFTMAX_BWD, B_LOG_SOFTMAX_BWD, B_CE, B_CE_FUSED, B_OPS
+  B_SOFTMAX, B_LOG_SOFTMAX, B_SOFTMAX_BWD, B_LOG_SOFTMAX_BWD, B_CE, B_CE_FUSED,
+  B_ATTN_MASKED, /* + an additive float16 mask (1, 1, Lq, Lk) */
+  B_ATTN_CAUSAL, /* causal */
+  B_ATTN_ALIBI,  /* ALiBi from max_bias 8, and sinks */
+  B_OPS
 } bench_op;
 static const char *const op_names[B_OPS] = {"softmax", "log-softmax", "softmax-backward",
                                             "log-softmax-backward", "cross-entropy",
-                                            "cross-entropy-fused"};
+                                            "cross-entropy-fused", "softmax-masked",
+                                            "softmax-causal", "softmax-alibi-sinks"};
 
 typedef struct row_result {
   const char *op;
@@ -207,18 +215,58 @@ done:
   return worst;
 }
 
+/* Max relative error of an attention row set against the reference, over
+ * the first 64 queries of the first head (the mask, slopes and sinks of
+ * the full shape). */
+static double attn_error(const shape_case *sc, bench_op op, clsm_dtype dt, const void *a,
+                         const uint16_t *mh, const float *sinks, const void *out) {
+  const int64_t Lk = sc->shape[3], H = sc->shape[1], q = 64;
+  const int64_t shape[4] = {1, 1, q, Lk}, n = q * Lk;
+  double *x = malloc(sizeof(double) * (size_t)n), *m = malloc(sizeof(double) * (size_t)n);
+  double *ref = malloc(sizeof(double) * (size_t)n), slopes[64], sd[64];
+  double worst = NAN;
+  if (!x || !m || !ref || H > 64) goto done;
+  ref_alibi_slopes(8.0, H, slopes);
+  for (int64_t h = 0; h < H; ++h) sd[h] = sinks[h];
+  for (int64_t k = 0; k < n; ++k) {
+    x[k] = load(dt, a, k);
+    m[k] = ref_f16_to_f32(mh[k]);
+  }
+  ref_attn_opts ro = {.scale = 1.0, .head_dim = 1};
+  if (op == B_ATTN_MASKED) ro.mask = m;
+  if (op == B_ATTN_CAUSAL) ro.causal = 1;
+  if (op == B_ATTN_ALIBI) {
+    ro.slopes = slopes;
+    ro.sinks = sd;
+  }
+  ref_attn_softmax(x, ref, NULL, 4, shape, 3, 0, &ro);
+  worst = 0.0;
+  for (int64_t k = 0; k < n; ++k) {
+    const float got = load(dt, out, k);
+    if (dt == CLSM_FLOAT16 && fabs(got - ref[k]) <= 6e-8) continue;
+    worst = fmax(worst, ref_error(got, ref[k], 0));
+  }
+done:
+  free(x), free(m), free(ref);
+  return worst;
+}
+
 static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_dtype dt,
                      int quick, row_result *r) {
   int64_t n = 1;
   for (int i = 0; i < sc->rank; ++i) n *= sc->shape[i];
-  const int ce = op >= B_CE;
-  const int backward = !ce && op >= B_SOFTMAX_BWD;
+  const int attn = op >= B_ATTN_MASKED;
+  const int ce = op >= B_CE && !attn;
+  const int backward = !ce && !attn && op >= B_SOFTMAX_BWD;
   const int log = op == B_LOG_SOFTMAX || op == B_LOG_SOFTMAX_BWD;
   const size_t es = clsm_dtype_size(dt), bytes = (size_t)n * es;
   /* Bytes that must move: every input read once, the output written once
    * (cross-entropy: the logits once; fused: and the gradient once). A copy of
    * half that many bytes moves the same (read + write). */
-  const size_t moved = (ce ? (op == B_CE_FUSED ? 2 : 1) : backward ? 3 : 2) * bytes;
+  /* Attention rows: x and y, and the mask once. */
+  const int64_t Lq = attn ? sc->shape[2] : 0, Lk = attn ? sc->shape[3] : 0, H = attn ? sc->shape[1] : 0;
+  const size_t mask_bytes = op == B_ATTN_MASKED ? (size_t)(Lq * Lk) * 2 : 0;
+  const size_t moved = (ce ? (op == B_CE_FUSED ? 2 : 1) : backward ? 3 : 2) * bytes + mask_bytes;
   const size_t copy_bytes = moved / 2;
   /* Cross-entropy: the class axis is 1 (0 for 1-d); positions and targets. */
   const int cax = sc->rank == 1 ? 0 : 1;
@@ -227,7 +275,8 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
   cl_mem tb = NULL, lb = NULL;
   int rc = EXIT_DEVICE;
   cl_int err = CL_SUCCESS;
-  cl_mem ab = NULL, bb = NULL, ob = NULL, cs = NULL, cd = NULL;
+  cl_mem ab = NULL, bb = NULL, ob = NULL, cs = NULL, cd = NULL, mb = NULL, sb = NULL;
+  uint16_t *mh = NULL;
   void *a = malloc(bytes), *b = malloc(bytes), *out = malloc(bytes);
   enum { MAX_REPS = 400 };
   double *top = malloc(sizeof(double) * MAX_REPS), *thost = malloc(sizeof(double) * MAX_REPS),
@@ -286,6 +335,28 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
     if (tb) lb = clCreateBuffer(cl, CL_MEM_READ_WRITE, 8, NULL, &err);
     if (!lb) goto done;
   }
+  clsm_attn_options ao = CLSM_ATTN_OPTIONS_INIT;
+  float sinks[64];
+  clsm_tensor mt, st;
+  if (attn) {
+    mh = malloc((size_t)(Lq * Lk) * 2);
+    if (!mh || H > 64) goto done;
+    for (int64_t k = 0; k < Lq * Lk; ++k)
+      mh[k] = ref_f32_to_f16(unit_rand(&rs) < 0.1 ? -INFINITY : (float)(unit_rand(&rs) * 2.0 - 1.0));
+    for (int64_t h = 0; h < H; ++h) sinks[h] = (float)(unit_rand(&rs) * 4.0 - 1.0);
+    mb = clCreateBuffer(cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)(Lq * Lk) * 2, mh, &err);
+    if (mb) sb = clCreateBuffer(cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)H * 4, sinks, &err);
+    if (!sb) goto done;
+    const int64_t mshape[4] = {1, 1, Lq, Lk}, hs[1] = {H};
+    mt = clsm_tensor_contiguous(mb, 0, CLSM_FLOAT16, 4, mshape);
+    st = clsm_tensor_contiguous(sb, 0, CLSM_FLOAT32, 1, hs);
+    if (op == B_ATTN_MASKED) ao.mask = &mt;
+    if (op == B_ATTN_CAUSAL) ao.causal = 1;
+    if (op == B_ATTN_ALIBI) {
+      ao.alibi_max_bias = 8.0;
+      ao.sinks = &st;
+    }
+  }
   clsm_tensor tt = clsm_tensor_contiguous(tb, 0, CLSM_INT64, sc->rank - 1, tshape);
   clsm_tensor lt = clsm_tensor_contiguous(lb, 0, dt, 0, NULL);
   clsm_ce_options ceo = CLSM_CE_OPTIONS_INIT, cef = CLSM_CE_OPTIONS_INIT;
@@ -294,7 +365,8 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
   clsm_tensor bt = clsm_tensor_contiguous(bb, 0, dt, sc->rank, sc->shape);
   clsm_tensor ot = clsm_tensor_contiguous(ob, 0, dt, sc->rank, sc->shape);
 #define RUN_OP(ev)                                                                           \
-  (op == B_SOFTMAX           ? clsm_softmax(ctx, &at, &ot, sc->dim, 0, 0, NULL, ev)            \
+  (attn ? clsm_softmax_ex(ctx, &at, &ot, -1, &ao, 0, NULL, ev)                                 \
+   : op == B_SOFTMAX           ? clsm_softmax(ctx, &at, &ot, sc->dim, 0, 0, NULL, ev)            \
    : op == B_LOG_SOFTMAX     ? clsm_log_softmax(ctx, &at, &ot, sc->dim, 0, 0, NULL, ev)        \
    : op == B_SOFTMAX_BWD     ? clsm_softmax_backward(ctx, &at, &bt, &ot, sc->dim, 0, 0, NULL, ev) \
    : op == B_LOG_SOFTMAX_BWD ? clsm_log_softmax_backward(ctx, &at, &bt, &ot, sc->dim, 0, 0, NULL, ev) \
@@ -386,7 +458,7 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
       fprintf(stderr, "clsoftmax bench: clEnqueueReadBuffer failed with %s\n", clsm_cl_error_name(err));
       goto done;
     }
-    r->max_err = sample_error(sc, op, dt, a, b, out);
+    r->max_err = attn ? attn_error(sc, op, dt, a, mh, sinks, out) : sample_error(sc, op, dt, a, b, out);
   }
   r->onednn_gbps = -1.0;
 #ifdef CLSM_HAVE_ONEDNN
@@ -407,6 +479,9 @@ done:
   if (cd) clReleaseMemObject(cd);
   if (tb) clReleaseMemObject(tb);
   if (lb) clReleaseMemObject(lb);
+  if (mb) clReleaseMemObject(mb);
+  if (sb) clReleaseMemObject(sb);
+  free(mh);
   free(tg);
   free(a), free(b), free(out), free(top), free(thost), free(tcopy);
   return rc;
@@ -654,7 +729,12 @@ static int bench_all(const char *device, int quick, tool_out *json_out, tool_out
         /* --quick: 16-bit rows for the forward ops on the first shape only. */
         if (quick && di > 0 && (op > B_LOG_SOFTMAX || c > 0)) continue;
         /* Cross-entropy's class axis is 1: rows of 2-d shapes, dim 1 of 3-d. */
-        if (op >= B_CE && !(cases[c].rank == 2 || cases[c].dim == 1)) continue;
+        if (op >= B_CE && op < B_ATTN_MASKED && !(cases[c].rank == 2 || cases[c].dim == 1)) continue;
+        /* Attention rows on the attention shape only, float32 and float16;
+         * that shape's plain rows: softmax only. */
+        const int ashape = cases[c].rank == 4;
+        if (op >= B_ATTN_MASKED && (!ashape || di == 2)) continue;
+        if (ashape && op != B_SOFTMAX && op < B_ATTN_MASKED) continue;
         row_result *r = &rows[n];
         r->op = op_names[op];
         r->dtype = dts[di];
