@@ -151,17 +151,14 @@ static clsm_status attn_locked(clsm_context *ctx, const clsm_tensor *const *t, i
   p->C = R ? x->shape[d] : 1;
   p->offset = o->offset;
   p->heads = H;
-  p->qlen = qa >= 0 ? x->shape[qa] : 1;
-  p->qdiv = p->hdiv = 1;
+  p->hdiv = 1;
   p->rows = 1;
   for (int dd = 0; dd < R; ++dd) {
     if (dd == d) continue;
     p->rows *= x->shape[dd];
-    if (dd > qa) p->qdiv *= x->shape[dd];
-    if (dd > hd) p->hdiv *= x->shape[dd];
+    if (hd >= 0 && dd > hd) p->hdiv *= x->shape[dd];
   }
-  if (qa < 0) p->qdiv = 1;
-  if (hd < 0) p->hdiv = 1;
+  p->qd = p->hdg = -1;
   for (int i = 0; i < op.n; ++i) {
     p->off[i] = t[i]->offset;
     p->sc[i] = R ? t[i]->strides[d] : 0;
@@ -259,12 +256,15 @@ static clsm_status attn_locked(clsm_context *ctx, const clsm_tensor *const *t, i
     if (dd == d || x->shape[dd] == 1) continue;
     const int k = p->nd++;
     p->shape[k] = x->shape[dd];
+    if (dd == qa) p->qd = k;
+    if (dd == hd) p->hdg = k;
     for (int i = 0; i < op.n; ++i) p->st[i][k] = t[i]->strides[dd];
     if (!backward) {
       p->st[2][k] = mst[dd];
       p->st[3][k] = lst[dd];
     }
   }
+  if (p->rows <= (int64_t)UINT32_MAX) p->flags |= A_U32;
   if (alibi && !o->alibi_slopes && H > 0) {
     if ((st = alibi_buffer(ctx, o->alibi_max_bias, H, &c.slopes)) != CLSM_SUCCESS) return st;
     p->aoff = 0;

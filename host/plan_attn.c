@@ -3,8 +3,8 @@
  * backward with sinks a second kernel that sums each head's row terms.
  *  - CPU family: a work-item a row (16-wide vectors over a contiguous key
  *    axis), small batches of rows a work-group. Softmax rows that fit
- *    KEEP_BYTES keep exp(z - m) in y (or, for a 16-bit y, in local
- *    scratch) and rescale it: one exp an element.
+ *    KEEP_BYTES keep z, then exp(z - m), in y (or, for a 16-bit y, in local
+ *    scratch): x and the mask are read once, one exp an element.
  *  - GPU family: rows of L lanes, local / L rows a group, L enough for
  *    ROW_VPT keys a lane.
  * This file includes plan.h only. */
@@ -65,7 +65,7 @@ void clsm__plan_attn(const clsm_caps *caps, const size_t *kernel_wg, const clsm_
     local = clsm__cpu_local(caps, (size_t)rows);
     const int contiguous = p.sc[0] == 1 && p.sc[1] == 1;
     const size_t es = clsm_dtype_size(c->out_dtype);
-    if (!c->backward && !(p.flags & F_LOG) && contiguous && (uint64_t)C * es <= KEEP_BYTES) {
+    if (!c->backward && contiguous && (uint64_t)C * es <= KEEP_BYTES) {
       int keep = 1;
       if (c->out_dtype == CLSM_FLOAT16 || c->out_dtype == CLSM_BFLOAT16) {
         const size_t bytes = clsm__row_scratch(caps, &local, C, acc);
@@ -74,6 +74,9 @@ void clsm__plan_attn(const clsm_caps *caps, const size_t *kernel_wg, const clsm_
       }
       if (keep) p.flags |= A_KEEP;
     }
+    /* Large outputs: a causal tail is stored past the cache. */
+    if (!c->backward && (p.flags & A_CAUSAL) && (uint64_t)rows * (uint64_t)C * es >= caps->nt_bytes)
+      p.flags |= F_NT;
     global = round_up((size_t)rows, local);
   } else if (rows > 0) {
     global = wg_rows(caps, kernel_wg, k, C, rows, &local, &p.flags);

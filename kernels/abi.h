@@ -57,11 +57,12 @@
 
 /* Attention-softmax flags (clsm_attn_params.flags): F_LOG, F_SAFE and the
  * lanes of F_LANES_SHIFT as for the row ops, and: */
-#define A_KEEP 4u     /* softmax keeps exp(z - m) in y (or local scratch) and rescales it */
+#define A_KEEP 4u     /* z is kept in y (or local scratch) between the passes over a row */
 #define A_CAUSAL 8u   /* keys past i + offset are masked: the row ends there */
 #define A_ALIBI 16u   /* z -= slope_h |i + offset - j| */
 #define A_LSE 32u     /* write the row's log-sum-exp */
 #define A_DSINKS 64u  /* backward: each row's sink term to scratch */
+#define A_U32 128u    /* rows < 2^32: rows are decomposed in 32-bit arithmetic */
 
 /* Mask kinds (clsm_attn_params.mkind) and sink kinds (skind). */
 #define MK_NONE 0
@@ -156,19 +157,19 @@ typedef struct clsm_ce_params {
  * in shape); tensor t's element (row digits k, key j) is at
  * off[t] + sum_d k_d st[t][d] + j sc[t]. Forward tensors: 0 x, 1 y, 2 the
  * mask (stride 0 over broadcast dims), 3 lse (no key axis); backward: 0 y,
- * 1 dy, 2 dx. The query index is (row / qdiv) % qlen, the head
- * (row / hdiv) % heads. Slopes and sinks: (H) vectors at aoff, soff with
- * strides ast, sst. */
+ * 1 dy, 2 dx. The query index is the row's digit qd (-1: 0), the head its
+ * digit hdg (-1: 0); the rows of head h are (a * heads + h) * hdiv + b.
+ * Slopes and sinks: (H) vectors at aoff, soff with strides ast, sst. */
 typedef struct clsm_attn_params {
   clsm_abi_long shape[8];
   clsm_abi_long st[4][8];
   clsm_abi_ulong off[4];
   clsm_abi_long sc[4];
-  clsm_abi_long rows, C, qdiv, qlen, hdiv, heads, offset, aoff, ast, soff, sst;
+  clsm_abi_long rows, C, hdiv, heads, offset, aoff, ast, soff, sst;
   clsm_abi_ulong scale_bits; /* the double scale (float64 programs) */
   clsm_abi_float scale;      /* the same in float (other programs) */
   clsm_abi_uint flags;
-  clsm_abi_int nd, mkind, skind, unused_;
+  clsm_abi_int nd, mkind, skind, qd, hdg, unused_;
 } clsm_attn_params;
 
 

@@ -53,14 +53,26 @@ typedef struct clsm_arow {
 CLSM_INLINE clsm_arow clsm_attn_row(const clsm_attn_params *p, long r) {
   clsm_arow w;
   for (int t = 0; t < 4; ++t) w.o[t] = (long)p->off[t];
-  long rem = r;
-  for (int d = 0; d < p->nd; ++d) {
-    const long q = rem / p->shape[d], k = rem - q * p->shape[d];
-    for (int t = 0; t < 4; ++t) w.o[t] += k * p->st[t][d];
-    rem = q;
+  w.i = w.h = 0;
+  if (p->flags & A_U32) { /* a 32-bit division a dim instead of a 64-bit one */
+    uint rem = (uint)r;
+    for (int d = 0; d < p->nd; ++d) {
+      const uint sh = (uint)p->shape[d], q = rem / sh, k = rem - q * sh;
+      for (int t = 0; t < 4; ++t) w.o[t] += (long)k * p->st[t][d];
+      if (d == p->qd) w.i = k;
+      if (d == p->hdg) w.h = k;
+      rem = q;
+    }
+  } else {
+    long rem = r;
+    for (int d = 0; d < p->nd; ++d) {
+      const long q = rem / p->shape[d], k = rem - q * p->shape[d];
+      for (int t = 0; t < 4; ++t) w.o[t] += k * p->st[t][d];
+      if (d == p->qd) w.i = k;
+      if (d == p->hdg) w.h = k;
+      rem = q;
+    }
   }
-  w.i = (r / p->qdiv) % p->qlen;
-  w.h = (r / p->hdiv) % p->heads;
   return w;
 }
 
@@ -193,41 +205,71 @@ __kernel void clsm_attn_rows_cpu(CLSM_AARGS, __local ACC *scratch) {
   __local ACC *sr = scratch + get_local_id(0) * C;
   (void)sr;
   const int contiguous = a.xsc == 1 && ysc == 1;
-  const int keep = contiguous && (flags & A_KEEP) && !(flags & F_LOG);
+  /* keep: z goes to y (or local scratch) in the first pass, which alone
+   * reads x and the mask; softmax then keeps exp(z - m) there. */
+  const int keep = contiguous && (flags & A_KEEP);
+  const int plain = a.mk == MK_NONE && !a.alibi;
 
   /* The max, the sink's included. */
   ACC m = sink;
   long c = 0;
   if (contiguous) {
     ACCV mv = (ACCV)(-INFINITY);
-    for (; c + 16 <= n; c += 16) mv = clsm_vmax16(mv, clsm_attn_z16(&a, c));
+    if (keep && plain) {
+      const ACCV sv = (ACCV)(a.sc);
+      for (; c + 16 <= n; c += 16) {
+        const ACCV z = sv * VLOADX(0, a.xr + c);
+        KEEP_VSTORE(z, c);
+        mv = clsm_vmax16(mv, z);
+      }
+    } else if (keep) {
+      for (; c + 16 <= n; c += 16) {
+        const ACCV z = clsm_attn_z16(&a, c);
+        KEEP_VSTORE(z, c);
+        mv = clsm_vmax16(mv, z);
+      }
+    } else {
+      for (; c + 16 <= n; c += 16) mv = clsm_vmax16(mv, clsm_attn_z16(&a, c));
+    }
     m = fmax(m, clsm_hmax16(mv));
   }
-  for (; c < n; ++c) m = fmax(m, clsm_attn_z(&a, c));
+  for (; c < n; ++c) {
+    const ACC z = clsm_attn_z(&a, c);
+    if (keep) KEEP_STORE(z, c);
+    m = fmax(m, z);
+  }
   const ACC mraw = m;
   if (m == -INFINITY && (flags & F_SAFE)) m = 0;
 
-  /* The sum, keeping exp(z - m) when asked. */
+  /* The sum (softmax: exp(z - m) kept). */
   ACC s = 0;
   c = 0;
-  if (contiguous) {
-    const ACCV mm = (ACCV)(m);
+  const ACCV mm = (ACCV)(m);
+  const int log = (flags & F_LOG) != 0;
+  if (keep) {
     ACCV tot = (ACCV)(0), blk = (ACCV)(0);
 #define TERM_(i)                                                                             \
   {                                                                                          \
-    const ACCV e = clsm_exp_sub16(clsm_attn_z16(&a, (i)), mm);                               \
-    if (keep) KEEP_VSTORE(e, (i));                                                           \
+    const ACCV e = clsm_exp_sub16(KEEP_VLOAD(i), mm);                                        \
+    if (!log) KEEP_VSTORE(e, (i));                                                           \
     blk += e;                                                                                \
   }
 #define FOLD_() (tot += blk, blk = (ACCV)(0))
     CLSM_BLOCKED16(c, n, TERM_, FOLD_);
 #undef TERM_
-#undef FOLD_
     for (; c < n; ++c) {
-      const ACC e = clsm_exp_sub(clsm_attn_z(&a, c), m);
-      if (keep) KEEP_STORE(e, c);
+      const ACC e = clsm_exp_sub(KEEP_LOAD(c), m);
+      if (!log) KEEP_STORE(e, c);
       s += e;
     }
+    s += clsm_hsum16(tot);
+  } else if (contiguous) {
+    ACCV tot = (ACCV)(0), blk = (ACCV)(0);
+#define TERM_(i) (blk += clsm_exp_sub16(clsm_attn_z16(&a, (i)), mm))
+    CLSM_BLOCKED16(c, n, TERM_, FOLD_);
+#undef TERM_
+#undef FOLD_
+    for (; c < n; ++c) s += clsm_exp_sub(clsm_attn_z(&a, c), m);
     s += clsm_hsum16(tot);
   } else {
     for (long c0 = 0; c0 < n; c0 += SUM_BLOCK) {
@@ -241,13 +283,18 @@ __kernel void clsm_attn_rows_cpu(CLSM_AARGS, __local ACC *scratch) {
 
   /* The writing pass; the keys past a causal row's end get the output of
    * z = -inf (0 or -inf; NaN in a NaN row). */
-  const ACCV mm = (ACCV)(m);
+  const ACCV mw = (ACCV)(m);
   c = 0;
-  if (flags & F_LOG) {
+  if (log) {
     const ACC ls = clsm_log_sum(s);
-    if (contiguous)
-      for (; c + 16 <= n; c += 16) VSTOREY((clsm_attn_z16(&a, c) - mm) - ls, 0, yr + c);
-    for (; c < n; ++c) STOREY(yr, c * ysc, (clsm_attn_z(&a, c) - m) - ls);
+    if (keep) {
+      for (; c + 16 <= n; c += 16) VSTOREY((KEEP_VLOAD(c) - mw) - ls, 0, yr + c);
+      for (; c < n; ++c) STOREY(yr, c, (KEEP_LOAD(c) - m) - ls);
+    } else {
+      if (contiguous)
+        for (; c + 16 <= n; c += 16) VSTOREY((clsm_attn_z16(&a, c) - mw) - ls, 0, yr + c);
+      for (; c < n; ++c) STOREY(yr, c * ysc, (clsm_attn_z(&a, c) - m) - ls);
+    }
   } else {
     const ACC inv = clsm_inv_sum(s);
     if (keep) {
@@ -255,12 +302,12 @@ __kernel void clsm_attn_rows_cpu(CLSM_AARGS, __local ACC *scratch) {
       for (; c < n; ++c) STOREY(yr, c, KEEP_LOAD(c) * inv);
     } else {
       if (contiguous)
-        for (; c + 16 <= n; c += 16) VSTOREY(clsm_exp_sub16(clsm_attn_z16(&a, c), mm) * inv, 0, yr + c);
+        for (; c + 16 <= n; c += 16) VSTOREY(clsm_exp_sub16(clsm_attn_z16(&a, c), mw) * inv, 0, yr + c);
       for (; c < n; ++c) STOREY(yr, c * ysc, clsm_exp_sub(clsm_attn_z(&a, c), m) * inv);
     }
   }
-  const ACC tail = (flags & F_LOG) ? ((ACC)(-INFINITY) - m) - clsm_log_sum(s) : (ACC)0 * clsm_inv_sum(s);
-  if (contiguous) {
+  const ACC tail = log ? ((ACC)(-INFINITY) - m) - clsm_log_sum(s) : (ACC)0 * clsm_inv_sum(s);
+  if (contiguous && C - c >= 16) {
 #ifdef Y_IS_16BIT
     /* As bits: PoCL's vstore_half16_rte of a splat crashes at odd element
      * offsets. The tail is 0, -inf or NaN. */
@@ -275,6 +322,13 @@ __kernel void clsm_attn_rows_cpu(CLSM_AARGS, __local ACC *scratch) {
     for (; c + 16 <= C; c += 16) vstore16(tb, 0, (__global ushort *)(yr + c));
 #endif
 #else
+    /* Large outputs: the tail is stored past the cache (it is never read
+     * here), from its first 64-byte line on. */
+    if (flags & F_NT) {
+      for (; c < C && ((size_t)(yr + c) & 63); ++c) STOREY(yr, c, tail);
+      for (; c + 16 <= C; c += 16) VSTOREY_NT((ACCV)(tail), 0, yr + c);
+      clsm_nt_fence();
+    }
     for (; c + 16 <= C; c += 16) VSTOREY((ACCV)(tail), 0, yr + c);
 #endif
   }

@@ -47,6 +47,8 @@ static const acase cases[] = {
     {1, {20}, 0, M_NONE, 0, {0}, 3.0, 0, 0, AL_NONE, SI_F32, AUTO},
     {4, {3, 4, 5, 20}, 3, M_NONE, 0, {0}, 1.0, 0, 0, AL_SLOPES, SI_F32, 0},
     {3, {4, 6, 130}, 2, M_BF16, 3, {4, 6, 130}, 1.0, 1, 124, AL_NONE, SI_NONE, AUTO},
+    /* rows too long to keep (KEEP_BYTES): z is computed again in each pass */
+    {2, {3, 40000}, 1, M_F16, 1, {40000}, 0.5, 1, 39990, AL_SLOPES, SI_F32, AUTO},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
