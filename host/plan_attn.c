@@ -40,7 +40,7 @@ void clsm__plan_attn(const clsm_caps *caps, const size_t *kernel_wg, const clsm_
   plan->op = attn_op(c);
   plan->program = c->program;
   const int64_t rows = c->p.rows, C = c->p.C;
-  const int dsinks = c->backward && (c->p.flags & A_DSINKS);
+  const int dsinks = c->backward && (c->p.flags & A_DSINKS) && c->p.heads > 0;
   /* Rows of no keys still write their lse (-inf, or the sink) and their
    * sink terms (0). */
   if (rows == 0 && !dsinks) {

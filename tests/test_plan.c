@@ -531,6 +531,81 @@ START_TEST(test_design_table) {
 }
 END_TEST
 
+/* Attention softmax: per device the family's attention kernel; CPU rows
+ * that fit KEEP_BYTES keep z (16-bit outputs in local scratch), longer
+ * ones do not; GPU lanes from the row, capped by the kernel's limit; a
+ * large causal output stores its tails past the cache; the backward with
+ * dsinks adds the head reduction and its scratch. */
+static clsm_plan plan_attn(const clsm_caps *caps, const size_t *kwg, int backward, unsigned flags,
+                           clsm_dtype out, int64_t rows, int64_t C, int64_t heads) {
+  clsm_attn_call c;
+  memset(&c, 0, sizeof c);
+  c.backward = backward;
+  c.program = out == CLSM_FLOAT64 ? P_F64 : out == CLSM_FLOAT16 ? P_F16 : P_F32;
+  c.out_dtype = out;
+  c.p.rows = rows;
+  c.p.C = C;
+  c.p.heads = heads;
+  c.p.hdiv = 1;
+  c.p.flags = flags;
+  c.p.sc[0] = c.p.sc[1] = c.p.sc[2] = 1;
+  clsm_plan p;
+  clsm__plan_attn(caps, kwg, &c, &p);
+  plan_sane(&p);
+  return p;
+}
+
+START_TEST(test_attention_plans) {
+  describe_devices();
+  const int64_t rows = 4 * 16 * 1024, C = 1024;
+  for (int d = 0; d < 4; ++d) {
+    const clsm_caps *caps = &devices[d].caps;
+    const int cpu = caps->family == CLSM_FAMILY_CPU;
+    clsm_plan p = plan_attn(caps, NULL, 0, A_CAUSAL, CLSM_FLOAT32, rows, C, 16);
+    ck_assert_int_eq(p.nstages, 1);
+    ck_assert_str_eq(first_kernel(&p), cpu ? "clsm_attn_rows_cpu" : "clsm_attn_rows_wg");
+    if (cpu) {
+      ck_assert(p.stage[0].flags & A_KEEP);
+      ck_assert(p.stage[0].flags & F_NT); /* 256 MB of output past a 32 MB cache */
+      ck_assert_uint_eq(p.stage[0].global % p.stage[0].local, 0);
+      /* float16: z in local scratch, C floats a work-item. */
+      clsm_plan h = plan_attn(caps, NULL, 0, F_LOG, CLSM_FLOAT16, rows, C, 16);
+      ck_assert(h.stage[0].flags & A_KEEP);
+      size_t lbytes = 0;
+      for (int a = 0; a < h.stage[0].nargs; ++a)
+        if (h.stage[0].args[a].kind == ARG_LOCAL) lbytes = h.stage[0].args[a].size;
+      ck_assert_uint_eq(lbytes, h.stage[0].local * C * sizeof(float));
+      /* Rows past KEEP_BYTES compute z again. */
+      clsm_plan l = plan_attn(caps, NULL, 0, 0, CLSM_FLOAT32, 4, 40000, 1);
+      ck_assert(!(l.stage[0].flags & A_KEEP));
+    } else {
+      /* 1024 keys: ROW_VPT a lane, so 128 lanes, local / 128 rows a group. */
+      const size_t local = p.stage[0].local;
+      ck_assert_uint_eq(local, caps->wg_size);
+      ck_assert_uint_eq(lanes_log2(p.stage[0].flags), 7);
+      ck_assert_uint_eq(p.stage[0].global, (size_t)(rows / (int64_t)(local / 128)) * local);
+      /* A kernel limit below the group size halves the group. */
+      size_t kwg[K_COUNT_] = {0};
+      kwg[K_ATTN_ROWS_WG] = local / 2;
+      clsm_plan q = plan_attn(caps, kwg, 0, 0, CLSM_FLOAT32, rows, C, 16);
+      ck_assert_uint_eq(q.stage[0].local, local / 2);
+    }
+    /* Backward with dsinks: the row kernel, then one work-item a head. */
+    clsm_plan b = plan_attn(caps, NULL, 1, A_DSINKS, CLSM_FLOAT32, rows, C, 16);
+    ck_assert_int_eq(b.nstages, 2);
+    ck_assert_str_eq(clsm__kernel_name(b.stage[0].kernel), cpu ? "clsm_attn_bwd_rows_cpu" : "clsm_attn_bwd_rows_wg");
+    ck_assert_str_eq(clsm__kernel_name(b.stage[1].kernel), "clsm_attn_dsinks");
+    ck_assert_uint_eq(b.stage[1].global, 16);
+    ck_assert_uint_eq(b.scratch_bytes, (size_t)rows * sizeof(float));
+    /* No rows: nothing, unless dsinks must be written (zeros). */
+    ck_assert(plan_attn(caps, NULL, 0, 0, CLSM_FLOAT32, 0, C, 16).empty);
+    clsm_plan z = plan_attn(caps, NULL, 1, A_DSINKS, CLSM_FLOAT32, 0, C, 4);
+    ck_assert_int_eq(z.nstages, 1);
+    ck_assert_str_eq(first_kernel(&z), "clsm_attn_dsinks");
+  }
+}
+END_TEST
+
 static Suite *plan_suite(void) {
   Suite *s = suite_create("plan");
   TCase *tc = tcase_create("Described devices");
@@ -541,6 +616,7 @@ static Suite *plan_suite(void) {
   tcase_add_test(tc, test_ce_pipelines);
   tcase_add_test(tc, test_plan_text);
   tcase_add_test(tc, test_design_table);
+  tcase_add_test(tc, test_attention_plans);
   suite_add_tcase(s, tc);
   return s;
 }
