@@ -1,7 +1,8 @@
 /* clsoftmax demo: the first thing a new user runs. Shows the device and kernel
  * family, then the starting examples (row softmax of a 64x80 matrix, softmax of
  * a 2x3x4 tensor along every dim, rows that overflow a naive exp(x)/sum exp(x))
- * and PyTorch's special-value rows, each against a double-precision reference.
+ * PyTorch's special-value rows, cross-entropy and an attention row set, each
+ * against a double-precision reference.
  * Exits non-zero if any result is off. */
 #include "reference.h"
 #include "tool.h"
@@ -197,6 +198,47 @@ static void demo_cross_entropy(demo *d) {
   printf("\n");
 }
 
+/* Attention softmax: a causal 4x4 score matrix (scale 1/2) with a sink
+ * logit of 1 in the normaliser; every row sums to less than 1, the rest
+ * being the sink's share, and the masked entries are exactly 0. */
+static void demo_attention(demo *d) {
+  const int64_t shape[3] = {1, 4, 4};
+  const float x[16] = {2.0f, 1.0f, 0.5f, 3.0f, -1.0f, 0.0f, 4.0f, 1.0f,
+                       0.25f, 2.5f, -2.0f, 1.5f, 1.0f, 1.0f, 1.0f, 1.0f};
+  const float sinks[1] = {1.0f};
+  float y[16];
+  double xd[16], ref[16];
+  const double sd[1] = {1.0};
+  for (int i = 0; i < 16; ++i) xd[i] = x[i];
+  clsm_attn_options o = clsm_attn_options_default();
+  o.scale = 0.5;
+  o.causal = 1;
+  clsm_attn_arrays a = {0};
+  a.sinks = sinks;
+  a.sinks_dtype = CLSM_FLOAT32;
+  printf("6. Attention softmax: softmax(x / 2) of a causal 4x4 score matrix with a sink logit 1\n");
+  clsm_status st = clsm_softmax_ex_host(d->ctx, CLSM_FLOAT32, 3, shape, 2, &o, &a, x, y);
+  if (st != CLSM_SUCCESS) {
+    tool_report(d->ctx, st, "demo");
+    d->failures++;
+    return;
+  }
+  ref_attn_opts ro = {.scale = 0.5, .causal = 1, .sinks = sd, .head_dim = 0};
+  ref_attn_softmax(xd, ref, NULL, 3, shape, 2, 0, &ro);
+  double worst = 0.0;
+  for (int i = 0; i < 4; ++i) {
+    char label[32];
+    snprintf(label, sizeof label, "query %d", i);
+    print_row(label, y + 4 * i, 4, 22);
+    print_drow("  double reference", ref + 4 * i, 4, 22);
+    for (int j = 0; j < 4; ++j) {
+      worst = fmax(worst, ref_error(y[4 * i + j], ref[4 * i + j], 0));
+      if (!ref_close(y[4 * i + j], ref[4 * i + j], 0, RTOL)) worst = INFINITY;
+    }
+  }
+  printf("  matches the reference: %s\n\n", verdict(d, worst));
+}
+
 int tool_demo(const char *device) {
   demo d = {tool_context(device), 0};
   if (!d.ctx) return EXIT_DEVICE;
@@ -209,6 +251,7 @@ int tool_demo(const char *device) {
   demo_overflow(&d);
   demo_special(&d);
   demo_cross_entropy(&d);
+  demo_attention(&d);
   clsm_context_destroy(d.ctx);
   if (d.failures) {
     printf("%d result(s) differ from the reference.\n", d.failures);
