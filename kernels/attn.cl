@@ -247,9 +247,16 @@ __kernel void clsm_attn_rows_cpu(CLSM_AARGS, __local ACC *scratch) {
   const ACCV mm = (ACCV)(m);
   const int log = (flags & F_LOG) != 0;
   if (keep) {
+    /* While this row's exps are computed from cache, the next row's x and
+     * y lines are fetched. */
+    __global const TX *nx = a.xr + p.st[0][0];
+    __global TY *ny = yr + p.st[1][0];
+    (void)nx; (void)ny;
     ACCV tot = (ACCV)(0), blk = (ACCV)(0);
 #define TERM_(i)                                                                             \
   {                                                                                          \
+    CLSM_PREFETCH(nx + (i));                                                                 \
+    CLSM_PREFETCHW(ny + (i));                                                                \
     const ACCV e = clsm_exp_sub16(KEEP_VLOAD(i), mm);                                        \
     if (!log) KEEP_VSTORE(e, (i));                                                           \
     blk += e;                                                                                \
@@ -263,6 +270,7 @@ __kernel void clsm_attn_rows_cpu(CLSM_AARGS, __local ACC *scratch) {
       s += e;
     }
     s += clsm_hsum16(tot);
+    for (long cc = n; cc < C; cc += 16) CLSM_PREFETCHW(ny + cc); /* a causal tail's lines */
   } else if (contiguous) {
     ACCV tot = (ACCV)(0), blk = (ACCV)(0);
 #define TERM_(i) (blk += clsm_exp_sub16(clsm_attn_z16(&a, (i)), mm))

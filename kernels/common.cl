@@ -155,8 +155,10 @@ typedef ushort TY;
  * compiles to nothing there). Elsewhere both are plain stores and no-ops. */
 #if defined(CLSM_CPU_BUILTINS) && defined(__clang__)
 #define CLSM_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#define CLSM_PREFETCHW(p) __builtin_prefetch((p), 1, 3)
 #else
 #define CLSM_PREFETCH(p) ((void)0)
+#define CLSM_PREFETCHW(p) ((void)0)
 #endif
 #if defined(CLSM_CPU_BUILTINS) && defined(__clang__) && !defined(CLSM_Y_F16)
 #if defined(CLSM_Y_F32)
