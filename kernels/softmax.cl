@@ -224,14 +224,29 @@ __kernel void clsm_softmax_rows_cpu(CLSM_ARGS, __local ACC *scratch) {
   ACC s = 0;
   ACCV blk = (ACCV)(0);
   c = 0;
+  /* Rows that stay in cache: while this row's exps are computed, the next
+   * row's x and y lines are fetched. */
+  __global const TX *nx = xr + xso;
+  __global TY *ny = yr + yso;
+  const int ahead = !(flags & F_RECOMPUTE);
+  (void)nx;
+  (void)ny;
+  (void)ahead;
   if (flags & F_LOG) {
-#define TERM_(i) (blk += exp(VLOADX(0, xr + (i)) - mm))
+#define TERM_(i)                                                                             \
+  {                                                                                          \
+    if (ahead) CLSM_PREFETCH(nx + (i));                                                      \
+    if (ahead) CLSM_PREFETCHW(ny + (i));                                                     \
+    blk += exp(VLOADX(0, xr + (i)) - mm);                                                    \
+  }
     CLSM_BLOCKED16(c, C, TERM_, FOLD_);
 #undef TERM_
     for (; c < C; ++c) s += exp(LOADX(xr, c) - m);
   } else {
 #define TERM_(i)                                                                             \
   {                                                                                          \
+    if (ahead) CLSM_PREFETCH(nx + (i));                                                      \
+    if (ahead) CLSM_PREFETCHW(ny + (i));                                                     \
     ACCV e = clsm_exp_sub16(VLOADX(0, xr + (i)), mm);                                        \
     if (keep) KEEP_VSTORE(e, (i));                                                           \
     blk += e;                                                                                \

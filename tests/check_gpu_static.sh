@@ -62,5 +62,5 @@ if [ -n "$bad" ]; then
 fi
 n=$(wc -l < "$table")
 [ "$n" -ge 100 ] || { echo "check_gpu_static: only $n kernels assembled"; fail=1; }
-[ $fail = 0 ] && echo "check_gpu_static: $n kernels of 12 programs assemble for sm_90"
+[ $fail = 0 ] && echo "check_gpu_static: $n kernels of $((${#groups[@]} * ${#dtypes[@]})) programs assemble for sm_90"
 exit $fail
