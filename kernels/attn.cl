@@ -361,23 +361,11 @@ __kernel void clsm_attn_rows_wg(CLSM_AARGS, __local ACC *lm, __local ACC *ls) {
   const long ysc = p.sc[1];
 
   ACC m = -INFINITY, s = 0;
-  for (long c0 = j; live && c0 < n; c0 += (long)L * ROW_VPT) {
-    ACC v[ROW_VPT];
-    int cnt = 0;
-#pragma unroll
-    for (int k = 0; k < ROW_VPT; ++k) {
-      const long c = c0 + (long)k * L;
-      v[k] = c < n ? clsm_attn_z(&a, c) : (ACC)(-INFINITY);
-      cnt += c < n;
-    }
-    clsm_online_fold(&m, &s, v, cnt);
-  }
-  lm[l] = m;
-  ls[l] = s;
-  clsm_tree_online_seg(lm, ls, l, j, L);
+#define LOAD_(c) clsm_attn_z(&a, (c))
+  CLSM_FOLD_LANES(m, s, live, j, L, n, LOAD_);
+#undef LOAD_
+  clsm_seg_merge(lm, ls, l, j, L, &m, &s);
   if (!live) return;
-  m = lm[l - j];
-  s = clsm_finish_sum(m, ls[l - j]);
   if (sink != -INFINITY) {
     clsm_online_merge(&m, &s, sink, (ACC)1);
     s = clsm_finish_sum(m, s);

@@ -374,6 +374,31 @@ static inline void clsm_tree_online(__local ACC *lm, __local ACC *ls, int l, int
  * online sum counts +inf as 1, so make that explicit. */
 static inline ACC clsm_finish_sum(ACC m, ACC s) { return (isinf(m) && m > 0) ? (ACC)NAN : s; }
 
+/* Each lane's pair in, its row's merged pair out, in every lane of the
+ * segment (a row holding +inf gets NaN as its sum). */
+static inline void clsm_seg_merge(__local ACC *lm, __local ACC *ls, int l, int j, int L, ACC *m,
+                                  ACC *s) {
+  lm[l] = *m;
+  ls[l] = *s;
+  clsm_tree_online_seg(lm, ls, l, j, L);
+  *m = lm[l - j];
+  *s = clsm_finish_sum(*m, ls[l - j]);
+}
+
+/* A GPU-family lane's online (m, s) over keys j, j + L, ... below n, ROW_VPT
+ * loads in flight: LOAD(c) is element c's value. */
+#define CLSM_FOLD_LANES(m, s, live, j, L, n, LOAD)                                          \
+  for (long c0_ = (j); (live) && c0_ < (n); c0_ += (long)(L)*ROW_VPT) {                      \
+    ACC v_[ROW_VPT];                                                                         \
+    int cnt_ = 0;                                                                            \
+    _Pragma("unroll") for (int k_ = 0; k_ < ROW_VPT; ++k_) {                                 \
+      const long c_ = c0_ + (long)k_ * (L);                                                  \
+      v_[k_] = c_ < (n) ? LOAD(c_) : (ACC)(-INFINITY);                                       \
+      cnt_ += c_ < (n);                                                                      \
+    }                                                                                        \
+    clsm_online_fold(&(m), &(s), v_, cnt_);                                                  \
+  }
+
 /* A split row's `chunks` partial (max, sum) pairs at part, merged in chunk
  * order: every work-item of the row gets the same (m, s). */
 static inline void clsm_merge_parts(__global const ACC *part, long chunks, ACC *m, ACC *s) {

@@ -467,23 +467,11 @@ __kernel void clsm_softmax_rows_wg(CLSM_ARGS, __local ACC *lm, __local ACC *ls) 
   __global TY *yr = y + yoff + o * yso + i * ysi;
 
   ACC m = -INFINITY, s = 0;
-  for (long c0 = j; live && c0 < C; c0 += (long)L * ROW_VPT) {
-    ACC v[ROW_VPT];
-    int cnt = 0;
-#pragma unroll
-    for (int k = 0; k < ROW_VPT; ++k) {
-      const long c = c0 + (long)k * L;
-      v[k] = c < C ? LOADX(xr, c * xsc) : (ACC)(-INFINITY);
-      cnt += c < C;
-    }
-    clsm_online_fold(&m, &s, v, cnt);
-  }
-  lm[l] = m;
-  ls[l] = s;
-  clsm_tree_online_seg(lm, ls, l, j, L);
+#define LOAD_(c) LOADX(xr, (c) * xsc)
+  CLSM_FOLD_LANES(m, s, live, j, L, C, LOAD_);
+#undef LOAD_
+  clsm_seg_merge(lm, ls, l, j, L, &m, &s);
   if (!live) return;
-  m = lm[l - j];
-  s = clsm_finish_sum(m, ls[l - j]);
   if ((flags & F_SAFE) && m == -INFINITY && !isnan(s)) {
     m = 0;
     s = 0;

@@ -419,13 +419,33 @@ START_TEST(test_attention_views) {
 }
 END_TEST
 
+/* The central difference of L = sum of dy y over the entries y leaves
+ * unmasked, as *v (an element of x, or a sink) moves; the forward is the
+ * double reference's. */
+static double central_difference(double *v, const double *x, const int64_t *shape, int log,
+                                 const ref_attn_opts *ro, const double *y, const double *dy,
+                                 int64_t n) {
+  double yp[216], l[2];
+  const double v0 = *v, h = 1e-6;
+  ck_assert(n <= 216);
+  for (int k = 0; k < 2; ++k) {
+    *v = v0 + (k ? -h : h);
+    ref_attn_softmax(x, yp, NULL, 4, shape, 3, log, ro);
+    l[k] = 0;
+    for (int64_t i = 0; i < n; ++i)
+      if (!(log ? y[i] == -INFINITY : y[i] == 0)) l[k] += dy[i] * yp[i];
+  }
+  *v = v0;
+  return (l[0] - l[1]) / (2 * h);
+}
+
 /* The backward against central differences of the double reference's
  * forward, dsinks included: L = sum over the unmasked entries of dy y. */
 START_TEST(test_attention_finite_differences) {
   clsm_context *ctx = test_context();
   const int64_t shape[4] = {2, 3, 4, 9}, n = 216;
   const int log = _i;
-  double x[216], dy[216], y[216], yp[216], dxd[216], sinks[3] = {0.3, -0.5, 1.2}, slopes[3];
+  double x[216], dy[216], y[216], dxd[216], sinks[3] = {0.3, -0.5, 1.2}, slopes[3];
   double keep[216];
   uint8_t keepb[216];
   rng g = {77};
@@ -453,43 +473,16 @@ START_TEST(test_attention_finite_differences) {
   CK_STATUS(ctx, (log ? clsm_log_softmax_backward_ex_host : clsm_softmax_backward_ex_host)(
                      ctx, CLSM_FLOAT64, 4, shape, 3, &o, &b, ydev, dy, dx));
   ref_attn_softmax(x, y, NULL, 4, shape, 3, log, &ro);
-  /* L(x) = sum of dy y over the entries that are not masked. */
-#define LOSS(yy, out)                                                                      \
-  do {                                                                                     \
-    out = 0;                                                                               \
-    for (int64_t k_ = 0; k_ < n; ++k_)                                                     \
-      if (!(log ? y[k_] == -INFINITY : y[k_] == 0)) out += dy[k_] * (yy)[k_];              \
-  } while (0)
-  const double h = 1e-6;
   for (int64_t k = 0; k < n; ++k) {
-    const double x0 = x[k];
-    double lp, lm;
-    x[k] = x0 + h;
-    ref_attn_softmax(x, yp, NULL, 4, shape, 3, log, &ro);
-    LOSS(yp, lp);
-    x[k] = x0 - h;
-    ref_attn_softmax(x, yp, NULL, 4, shape, 3, log, &ro);
-    LOSS(yp, lm);
-    x[k] = x0;
-    dxd[k] = (lp - lm) / (2 * h);
+    dxd[k] = central_difference(&x[k], x, shape, log, &ro, y, dy, n);
     ck_assert_msg(fabs(dx[k] - dxd[k]) <= 1e-6 * (1 + fabs(dxd[k])),
                   "log %d: dx[%lld] = %.12g, finite difference %.12g", log, (long long)k, dx[k], dxd[k]);
   }
   for (int hh = 0; hh < 3; ++hh) {
-    const double s0 = sinks[hh];
-    double lp, lm;
-    sinks[hh] = s0 + h;
-    ref_attn_softmax(x, yp, NULL, 4, shape, 3, log, &ro);
-    LOSS(yp, lp);
-    sinks[hh] = s0 - h;
-    ref_attn_softmax(x, yp, NULL, 4, shape, 3, log, &ro);
-    LOSS(yp, lm);
-    sinks[hh] = s0;
-    const double fd = (lp - lm) / (2 * h);
+    const double fd = central_difference(&sinks[hh], x, shape, log, &ro, y, dy, n);
     ck_assert_msg(fabs(ds[hh] - fd) <= 1e-6 * (1 + fabs(fd)), "log %d: dsinks[%d] = %.12g, finite difference %.12g",
                   log, hh, ds[hh], fd);
   }
-#undef LOSS
   clsm_context_destroy(ctx);
 }
 END_TEST

@@ -110,7 +110,7 @@ static double onednn_time(const shape_case *sc, int log, float *x, float *y, int
   if (!t || dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success ||
       dnnl_stream_create(&stream, eng, dnnl_stream_default_flags) != dnnl_success ||
       dnnl_memory_desc_init_by_tag(&md, sc->rank, dims, dnnl_f32,
-                                   sc->rank == 2 ? dnnl_ab : dnnl_abc) != dnnl_success ||
+                                   sc->rank == 2 ? dnnl_ab : sc->rank == 3 ? dnnl_abc : dnnl_abcd) != dnnl_success ||
       dnnl_softmax_v2_forward_desc_init(&sd, dnnl_forward_inference,
                                         log ? dnnl_softmax_log : dnnl_softmax_accurate, &md, &md,
                                         axis) != dnnl_success ||
