@@ -25,7 +25,8 @@ from . import _lib
 from ._lib import library_path
 
 __all__ = ["Error", "Context", "softmax", "log_softmax", "softmax_backward",
-           "log_softmax_backward", "cross_entropy", "devices", "library_path", "__version__"]
+           "log_softmax_backward", "attention_softmax", "attention_softmax_backward",
+           "cross_entropy", "devices", "library_path", "__version__"]
 
 __version__ = _lib.lib.clsm_version_string().decode()
 
@@ -220,6 +221,116 @@ class Context:
                              wait_for=None):
         """dx = dy - exp(y) * sum(dy) along dim, y the log-softmax's output."""
         return self._rowop("log_softmax_backward", [y, dy], dim, safe, out, dtype, wait_for)
+
+    # ---- attention softmax (host arrays)
+
+    def _attn_options(self, scale, causal, offset, alibi, head_dim, safe):
+        o = _lib.AttnOptions()
+        o.version = _lib.ATTN_OPTIONS_VERSION
+        o.flags = _lib.SAFE if safe else 0
+        o.scale = float(scale)
+        o.causal = 1 if causal else 0
+        o.offset = int(offset)
+        o.alibi_max_bias = float(alibi) if alibi is not None else 0.0
+        o.head_dim = _lib.HEAD_DIM_AUTO if head_dim is None else int(head_dim)
+        return o
+
+    def attention_softmax(self, x, dim=-1, *, scale=1.0, mask=None, causal=False, offset=0,
+                          alibi=None, alibi_slopes=None, sinks=None, head_dim=None, safe=False,
+                          log=False, return_lse=False, dtype=None):
+        """softmax (log=True: log-softmax) of scale * x + mask along dim (the key
+        axis), with causal masking past key i + offset (i the query index, the
+        axis before dim), ALiBi (alibi=max_bias, or alibi_slopes: one float32
+        a head), and sinks (one logit a head, float32 or x's dtype) in the
+        normaliser. mask: float32 / float16 added, or bool / uint8 keeping its
+        nonzero entries, broadcast to x. Heads are along head_dim (default:
+        the axis before the query axis). return_lse adds each row's
+        log-sum-exp (float32; float64 for float64 x)."""
+        x = np.asarray(x)
+        d = _dtype_of(x, dtype)
+        dim = _norm_dim(dim, x.ndim)
+        o = self._attn_options(scale, causal, offset, alibi, head_dim, safe)
+        ar = _lib.AttnArrays()
+        keep = []
+        if mask is not None:
+            m = np.ascontiguousarray(mask)
+            if m.dtype == np.bool_:
+                m = m.view(np.uint8)
+            md = {np.dtype(np.float32): _lib.FLOAT32, np.dtype(np.float16): _lib.FLOAT16,
+                  np.dtype(np.uint8): _lib.UINT8}.get(m.dtype)
+            if md is None:
+                raise TypeError("mask: dtype %s is not float32, float16, bool or uint8" % m.dtype)
+            ms = _shape(m)
+            keep += [m, ms]
+            ar.mask, ar.mask_dtype, ar.mask_rank = m.ctypes.data, md, m.ndim
+            ar.mask_shape = ctypes.cast(ms, ctypes.POINTER(ctypes.c_int64))
+        acc = np.float64 if d == _lib.FLOAT64 else np.float32
+        heads = self._heads(x, dim, head_dim)
+        for name, a in (("alibi_slopes", alibi_slopes), ("sinks", sinks)):
+            if a is None:
+                continue
+            a = np.ascontiguousarray(a)
+            if name == "alibi_slopes" and a.dtype != np.float32:
+                raise TypeError("alibi_slopes must be float32, not %s" % a.dtype)
+            if a.shape != (heads,):
+                raise ValueError("%s has shape %s but x of shape %s has %d heads"
+                                 % (name, a.shape, x.shape, heads))
+            keep.append(a)
+            if name == "sinks":
+                # float32, or x's dtype (uint16 storage for bfloat16 x)
+                sd = _dtype_of(a, dtype if a.dtype == x.dtype else None, what="sinks")
+                ar.sinks, ar.sinks_dtype = a.ctypes.data, sd
+            else:
+                ar.alibi_slopes = a.ctypes.data
+        lse = None
+        if return_lse:
+            k = dim % x.ndim if x.ndim else 0
+            lse = np.empty(x.shape[:k] + x.shape[k + 1:], acc)
+            ar.lse = lse.ctypes.data
+        cx = np.ascontiguousarray(x)
+        res = np.empty(x.shape, x.dtype)
+        f = _C.clsm_log_softmax_ex_host if log else _C.clsm_softmax_ex_host
+        with self._lock:
+            st = f(self._ctx, d, x.ndim, _shape(x), dim, ctypes.byref(o), ctypes.byref(ar),
+                   _ptr(cx), _ptr(res))
+            if st:
+                self._fail(st)
+        return (res, lse) if return_lse else res
+
+    @staticmethod
+    def _heads(x, dim, head_dim):
+        r = x.ndim if x.ndim else 1
+        d = dim if dim >= 0 else dim + r
+        hd = d - 2 if head_dim is None else (head_dim + r if head_dim < 0 else head_dim)
+        return x.shape[hd] if 0 <= hd < x.ndim and hd != d else 1
+
+    def attention_softmax_backward(self, y, dy, dim=-1, *, scale=1.0, head_dim=None, safe=False,
+                                   log=False, return_dsinks=False, dtype=None):
+        """d loss / d x of attention_softmax from its output y and dy:
+        scale * y * (dy - sum(dy * y)) (log: scale * (dy - exp(y) sum(dy))),
+        masked entries (y 0, or -inf for log) excluded; return_dsinks adds
+        d loss / d sinks (one a head)."""
+        y, dy = np.asarray(y), np.asarray(dy)
+        d = _dtype_of(y, dtype, what="y")
+        if dy.dtype != y.dtype or dy.shape != y.shape:
+            raise ValueError("dy must have y's dtype and shape: %s %s and %s %s"
+                             % (y.dtype, y.shape, dy.dtype, dy.shape))
+        dim = _norm_dim(dim, y.ndim)
+        o = self._attn_options(scale, False, 0, None, head_dim, safe)
+        ar = _lib.AttnArrays()
+        ds = None
+        if return_dsinks:
+            ds = np.empty(self._heads(y, dim, head_dim), np.float64 if d == _lib.FLOAT64 else np.float32)
+            ar.dsinks = ds.ctypes.data
+        cy, cdy = np.ascontiguousarray(y), np.ascontiguousarray(dy)
+        res = np.empty(y.shape, y.dtype)
+        f = _C.clsm_log_softmax_backward_ex_host if log else _C.clsm_softmax_backward_ex_host
+        with self._lock:
+            st = f(self._ctx, d, y.ndim, _shape(y), dim, ctypes.byref(o), ctypes.byref(ar),
+                   _ptr(cy), _ptr(cdy), _ptr(res))
+            if st:
+                self._fail(st)
+        return (res, ds) if return_dsinks else res
 
     # ---- device arrays
 
@@ -421,6 +532,18 @@ def softmax_backward(y, dy, dim=-1, *, safe=False, out=None, dtype=None, device=
 def log_softmax_backward(y, dy, dim=-1, *, safe=False, out=None, dtype=None, device=None):
     ctx = Context(device) if device else _context()
     return ctx.log_softmax_backward(y, dy, dim, safe=safe, out=out, dtype=dtype)
+
+
+def attention_softmax(x, dim=-1, *, device=None, **kw):
+    """See Context.attention_softmax (host arrays)."""
+    ctx = Context(device) if device else _context()
+    return ctx.attention_softmax(x, dim, **kw)
+
+
+def attention_softmax_backward(y, dy, dim=-1, *, device=None, **kw):
+    """See Context.attention_softmax_backward (host arrays)."""
+    ctx = Context(device) if device else _context()
+    return ctx.attention_softmax_backward(y, dy, dim, **kw)
 
 
 def cross_entropy(logits, target, *, device=None, **kw):

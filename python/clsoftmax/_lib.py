@@ -32,6 +32,26 @@ class CEOptions(ctypes.Structure):
                 ("total_weight", ctypes.POINTER(Tensor)), ("check", ctypes.c_void_p)]
 
 
+ATTN_OPTIONS_VERSION = 1
+HEAD_DIM_AUTO = 1000
+
+
+class AttnOptions(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint), ("flags", ctypes.c_uint), ("scale", ctypes.c_double),
+                ("mask", ctypes.POINTER(Tensor)), ("causal", ctypes.c_int),
+                ("offset", ctypes.c_int64), ("alibi_max_bias", ctypes.c_double),
+                ("alibi_slopes", ctypes.POINTER(Tensor)), ("sinks", ctypes.POINTER(Tensor)),
+                ("head_dim", ctypes.c_int), ("lse", ctypes.POINTER(Tensor)),
+                ("dsinks", ctypes.POINTER(Tensor))]
+
+
+class AttnArrays(ctypes.Structure):
+    _fields_ = [("mask", ctypes.c_void_p), ("mask_dtype", ctypes.c_int), ("mask_rank", ctypes.c_int),
+                ("mask_shape", ctypes.POINTER(ctypes.c_int64)),
+                ("alibi_slopes", ctypes.c_void_p), ("sinks", ctypes.c_void_p),
+                ("sinks_dtype", ctypes.c_int), ("lse", ctypes.c_void_p), ("dsinks", ctypes.c_void_p)]
+
+
 class DeviceInfo(ctypes.Structure):
     _fields_ = [("platform", ctypes.c_uint), ("device", ctypes.c_uint),
                 ("platform_id", ctypes.c_void_p), ("device_id", ctypes.c_void_p),
@@ -86,6 +106,14 @@ def _load():
         "clsm_cross_entropy_host": (I, [P, I, I, I64P, P, I, P, ctypes.POINTER(CEOptions), P, P,
                                         P, P, ctypes.POINTER(ctypes.c_float),
                                         ctypes.POINTER(ctypes.c_float)]),
+        "clsm_softmax_ex_host": (I, [P, I, I, I64P, I, ctypes.POINTER(AttnOptions),
+                                     ctypes.POINTER(AttnArrays), P, P]),
+        "clsm_log_softmax_ex_host": (I, [P, I, I, I64P, I, ctypes.POINTER(AttnOptions),
+                                         ctypes.POINTER(AttnArrays), P, P]),
+        "clsm_softmax_backward_ex_host": (I, [P, I, I, I64P, I, ctypes.POINTER(AttnOptions),
+                                              ctypes.POINTER(AttnArrays), P, P, P]),
+        "clsm_log_softmax_backward_ex_host": (I, [P, I, I, I64P, I, ctypes.POINTER(AttnOptions),
+                                                  ctypes.POINTER(AttnArrays), P, P, P]),
         "clsm_softmax": (I, [P, TP, TP, I, U, U, P, ctypes.POINTER(P)]),
         "clsm_log_softmax": (I, [P, TP, TP, I, U, U, P, ctypes.POINTER(P)]),
         "clsm_softmax_backward": (I, [P, TP, TP, TP, I, U, U, P, ctypes.POINTER(P)]),

@@ -46,7 +46,8 @@ def close(got, ref, rtol, log=False, atol=1e-30):
     else:
         tol = rtol * np.abs(ref) + atol
     same_special = (np.isnan(got) & np.isnan(ref)) | (got == ref)
-    return bool(np.all(same_special | (np.abs(got - ref) <= tol)))
+    with np.errstate(invalid="ignore"):  # -inf - -inf where both are -inf
+        return bool(np.all(same_special | (np.abs(got - ref) <= tol)))
 
 
 def rand(shape, seed, dtype=np.float32):
@@ -301,3 +302,82 @@ def test_adopt_pyopencl_queue():
     with pytest.raises(clsoftmax.Error) as e:
         clsoftmax.Context.adopt(ooo)
     assert e.value.status == "CLSM_ERR_INVALID_ARGUMENT"
+
+
+# ---- attention softmax
+
+def ref_attention(x, scale, mask=None, causal=False, offset=0, slopes=None, sinks=None,
+                  log=False):
+    """float64 reference of (B, H, Lq, Lk) scores; z in float32 as the spec
+    computes it, one rounding an operation."""
+    z = (np.float32(scale) * x.astype(np.float32)).astype(np.float32)
+    if mask is not None and mask.dtype == np.bool_:
+        z = np.where(mask, z, np.float32(-np.inf)).astype(np.float32)
+    elif mask is not None:
+        z = (z + mask.astype(np.float32)).astype(np.float32)
+    lq, lk = x.shape[-2], x.shape[-1]
+    i = np.arange(lq)[:, None]
+    j = np.arange(lk)[None, :]
+    if slopes is not None:
+        dist = np.abs(i + offset - j).astype(np.float32)
+        z = (z - (slopes.astype(np.float32)[None, :, None, None] * dist).astype(np.float32))
+        z = z.astype(np.float32)
+    z = z.astype(np.float64)
+    if causal:
+        z = np.where(j > i + offset, -np.inf, z)
+    s = (np.full(x.shape[:2] + (1, 1), -np.inf) if sinks is None
+         else np.asarray(sinks, np.float64)[None, :, None, None] * np.ones(x.shape[:1] + (1, 1, 1)))
+    m = np.maximum(z.max(axis=-1, keepdims=True), s)
+    tot = np.exp(z - m).sum(axis=-1, keepdims=True) + np.exp(s - m)
+    lse = (m + np.log(tot))[..., 0]
+    y = (z - m) - np.log(tot) if log else np.exp(z - m) / tot
+    return y, lse
+
+
+def alibi_slopes(max_bias, heads):
+    n = 2 ** int(np.floor(np.log2(heads)))
+    h = np.arange(heads)
+    e = np.where(h < n, max_bias / n * (h + 1), max_bias / (2 * n) * (2 * (h - n) + 1))
+    return (2.0 ** -e).astype(np.float32)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_attention_softmax(log):
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((2, 4, 6, 40)).astype(np.float32) * 3
+    mask = rng.random((1, 1, 6, 40)) < 0.85
+    sinks = rng.standard_normal(4).astype(np.float32)
+    y, lse = clsoftmax.attention_softmax(x, scale=0.5, mask=mask, causal=True, offset=34,
+                                         alibi=8.0, sinks=sinks, log=log, return_lse=True)
+    ry, rl = ref_attention(x, 0.5, mask, True, 34, alibi_slopes(8.0, 4), sinks, log)
+    assert lse.dtype == np.float32 and lse.shape == (2, 4, 6)
+    assert close(y, ry, 4e-6, log=log)
+    assert close(lse, rl, 4e-6, log=True)
+    # An additive float16 mask and given slopes.
+    fm = np.where(rng.random((6, 40)) < 0.1, -np.inf, rng.standard_normal((6, 40))).astype(np.float16)
+    slopes = rng.random(4).astype(np.float32)
+    y = clsoftmax.attention_softmax(x, mask=fm, alibi_slopes=slopes, log=log)
+    ry, _ = ref_attention(x, 1.0, fm, slopes=slopes, log=log)
+    assert close(y, ry, 4e-6, log=log)
+
+
+def test_attention_backward_and_errors():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 3, 5, 12)).astype(np.float32)
+    sinks = rng.standard_normal(3).astype(np.float32)
+    y = clsoftmax.attention_softmax(x, scale=0.25, causal=True, sinks=sinks)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, ds = clsoftmax.attention_softmax_backward(y, dy, scale=0.25, return_dsinks=True)
+    yd, dyd = y.astype(np.float64), dy.astype(np.float64)
+    acc = (np.where(yd == 0, 0, dyd * yd)).sum(-1, keepdims=True)
+    assert np.allclose(dx, np.where(yd == 0, 0, 0.25 * yd * (dyd - acc)), rtol=1e-5, atol=1e-7)
+    want = -((1 - yd.sum(-1)) * acc[..., 0]).sum(axis=(0, 2))
+    assert ds.shape == (3,) and np.allclose(ds, want, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError):
+        clsoftmax.attention_softmax(x, sinks=np.zeros(2, np.float32))
+    with pytest.raises(clsoftmax.Error) as e:
+        clsoftmax.attention_softmax(x, mask=np.ones((4, 12), np.float32))
+    assert e.value.status == "CLSM_ERR_SHAPE_MISMATCH" and "does not broadcast" in e.value.detail
+    with pytest.raises(clsoftmax.Error) as e:
+        clsoftmax.attention_softmax(np.zeros(5, np.float32), causal=True)
+    assert e.value.status == "CLSM_ERR_SHAPE_MISMATCH"
