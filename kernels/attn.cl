@@ -50,7 +50,10 @@ typedef struct clsm_arow {
   long i, h;
 } clsm_arow;
 
-CLSM_INLINE clsm_arow clsm_attn_row(const clsm_attn_params *p, long r) {
+/* Written through a pointer, not returned: an always-inline function
+ * returning a struct gets a noalias sret argument, whose scope declaration
+ * Oclgrind's interpreter cannot run. */
+CLSM_INLINE void clsm_attn_row(const clsm_attn_params *p, long r, clsm_arow *wp) {
   clsm_arow w;
   for (int t = 0; t < 4; ++t) w.o[t] = (long)p->off[t];
   w.i = w.h = 0;
@@ -73,7 +76,7 @@ CLSM_INLINE clsm_arow clsm_attn_row(const clsm_attn_params *p, long r) {
       rem = q;
     }
   }
-  return w;
+  *wp = w;
 }
 
 CLSM_INLINE ACC clsm_attn_scale(const clsm_attn_params *p) {
@@ -130,8 +133,9 @@ CLSM_INLINE ACC clsm_attn_z(const clsm_actx *a, long c) {
   else if (a->mk != MK_NONE)
     z = z + clsm_mask_at(a->mb, a->mo + c * a->msc, a->mk);
   if (a->alibi) {
-    const long d = a->pos - c;
-    z = z - a->slope * (ACC)(d < 0 ? -d : d);
+    /* |d| as fabs of the converted value (the same rounding as converting
+     * |d|); an integer abs becomes llvm.abs, which Oclgrind cannot run. */
+    z = z - a->slope * fabs((ACC)(a->pos - c));
   }
   return z;
 }
@@ -153,7 +157,8 @@ CLSM_INLINE void clsm_attn_setup(const clsm_attn_params *p, long r, __global con
                                  __global const uchar *mask, __global const float *slopes,
                                  __global const uchar *sinks, clsm_actx *a, long *yo, long *n,
                                  ACC *sink, long *lo) {
-  const clsm_arow w = clsm_attn_row(p, r);
+  clsm_arow w;
+  clsm_attn_row(p, r, &w);
   a->xr = x + w.o[0];
   a->mb = mask;
   a->mo = w.o[2];
@@ -410,7 +415,8 @@ __kernel void clsm_attn_bwd_rows_cpu(CLSM_ABARGS) {
   const long r = get_global_id(0);
   if (r >= p.rows) return;
   const uint flags = p.flags;
-  const clsm_arow w = clsm_attn_row(&p, r);
+  clsm_arow w;
+  clsm_attn_row(&p, r, &w);
   __global const TX *yr = y + w.o[0];
   __global const TX *dyr = dy + w.o[1];
   __global TY *dxr = dx + w.o[2];
@@ -463,7 +469,8 @@ __kernel void clsm_attn_bwd_rows_wg(CLSM_ABARGS, __local ACC *la, __local ACC *l
   const clsm_seg g = clsm_row_seg(flags);
   const int l = g.l, L = g.L, j = g.j;
   const int live = g.r < p.rows;
-  const clsm_arow w = clsm_attn_row(&p, live ? g.r : 0);
+  clsm_arow w;
+  clsm_attn_row(&p, live ? g.r : 0, &w);
   __global const TX *yr = y + w.o[0];
   __global const TX *dyr = dy + w.o[1];
   __global TY *dxr = dx + w.o[2];
