@@ -135,6 +135,19 @@ size_t clsm__kernel_limit(const clsm_caps *caps, const size_t *kernel_wg, clsm_k
   return kernel_wg && kernel_wg[k] ? kernel_wg[k] : caps->max_wg_size;
 }
 
+size_t clsm__wg_rows(const clsm_caps *caps, const size_t *kernel_wg, clsm_kernel_id k, int64_t C,
+                     int64_t rows, int vpt, size_t *local, unsigned *flags) {
+  *local = caps->wg_size;
+  const size_t kmax = clsm__kernel_limit(caps, kernel_wg, k);
+  while (*local > 1 && *local > kmax) *local /= 2;
+  const size_t lanes = clsm__row_lanes(caps, C, *local, vpt);
+  unsigned lg = 0;
+  while (((size_t)1 << lg) < lanes) ++lg;
+  *flags |= lg << F_LANES_SHIFT;
+  const size_t per = *local / lanes;
+  return (((size_t)rows + per - 1) / per) * *local;
+}
+
 /* Few long contiguous rows on the CPU family: each row split into chunks
  * of the returned length (a multiple of 16) so that one row uses every core,
  * or 0. Split when there are fewer rows than 8 work-items a compute unit
@@ -259,9 +272,8 @@ void clsm__plan_rowop(const clsm_caps *caps, const size_t *kernel_wg, const clsm
     global = round_up(items, local);
     break;
   }
-  case K_ROWS_WG:
-    local = caps->wg_size;
-    global = rows * local;
+  case K_ROWS_WG: /* clsm__wg_rows, below */
+    local = global = 0;
     break;
   default: /* a work-item per row */
     local = caps->family == CLSM_FAMILY_CPU || k == K_ROWS_CPU ? clsm__cpu_local(caps, rows) : 64;
@@ -320,20 +332,11 @@ void clsm__plan_rowop(const clsm_caps *caps, const size_t *kernel_wg, const clsm
       flags |= F_BLOCKS;
   }
   if (k == K_INNER_CPU) flags |= (unsigned)nv << F_NV_SHIFT;
-  if (k == K_ROWS_WG) {
-    /* Rows of `lanes` lanes, local / lanes rows a group: enough lanes for
-     * ROW_VPT values each (forward) or to keep y and dy in registers
-     * (BWD_VPT values each, backward; longer rows read them twice). */
-    const size_t kmax =
-        clsm__kernel_limit(caps, kernel_wg, (clsm_kernel_id)(k + (op->backward ? K_BACKWARD : 0)));
-    while (local > 1 && local > kmax) local /= 2;
-    const size_t lanes = clsm__row_lanes(caps, op->C, local, op->backward ? BWD_VPT : ROW_VPT);
-    unsigned lg = 0;
-    while (((size_t)1 << lg) < lanes) ++lg;
-    flags |= lg << F_LANES_SHIFT;
-    const size_t per = local / lanes;
-    global = ((rows + per - 1) / per) * local;
-  }
+  if (k == K_ROWS_WG)
+    /* Enough lanes for ROW_VPT values each (forward) or to keep y and dy in
+     * registers (BWD_VPT values each, backward; longer rows read them twice). */
+    global = clsm__wg_rows(caps, kernel_wg, (clsm_kernel_id)(k + (op->backward ? K_BACKWARD : 0)),
+                           op->C, op->rows, op->backward ? BWD_VPT : ROW_VPT, &local, &flags);
 
   const clsm_kernel_id id = (clsm_kernel_id)(k + (op->backward ? K_BACKWARD : 0));
   clsm_stage *s = clsm__plan_stage(plan, id, global, local);

@@ -179,6 +179,12 @@ size_t clsm__row_scratch(const clsm_caps *caps, size_t *local, int64_t C, size_t
 int64_t clsm__split_len(const clsm_caps *caps, int64_t rows, int64_t C);
 int clsm__inner_nv(const clsm_caps *caps, int64_t inner);
 size_t clsm__row_lanes(const clsm_caps *caps, int64_t C, size_t local, int vpt);
+/* A work-group row kernel k's geometry: the group size (the device's
+ * wg_size, halved below the kernel's limit) into *local, rows of lanes
+ * enough for `vpt` values each (their log2 into *flags' F_LANES_SHIFT bits),
+ * local / lanes rows a group; returns the global size. */
+size_t clsm__wg_rows(const clsm_caps *caps, const size_t *kernel_wg, clsm_kernel_id k, int64_t C,
+                     int64_t rows, int vpt, size_t *local, unsigned *flags);
 /* A kernel's work-group limit: kernel_wg[k] when known, else the device's. */
 size_t clsm__kernel_limit(const clsm_caps *caps, const size_t *kernel_wg, clsm_kernel_id k);
 

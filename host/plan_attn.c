@@ -20,20 +20,6 @@ static const char *attn_op(const clsm_attn_call *c) {
   return log ? "log_softmax_ex" : "softmax_ex";
 }
 
-/* Lanes of a work-group row kernel: sets *local and the flags' lanes. */
-static size_t wg_rows(const clsm_caps *caps, const size_t *kernel_wg, clsm_kernel_id k, int64_t C,
-                      int64_t rows, size_t *local, unsigned *flags) {
-  *local = caps->wg_size;
-  const size_t kmax = clsm__kernel_limit(caps, kernel_wg, k);
-  while (*local > 1 && *local > kmax) *local /= 2;
-  const size_t lanes = clsm__row_lanes(caps, C, *local, ROW_VPT);
-  unsigned lg = 0;
-  while (((size_t)1 << lg) < lanes) ++lg;
-  *flags |= lg << F_LANES_SHIFT;
-  const size_t per = *local / lanes;
-  return (((size_t)rows + per - 1) / per) * *local;
-}
-
 void clsm__plan_attn(const clsm_caps *caps, const size_t *kernel_wg, const clsm_attn_call *c,
                      clsm_plan *plan) {
   memset(plan, 0, offsetof(clsm_plan, data));
@@ -79,7 +65,7 @@ void clsm__plan_attn(const clsm_caps *caps, const size_t *kernel_wg, const clsm_
       p.flags |= F_NT;
     global = round_up((size_t)rows, local);
   } else if (rows > 0) {
-    global = wg_rows(caps, kernel_wg, k, C, rows, &local, &p.flags);
+    global = clsm__wg_rows(caps, kernel_wg, k, C, rows, ROW_VPT, &local, &p.flags);
   }
 
   if (rows > 0) {
