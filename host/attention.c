@@ -16,7 +16,9 @@ clsm_attn_options clsm_attn_options_default(void) {
 #define BIT(d) (1u << (d))
 static const unsigned mask_types = BIT(CLSM_FLOAT32) | BIT(CLSM_FLOAT16) | BIT(CLSM_BFLOAT16) | BIT(CLSM_UINT8);
 
-int clsm__attn_axes(int rank, int dim, int head_dim, int *qa, int *hd) {
+/* The query axis (*qa, -1 when dim is 0) and head axis (*hd, -1 for none)
+ * for a normalised dim; 0 when head_dim is outside the rank or is dim. */
+static int attn_axes(int rank, int dim, int head_dim, int *qa, int *hd) {
   *qa = dim - 1;
   if (head_dim == CLSM_HEAD_DIM_AUTO) {
     *hd = dim - 2 >= 0 ? dim - 2 : -1;
@@ -26,6 +28,18 @@ int clsm__attn_axes(int rank, int dim, int head_dim, int *qa, int *hd) {
   if (head_dim < -r || head_dim >= r) return 0;
   *hd = head_dim < 0 ? head_dim + r : head_dim;
   return *hd != dim;
+}
+
+clsm_status clsm_attn_heads(int rank, const int64_t *shape, int dim, int head_dim,
+                            int64_t *heads) {
+  if (!heads || (rank > 0 && !shape)) return CLSM_ERR_NULL_ARGUMENT;
+  if (rank < 0 || rank > CLSM_MAX_RANK) return CLSM_ERR_INVALID_RANK;
+  const int r = rank ? rank : 1;
+  if (dim < -r || dim >= r) return CLSM_ERR_INVALID_DIM;
+  int qa, hd;
+  if (!attn_axes(rank, dim < 0 ? dim + r : dim, head_dim, &qa, &hd)) return CLSM_ERR_INVALID_DIM;
+  *heads = hd >= 0 && rank ? shape[hd] : 1;
+  return CLSM_SUCCESS;
 }
 
 /* The ALiBi slopes of (max_bias, H) in a buffer the context keeps for the
@@ -123,7 +137,7 @@ static clsm_status attn_locked(clsm_context *ctx, const clsm_tensor *const *t, i
   const clsm_tensor *x = t[0];
   const int R = x->rank;
   int qa, hd;
-  if (!clsm__attn_axes(R, d, o->head_dim, &qa, &hd))
+  if (!attn_axes(R, d, o->head_dim, &qa, &hd))
     return clsm__fail(ctx, CLSM_ERR_INVALID_DIM,
                       "opt: head_dim %d is outside the rank %d of x or is the softmax dim %d",
                       o->head_dim, R, d);

@@ -67,13 +67,11 @@ static clsm_status host_attn_prepare(clsm_context *ctx, const clsm_attn_options 
   h->o = *ao;
   if (!ar) return CLSM_SUCCESS;
   /* H and the rows as the device call finds them; a dim or head_dim it
-   * refuses gives any H here (the call then fails before using them). */
+   * refuses leaves H at 1 here (the call then fails before using it). */
   const int r = rank ? rank : 1;
   const int d = dim < 0 ? dim + r : dim;
-  int qa, hd;
   int64_t H = 1, rows = 1;
-  if (d >= 0 && d < r && clsm__attn_axes(rank, d, ao->head_dim, &qa, &hd) && hd >= 0 && rank)
-    H = shape[hd];
+  if (clsm_attn_heads(rank, shape, dim, ao->head_dim, &H) != CLSM_SUCCESS) H = 1;
   for (int k = 0; k < rank; ++k)
     if (k != d) rows *= shape[k];
   const size_t acc = dtype == CLSM_FLOAT64 ? 8 : 4;

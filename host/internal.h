@@ -182,11 +182,6 @@ clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num
 clsm_status clsm__row_check(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num_wait,
                             const cl_event *wait, int *dim_out, int *program_out);
 
-/* Attention softmax's query axis (*qa, -1 when dim is 0) and head axis
- * (*hd, -1 for none) for a normalised dim and the options' head_dim; 0
- * when head_dim is outside the rank or is dim. */
-int clsm__attn_axes(int rank, int dim, int head_dim, int *qa, int *hd);
-
 /* Reads an integer environment override; returns `dflt` when unset or invalid. */
 #ifdef CLSM_TESTING
 /* A test hook's integer from the environment: dflt when unset or not an

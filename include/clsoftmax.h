@@ -415,6 +415,15 @@ typedef struct clsm_attn_options {
 /* The defaults, as a value (same as CLSM_ATTN_OPTIONS_INIT). */
 CLSM_API clsm_attn_options clsm_attn_options_default(void);
 
+/* The number of heads H an attention call on a tensor of `rank` dims and
+ * `shape` along `dim` sees with `head_dim` (CLSM_HEAD_DIM_AUTO included):
+ * the length of its slopes, sinks and dsinks, which host-array callers
+ * must know. Errors: CLSM_ERR_NULL_ARGUMENT (heads, or shape with rank > 0),
+ * CLSM_ERR_INVALID_RANK, CLSM_ERR_INVALID_DIM (dim, or head_dim outside the
+ * rank or equal to dim). Touches no device. */
+CLSM_API clsm_status clsm_attn_heads(int rank, const int64_t *shape, int dim, int head_dim,
+                                     int64_t *heads);
+
 /* Attention softmax of x into y (same shape; dtypes, strides, in place,
  * events and errors as clsm_softmax). opt may not be NULL; all defaults
  * compute exactly clsm_softmax. Errors besides clsm_softmax's:

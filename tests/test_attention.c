@@ -574,6 +574,29 @@ START_TEST(test_attention_errors) {
 }
 END_TEST
 
+/* The heads a call sees, for host-array callers. */
+START_TEST(test_attention_heads) {
+  const int64_t shape[4] = {2, 3, 4, 8};
+  int64_t h = 0;
+  ck_assert_int_eq(clsm_attn_heads(4, shape, -1, AUTO, &h), CLSM_SUCCESS);
+  ck_assert_int_eq(h, 3);
+  ck_assert_int_eq(clsm_attn_heads(4, shape, 3, 0, &h), CLSM_SUCCESS);
+  ck_assert_int_eq(h, 2);
+  ck_assert_int_eq(clsm_attn_heads(4, shape, 3, -2, &h), CLSM_SUCCESS);
+  ck_assert_int_eq(h, 4);
+  ck_assert_int_eq(clsm_attn_heads(2, shape + 2, 1, AUTO, &h), CLSM_SUCCESS); /* no head axis */
+  ck_assert_int_eq(h, 1);
+  ck_assert_int_eq(clsm_attn_heads(0, NULL, 0, AUTO, &h), CLSM_SUCCESS);
+  ck_assert_int_eq(h, 1);
+  ck_assert_int_eq(clsm_attn_heads(4, shape, 3, 3, &h), CLSM_ERR_INVALID_DIM);
+  ck_assert_int_eq(clsm_attn_heads(4, shape, 3, 4, &h), CLSM_ERR_INVALID_DIM);
+  ck_assert_int_eq(clsm_attn_heads(4, shape, 4, AUTO, &h), CLSM_ERR_INVALID_DIM);
+  ck_assert_int_eq(clsm_attn_heads(9, shape, 0, AUTO, &h), CLSM_ERR_INVALID_RANK);
+  ck_assert_int_eq(clsm_attn_heads(4, NULL, 0, AUTO, &h), CLSM_ERR_NULL_ARGUMENT);
+  ck_assert_int_eq(clsm_attn_heads(4, shape, 0, AUTO, NULL), CLSM_ERR_NULL_ARGUMENT);
+}
+END_TEST
+
 static void record(void *user, const clsm_plan_info *info) {
   snprintf((char *)user, 256, "%s %s", info->op, info->stages ? info->kernel[0] : "-");
 }
@@ -612,6 +635,7 @@ int main(void) {
   tcase_add_loop_test(tc, test_attention_finite_differences, 0, 2);
   tcase_add_test(tc, test_attention_errors);
   tcase_add_test(tc, test_attention_plan);
+  tcase_add_test(tc, test_attention_heads);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

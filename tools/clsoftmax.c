@@ -250,18 +250,17 @@ static int cmd_rowop(int argc, char **argv, const char *name, int log, int backw
   /* lse: x's shape without dim; slopes, sinks and dsinks: one value a head. */
   const int d = (int)(o.dim < 0 ? o.dim + r : o.dim);
   const clsm_dtype acc = dt == CLSM_FLOAT64 ? CLSM_FLOAT64 : CLSM_FLOAT32;
-  const int hd = o.attn.head_dim == CLSM_HEAD_DIM_AUTO ? d - 2
-                 : o.attn.head_dim < 0                 ? o.attn.head_dim + r
-                                                       : o.attn.head_dim;
-  const int64_t H = hd >= 0 && hd < in[0].rank ? in[0].shape[hd] : 1;
+  /* A head_dim the library refuses: it says so in the call below. */
+  int64_t H = 1;
+  const int heads_ok =
+      clsm_attn_heads(in[0].rank, in[0].shape, (int)o.dim, o.attn.head_dim, &H) == CLSM_SUCCESS;
   for (int i = ISLOPES; i <= ISINKS; ++i)
-    if (paths[i] && hd != d && (in[i].rank != 1 || in[i].shape[0] != H)) {
+    if (paths[i] && heads_ok && (in[i].rank != 1 || in[i].shape[0] != H)) {
       char s0[256], s1[256];
       npy_shape_str(in[i].rank, in[i].shape, s0, sizeof s0);
       npy_shape_str(in[0].rank, in[0].shape, s1, sizeof s1);
-      fprintf(stderr, "clsoftmax: %s has shape %s but must be (%lld): %s of shape %s has %lld heads%s\n",
-              paths[i], s0, (long long)H, o.pos[0], s1, (long long)H,
-              hd >= 0 ? " along its head dim" : " (no head dim)");
+      fprintf(stderr, "clsoftmax: %s has shape %s but must be (%lld): %s of shape %s has %lld head(s)\n",
+              paths[i], s0, (long long)H, o.pos[0], s1, (long long)H);
       goto done;
     }
   int64_t eshape[CLSM_MAX_RANK];

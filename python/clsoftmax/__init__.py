@@ -299,10 +299,13 @@ class Context:
 
     @staticmethod
     def _heads(x, dim, head_dim):
-        r = x.ndim if x.ndim else 1
-        d = dim if dim >= 0 else dim + r
-        hd = d - 2 if head_dim is None else (head_dim + r if head_dim < 0 else head_dim)
-        return x.shape[hd] if 0 <= hd < x.ndim and hd != d else 1
+        """H as the library counts it (1 for a dim or head_dim it refuses: the
+        call itself then raises)."""
+        h = ctypes.c_int64(1)
+        hd = _lib.HEAD_DIM_AUTO if head_dim is None else int(head_dim)
+        if _C.clsm_attn_heads(x.ndim, _shape(x), dim, hd, ctypes.byref(h)):
+            return 1
+        return h.value
 
     def attention_softmax_backward(self, y, dy, dim=-1, *, scale=1.0, head_dim=None, safe=False,
                                    log=False, return_dsinks=False, dtype=None):

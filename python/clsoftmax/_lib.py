@@ -106,6 +106,7 @@ def _load():
         "clsm_cross_entropy_host": (I, [P, I, I, I64P, P, I, P, ctypes.POINTER(CEOptions), P, P,
                                         P, P, ctypes.POINTER(ctypes.c_float),
                                         ctypes.POINTER(ctypes.c_float)]),
+        "clsm_attn_heads": (I, [I, I64P, I, I, I64P]),
         "clsm_softmax_ex_host": (I, [P, I, I, I64P, I, ctypes.POINTER(AttnOptions),
                                      ctypes.POINTER(AttnArrays), P, P]),
         "clsm_log_softmax_ex_host": (I, [P, I, I, I64P, I, ctypes.POINTER(AttnOptions),
