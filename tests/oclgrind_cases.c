@@ -1,0 +1,161 @@
+/* Calls for Oclgrind's data-race and API checks (tests/check_oclgrind.sh),
+ * through the device API (the host-array versions keep separate device
+ * buffers), each in place, one per argument:
+ *   ce_inplace  cross-entropy with the gradient written over the logits,
+ *               float32 and float16, rows long enough that a work-group row
+ *               has many lanes; the loss must be finite;
+ *   attention   attention softmax in place (y over x) with a broadcast
+ *               float16 mask, causal rows, ALiBi, sinks and lse, then its
+ *               backward in place (dx over dy) with dsinks, rows of 300 keys;
+ *               each row's probabilities must sum to at most 1.
+ * Exits 0 when every call succeeds and the results are sane. */
+#include "clsoftmax.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+enum { B = 1, H = 2, LQ = 3, LK = 300, N = B * H * LQ * LK };
+
+static int ce_run(clsm_context *ctx, clsm_dtype dt) {
+  enum { N = 4, C = 300 };
+  const int64_t shape[2] = {N, C};
+  float xf[N * C];
+  uint16_t xh[N * C];
+  int64_t t[N] = {0, 299, 150, 7};
+  for (int i = 0; i < N * C; ++i) xf[i] = (float)((i * 37) % 101) / 25.0f - 2.0f;
+  for (int i = 0; i < N * C; ++i) { /* float16 by hand: values k/25 - 2 are exact enough */
+    float v = xf[i];
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    int e = (int)((b >> 23) & 0xff) - 127 + 15;
+    xh[i] = v == 0 ? 0 : (uint16_t)(((b >> 16) & 0x8000) | (uint32_t)(e << 10) | ((b >> 13) & 0x3ff));
+  }
+  const void *x = dt == CLSM_FLOAT32 ? (const void *)xf : (const void *)xh;
+  const size_t es = clsm_dtype_size(dt);
+  cl_int err;
+  cl_context cc = clsm_context_cl_context(ctx);
+  cl_mem xb = clCreateBuffer(cc, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, N * C * es, (void *)x, &err);
+  cl_mem tb = clCreateBuffer(cc, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof t, t, &err);
+  cl_mem lb = clCreateBuffer(cc, CL_MEM_READ_WRITE, 8, NULL, &err);
+  if (!xb || !tb || !lb) return 1;
+  clsm_tensor xt = clsm_tensor_contiguous(xb, 0, dt, 2, shape);
+  const int64_t tshape[1] = {N};
+  clsm_tensor tt = clsm_tensor_contiguous(tb, 0, CLSM_INT64, 1, tshape);
+  clsm_tensor lt = clsm_tensor_contiguous(lb, 0, dt, 0, NULL);
+  clsm_ce_options opt = clsm_ce_options_default();
+  opt.grad = &xt; /* the gradient over the logits, on the device */
+  clsm_status st = clsm_cross_entropy(ctx, &xt, &tt, &lt, &opt, 0, NULL, NULL);
+  if (st == CLSM_SUCCESS) st = clsm_finish(ctx);
+  float loss32 = NAN;
+  if (st == CLSM_SUCCESS && dt == CLSM_FLOAT32)
+    clEnqueueReadBuffer(clsm_context_queue(ctx), lb, CL_TRUE, 0, 4, &loss32, 0, NULL, NULL);
+  clReleaseMemObject(xb);
+  clReleaseMemObject(tb);
+  clReleaseMemObject(lb);
+  if (st != CLSM_SUCCESS) {
+    char d[512];
+    clsm_context_error(ctx, d, sizeof d);
+    fprintf(stderr, "oclgrind_cases ce_inplace: %s: %s\n", clsm_status_name(st), d);
+    return 1;
+  }
+  if (dt == CLSM_FLOAT32 && !isfinite(loss32)) {
+    fprintf(stderr, "oclgrind_cases ce_inplace: the loss is %g\n", (double)loss32);
+    return 1;
+  }
+  printf("oclgrind_cases ce_inplace: %s in place: ok\n", clsm_dtype_name(dt));
+  return 0;
+}
+
+static int fail(clsm_context *ctx, clsm_status st, const char *what) {
+  char d[512];
+  clsm_context_error(ctx, d, sizeof d);
+  fprintf(stderr, "oclgrind_cases attention: %s: %s: %s\n", what, clsm_status_name(st), d);
+  return 1;
+}
+
+static int attention(clsm_context *ctx) {
+  static float x[N], dy[N], out[N];
+  static uint16_t mask[LQ * LK];
+  for (int i = 0; i < N; ++i) {
+    x[i] = (float)((i * 37) % 101) / 25.0f - 2.0f;
+    dy[i] = (float)((i * 11) % 13) / 13.0f - 0.5f;
+  }
+  for (int i = 0; i < LQ * LK; ++i) mask[i] = i % 7 == 3 ? 0xfc00 : 0x0000; /* -inf or 0 */
+  const float sinks[H] = {0.5f, -1.0f};
+  cl_int err;
+  cl_context cc = clsm_context_cl_context(ctx);
+  cl_mem xb = clCreateBuffer(cc, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof x, x, &err);
+  cl_mem db = clCreateBuffer(cc, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof dy, dy, &err);
+  cl_mem mb = clCreateBuffer(cc, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof mask, mask, &err);
+  cl_mem sb = clCreateBuffer(cc, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof sinks, (void *)sinks, &err);
+  cl_mem lb = clCreateBuffer(cc, CL_MEM_READ_WRITE, B * H * LQ * 4, NULL, &err);
+  cl_mem gb = clCreateBuffer(cc, CL_MEM_READ_WRITE, H * 4, NULL, &err);
+  if (!xb || !db || !mb || !sb || !lb || !gb) return 1;
+  const int64_t shape[4] = {B, H, LQ, LK}, mshape[4] = {1, 1, LQ, LK}, hs[1] = {H};
+  const int64_t lshape[3] = {B, H, LQ};
+  clsm_tensor xt = clsm_tensor_contiguous(xb, 0, CLSM_FLOAT32, 4, shape);
+  clsm_tensor dt = clsm_tensor_contiguous(db, 0, CLSM_FLOAT32, 4, shape);
+  clsm_tensor mt = clsm_tensor_contiguous(mb, 0, CLSM_FLOAT16, 4, mshape);
+  clsm_tensor st = clsm_tensor_contiguous(sb, 0, CLSM_FLOAT32, 1, hs);
+  clsm_tensor lt = clsm_tensor_contiguous(lb, 0, CLSM_FLOAT32, 3, lshape);
+  clsm_tensor gt = clsm_tensor_contiguous(gb, 0, CLSM_FLOAT32, 1, hs);
+  clsm_attn_options o = clsm_attn_options_default();
+  o.scale = 0.5;
+  o.mask = &mt;
+  o.causal = 1;
+  o.offset = LK - LQ;
+  o.alibi_max_bias = 8.0;
+  o.sinks = &st;
+  o.lse = &lt;
+  clsm_status s = clsm_softmax_ex(ctx, &xt, &xt, 3, &o, 0, NULL, NULL);
+  if (s != CLSM_SUCCESS) return fail(ctx, s, "softmax_ex");
+  clsm_attn_options b = clsm_attn_options_default();
+  b.scale = 0.5;
+  b.dsinks = &gt;
+  s = clsm_softmax_backward_ex(ctx, &xt, &dt, &dt, 3, &b, 0, NULL, NULL);
+  if (s != CLSM_SUCCESS) return fail(ctx, s, "softmax_backward_ex");
+  if ((s = clsm_finish(ctx)) != CLSM_SUCCESS) return fail(ctx, s, "finish");
+  clEnqueueReadBuffer(clsm_context_queue(ctx), xb, CL_TRUE, 0, sizeof out, out, 0, NULL, NULL);
+  for (int r = 0; r < B * H * LQ; ++r) {
+    double sum = 0;
+    for (int j = 0; j < LK; ++j) sum += out[r * LK + j];
+    if (!(sum > 0 && sum <= 1 + 1e-5)) {
+      fprintf(stderr, "oclgrind_cases attention: row %d sums to %g\n", r, sum);
+      return 1;
+    }
+  }
+  float g[H];
+  clEnqueueReadBuffer(clsm_context_queue(ctx), gb, CL_TRUE, 0, sizeof g, g, 0, NULL, NULL);
+  if (!isfinite(g[0]) || !isfinite(g[1])) {
+    fprintf(stderr, "oclgrind_cases attention: dsinks %g %g\n", (double)g[0], (double)g[1]);
+    return 1;
+  }
+  printf("oclgrind_cases attention: in place forward and backward: ok\n");
+  clReleaseMemObject(xb);
+  clReleaseMemObject(db);
+  clReleaseMemObject(mb);
+  clReleaseMemObject(sb);
+  clReleaseMemObject(lb);
+  clReleaseMemObject(gb);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const int ce = argc == 2 && !strcmp(argv[1], "ce_inplace");
+  if (!ce && !(argc == 2 && !strcmp(argv[1], "attention"))) {
+    fprintf(stderr, "usage: oclgrind_cases ce_inplace|attention\n");
+    return 2;
+  }
+  clsm_context *ctx = NULL;
+  char detail[512];
+  if (clsm_context_create(&ctx, NULL, detail, sizeof detail) != CLSM_SUCCESS) {
+    fprintf(stderr, "oclgrind_cases: %s\n", detail);
+    return 1;
+  }
+  printf("oclgrind_cases: %s, %s family\n", clsm_context_device_name(ctx),
+         clsm_context_family(ctx) == CLSM_FAMILY_CPU ? "cpu" : "gpu");
+  const int rc = ce ? ce_run(ctx, CLSM_FLOAT32) | ce_run(ctx, CLSM_FLOAT16) : attention(ctx);
+  clsm_context_destroy(ctx);
+  return rc;
+}
