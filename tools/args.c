@@ -27,6 +27,17 @@ static int parse_long(const char *s, long lo, long hi, long *out) {
   return 1;
 }
 
+/* Strict 64-bit integer parsing: the whole string. */
+static int parse_ll(const char *s, long long *out) {
+  if (!s || !*s) return 0;
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end) return 0;
+  *out = v;
+  return 1;
+}
+
 /* Strict floating-point parsing: the whole string, finite. */
 static int parse_double(const char *s, double *out) {
   if (!s || !*s) return 0;
@@ -95,10 +106,8 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
         if (!parse_double(val, &d)) return tool_usage_error("--scale needs a finite number, got '%s'", val);
         o->attn.scale = d;
       } else if (IS("--offset")) {
-        char *end = NULL;
-        errno = 0;
-        long long v = strtoll(val, &end, 10);
-        if (!*val || errno || *end) return tool_usage_error("--offset needs an integer, got '%s'", val);
+        long long v;
+        if (!parse_ll(val, &v)) return tool_usage_error("--offset needs an integer, got '%s'", val);
         o->attn.offset = v;
       } else if (IS("--alibi")) {
         if (!parse_double(val, &d) || d <= 0)
@@ -135,10 +144,8 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
         else if (!strcmp(val, "none")) o->ce.reduction = CLSM_REDUCTION_NONE;
         else return tool_usage_error("--reduction must be mean, sum or none, got '%s'", val);
       } else if (IS("--ignore-index")) {
-        char *end = NULL;
-        errno = 0;
-        long long v = strtoll(val, &end, 10);
-        if (!*val || errno || *end) return tool_usage_error("--ignore-index needs an integer, got '%s'", val);
+        long long v;
+        if (!parse_ll(val, &v)) return tool_usage_error("--ignore-index needs an integer, got '%s'", val);
         o->ce.ignore_index = v;
       } else if (IS("--label-smoothing")) {
         if (!parse_double(val, &d) || d < 0 || d > 1)
