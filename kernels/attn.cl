@@ -57,25 +57,23 @@ CLSM_INLINE void clsm_attn_row(const clsm_attn_params *p, long r, clsm_arow *wp)
   clsm_arow w;
   for (int t = 0; t < 4; ++t) w.o[t] = (long)p->off[t];
   w.i = w.h = 0;
-  if (p->flags & A_U32) { /* a 32-bit division a dim instead of a 64-bit one */
-    uint rem = (uint)r;
-    for (int d = 0; d < p->nd; ++d) {
-      const uint sh = (uint)p->shape[d], q = rem / sh, k = rem - q * sh;
-      for (int t = 0; t < 4; ++t) w.o[t] += (long)k * p->st[t][d];
-      if (d == p->qd) w.i = k;
-      if (d == p->hdg) w.h = k;
-      rem = q;
-    }
-  } else {
-    long rem = r;
-    for (int d = 0; d < p->nd; ++d) {
-      const long q = rem / p->shape[d], k = rem - q * p->shape[d];
-      for (int t = 0; t < 4; ++t) w.o[t] += k * p->st[t][d];
-      if (d == p->qd) w.i = k;
-      if (d == p->hdg) w.h = k;
-      rem = q;
-    }
+  /* The digits of r over the row dims, in T arithmetic. */
+#define DIGITS_(T)                                                                           \
+  {                                                                                          \
+    T rem = (T)r;                                                                            \
+    for (int d = 0; d < p->nd; ++d) {                                                        \
+      const T sh = (T)p->shape[d], q = rem / sh, k = rem - q * sh;                           \
+      for (int t = 0; t < 4; ++t) w.o[t] += (long)k * p->st[t][d];                           \
+      if (d == p->qd) w.i = (long)k;                                                         \
+      if (d == p->hdg) w.h = (long)k;                                                        \
+      rem = q;                                                                               \
+    }                                                                                        \
   }
+  if (p->flags & A_U32) /* a 32-bit division a dim instead of a 64-bit one */
+    DIGITS_(uint)
+  else
+    DIGITS_(long)
+#undef DIGITS_
   *wp = w;
 }
 
