@@ -70,16 +70,46 @@ static clsm_status check_scalar(clsm_context *ctx, const clsm_tensor *p, unsigne
   return CLSM_SUCCESS;
 }
 
+/* A shard's statistics: the compute type (float32, float64 for float64
+ * logits), the positions' shape and SHARD_K, contiguous. */
+static clsm_status check_stats(clsm_context *ctx, const clsm_tensor *stats, const clsm_tensor *x,
+                               int axis) {
+  if (!stats) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "stats is NULL");
+  const clsm_dtype acc = x->dtype == CLSM_FLOAT64 ? CLSM_FLOAT64 : CLSM_FLOAT32;
+  clsm_status st = clsm__check_desc(ctx, stats, 1u << acc, "stats");
+  if (st != CLSM_SUCCESS) return st;
+  clsm_tensor want = *x;
+  want.rank = 0;
+  for (int d = 0; d < x->rank; ++d)
+    if (d != axis) want.shape[want.rank++] = x->shape[d];
+  want.shape[want.rank++] = SHARD_K;
+  int same = stats->rank == want.rank;
+  for (int d = 0; same && d < want.rank; ++d) same = stats->shape[d] == want.shape[d];
+  if (!same) {
+    char sp[160], sw[160];
+    clsm__shape_str(stats, sp, sizeof sp);
+    clsm__shape_str(&want, sw, sizeof sw);
+    return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
+                      "stats has shape %s: these logits need %s (the positions, then %d values)",
+                      sp, sw, SHARD_K);
+  }
+  if (!clsm__is_contiguous(stats))
+    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_LAYOUT, "stats must be contiguous");
+  return CLSM_SUCCESS;
+}
+
 static clsm_status check_call(clsm_context *ctx, clsm_ce_call *c, const clsm_tensor *logits,
                               const clsm_tensor *target, const clsm_tensor *loss,
                               const clsm_tensor *grad, const clsm_tensor *gs,
-                              const clsm_ce_options *opt, int backward) {
+                              const clsm_ce_options *opt, int backward, int phase,
+                              const clsm_shard *shard, const clsm_tensor *stats) {
   clsm_status st;
   /* The backward's gradient and upstream gradient go by their own names. */
   const char *gname = backward ? "dlogits" : "grad", *gsname = backward ? "dloss" : "grad_scale";
   memset(c, 0, sizeof *c);
   c->backward = backward;
   c->x = logits, c->t = target, c->loss = loss, c->grad = grad, c->gs = gs, c->opt = opt;
+  c->phase = phase, c->stats = stats;
   if (!opt) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "opt (the options) is NULL");
   if (opt->version < 1 || opt->version > CLSM_CE_OPTIONS_VERSION)
     return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT,
@@ -89,6 +119,18 @@ static clsm_status check_call(clsm_context *ctx, clsm_ce_call *c, const clsm_ten
     return clsm__fail(ctx, CLSM_ERR_INVALID_RANK, "logits must have rank 1..8 (rank 0 given)");
   const int axis = logits->rank == 1 ? 0 : 1;
   c->C = logits->shape[axis];
+  c->first = 0, c->classes = c->C;
+  if (phase != CE_PHASE_NONE) {
+    if (!shard) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "shard is NULL");
+    if (shard->first < 0 || shard->classes < 1 || shard->first > shard->classes ||
+        c->C > shard->classes - shard->first)
+      return clsm__fail(ctx, CLSM_ERR_INVALID_ARGUMENT,
+                        "shard: classes [%lld, %lld) are not inside the class axis [0, %lld)",
+                        (long long)shard->first, (long long)(shard->first + c->C),
+                        (long long)shard->classes);
+    c->first = shard->first, c->classes = shard->classes;
+    if ((st = check_stats(ctx, stats, logits, axis)) != CLSM_SUCCESS) return st;
+  }
   if (!target) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "target is NULL");
   if ((st = clsm__check_desc(ctx, target, float_types | index_types, "target")) != CLSM_SUCCESS)
     return st;
@@ -129,7 +171,7 @@ static clsm_status check_call(clsm_context *ctx, clsm_ce_call *c, const clsm_ten
                       (long long)opt->ignore_index);
 
   /* The output dtype: the logits', or float32 for 16-bit logits. */
-  const clsm_tensor *out = loss ? loss : grad;
+  const clsm_tensor *out = loss ? loss : grad ? grad : phase == CE_PHASE_PARTIAL ? stats : NULL;
   if (!out) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "no output given");
   c->program = clsm__program_for(logits->dtype, out->dtype);
   if (c->program < 0)
@@ -163,9 +205,10 @@ static clsm_status check_call(clsm_context *ctx, clsm_ce_call *c, const clsm_ten
   if (opt->weight) {
     const clsm_tensor *w = opt->weight;
     if ((st = clsm__check_desc(ctx, w, 1u << logits->dtype, "weight")) != CLSM_SUCCESS) return st;
-    if (w->rank != 1 || w->shape[0] != c->C)
-      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "weight must have shape (C) = (%lld)",
-                        (long long)c->C);
+    if (w->rank != 1 || w->shape[0] != c->classes)
+      return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
+                        "weight must have shape (C) = (%lld)%s", (long long)c->classes,
+                        phase != CE_PHASE_NONE ? ", every class of the axis (shards share it)" : "");
     if (w->shape[0] > 1 && w->strides[0] != 1)
       return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_LAYOUT, "weight must be contiguous");
   }
@@ -177,21 +220,24 @@ static clsm_status check_call(clsm_context *ctx, clsm_ce_call *c, const clsm_ten
 
   /* Every descriptor agrees: now their buffers. */
   {
-    const clsm_tensor *all[8] = {logits, target, loss, grad, gs, opt->weight, opt->lse,
-                                 opt->total_weight};
-    const char *names[8] = {"logits", "target", "loss", gname, gsname, "weight", "lse",
-                            "total_weight"};
-    for (int i = 0; i < 8; ++i)
+    const clsm_tensor *all[9] = {logits, target, loss, grad, gs, opt->weight, opt->lse,
+                                 opt->total_weight, stats};
+    const char *names[9] = {"logits", "target", "loss", gname, gsname, "weight", "lse",
+                            "total_weight", "stats"};
+    for (int i = 0; i < 9; ++i)
       if (all[i] && (st = clsm__check_mem(ctx, all[i], names[i])) != CLSM_SUCCESS) return st;
   }
   /* Outputs may not overlap inputs, except grad over exactly the logits. */
-  const clsm_tensor *ins[4] = {logits, target, opt->weight, gs};
-  const char *in_names[4] = {"logits", "target", "weight", gsname};
-  const clsm_tensor *outs[4] = {loss, grad, opt->lse, opt->total_weight};
-  const char *out_names[4] = {"loss", gname, "lse", "total_weight"};
-  for (int o = 0; o < 4; ++o) {
+  /* A shard's statistics are the partial's output and the finish's input. */
+  const clsm_tensor *st_in = phase == CE_PHASE_FINISH ? stats : NULL;
+  const clsm_tensor *st_out = phase == CE_PHASE_PARTIAL ? stats : NULL;
+  const clsm_tensor *ins[5] = {logits, target, opt->weight, gs, st_in};
+  const char *in_names[5] = {"logits", "target", "weight", gsname, "stats"};
+  const clsm_tensor *outs[5] = {loss, grad, opt->lse, opt->total_weight, st_out};
+  const char *out_names[5] = {"loss", gname, "lse", "total_weight", "stats"};
+  for (int o = 0; o < 5; ++o) {
     if (!outs[o]) continue;
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < 5; ++i)
       if (ins[i] && (st = clsm__check_output(ctx, outs[o], out_names[o], ins[i], in_names[i])) != CLSM_SUCCESS)
         return st;
     for (int p = 0; p < o; ++p)
@@ -241,6 +287,7 @@ static clsm_status check_call(clsm_context *ctx, clsm_ce_call *c, const clsm_ten
 static clsm_status ce_common(clsm_context *ctx, const clsm_tensor *logits, const clsm_tensor *target,
                              const clsm_tensor *loss, const clsm_tensor *grad,
                              const clsm_tensor *gs, const clsm_ce_options *opt, int backward,
+                             int phase, const clsm_shard *shard, const clsm_tensor *stats,
                              cl_uint num_wait, const cl_event *wait, cl_event *event) {
   if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
   if (event) *event = NULL;
@@ -251,7 +298,8 @@ static clsm_status ce_common(clsm_context *ctx, const clsm_tensor *logits, const
   ctx->error[0] = '\0';
   clsm_check *rec = NULL;
   if ((st = clsm__check_wait(ctx, num_wait, wait)) == CLSM_SUCCESS &&
-      (st = check_call(ctx, &c, logits, target, loss, grad, gs, opt, backward)) == CLSM_SUCCESS &&
+      (st = check_call(ctx, &c, logits, target, loss, grad, gs, opt, backward, phase, shard,
+                        stats)) == CLSM_SUCCESS &&
       (st = clsm__call_begin(ctx, &rec)) == CLSM_SUCCESS) {
     clsm_check **handle = opt->version >= 2 ? opt->check : NULL;
     clsm_plan plan;
@@ -284,7 +332,7 @@ clsm_status clsm_cross_entropy(clsm_context *ctx, const clsm_tensor *logits,
     return st;
   }
   return ce_common(ctx, logits, target, loss, opt ? opt->grad : NULL, opt ? opt->grad_scale : NULL,
-                   opt, 0, num_wait, wait, event);
+                   opt, 0, CE_PHASE_NONE, NULL, NULL, num_wait, wait, event);
 }
 
 clsm_status clsm_cross_entropy_backward(clsm_context *ctx, const clsm_tensor *logits,
@@ -305,5 +353,43 @@ clsm_status clsm_cross_entropy_backward(clsm_context *ctx, const clsm_tensor *lo
     pthread_mutex_unlock(&ctx->lock);
     return st;
   }
-  return ce_common(ctx, logits, target, NULL, dlogits, dloss, opt, 1, num_wait, wait, event);
+  return ce_common(ctx, logits, target, NULL, dlogits, dloss, opt, 1, CE_PHASE_NONE, NULL, NULL,
+                   num_wait, wait, event);
+}
+
+/* A shard's phases: refusals of what the phase has no use for, then the
+ * common path. */
+static clsm_status refuse(clsm_context *ctx, cl_event *event, clsm_status status, const char *msg) {
+  if (event) *event = NULL;
+  pthread_mutex_lock(&ctx->lock);
+  clsm_status st = clsm__fail(ctx, status, "%s", msg);
+  pthread_mutex_unlock(&ctx->lock);
+  return st;
+}
+
+clsm_status clsm_cross_entropy_partial(clsm_context *ctx, const clsm_tensor *logits,
+                                       const clsm_tensor *target, const clsm_shard *shard,
+                                       const clsm_tensor *stats, const clsm_ce_options *opt,
+                                       cl_uint num_wait, const cl_event *wait, cl_event *event) {
+  if (ctx && opt && (opt->grad || opt->grad_scale || opt->lse || opt->total_weight))
+    return refuse(ctx, event, CLSM_ERR_INVALID_ARGUMENT,
+                  "options.grad, grad_scale, lse and total_weight must be NULL for a partial "
+                  "(clsm_cross_entropy_finish writes them)");
+  return ce_common(ctx, logits, target, NULL, NULL, NULL, opt, 0, CE_PHASE_PARTIAL, shard, stats,
+                   num_wait, wait, event);
+}
+
+clsm_status clsm_cross_entropy_finish(clsm_context *ctx, const clsm_tensor *logits,
+                                      const clsm_tensor *target, const clsm_shard *shard,
+                                      const clsm_tensor *stats, const clsm_tensor *loss,
+                                      const clsm_ce_options *opt, cl_uint num_wait,
+                                      const cl_event *wait, cl_event *event) {
+  if (ctx && opt && opt->grad_scale && !opt->grad)
+    return refuse(ctx, event, CLSM_ERR_INVALID_ARGUMENT,
+                  "options.grad_scale is given without options.grad: it scales the gradient only");
+  if (ctx && opt && !loss && !opt->grad)
+    return refuse(ctx, event, CLSM_ERR_NULL_ARGUMENT,
+                  "loss is NULL and options.grad is NULL: nothing to write");
+  return ce_common(ctx, logits, target, loss, opt ? opt->grad : NULL, opt ? opt->grad_scale : NULL,
+                   opt, 0, CE_PHASE_FINISH, shard, stats, num_wait, wait, event);
 }

@@ -268,12 +268,12 @@ clsm_status clsm_log_softmax_backward_ex_host(clsm_context *ctx, clsm_dtype dtyp
 /* Cross-entropy on host arrays: every array gets a device buffer (the loss,
  * gradient, lse and total weight are read back only when the call, including
  * its deferred target check, succeeded). */
-clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int rank,
-                                    const int64_t *shape, const void *logits,
-                                    clsm_dtype target_dtype, const void *target,
-                                    const clsm_ce_options *opt, const void *weight, void *loss,
-                                    void *grad, const void *grad_scale, float *lse,
-                                    float *total_weight) {
+static clsm_status ce_host(clsm_context *ctx, int phase, clsm_dtype dtype, int rank,
+                           const int64_t *shape, const void *logits, clsm_dtype target_dtype,
+                           const void *target, const clsm_shard *shard,
+                           const clsm_ce_options *opt, const void *weight, void *stats,
+                           void *loss, void *grad, const void *grad_scale, float *lse,
+                           float *total_weight) {
   if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
   if (!opt) return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "opt (the options) is NULL");
   if (opt->version < 1 || opt->version > CLSM_CE_OPTIONS_VERSION)
@@ -312,25 +312,40 @@ clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int ran
   const clsm_dtype out_dt = dtype;
   const size_t xbytes = (size_t)n * es, tbytes = (size_t)(prob ? n : positions) * ts;
   const size_t lbytes = (size_t)(reduced ? 1 : positions) * es;
-  if ((n && (!logits || !target)) || !loss)
-    return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "logits, target or loss is NULL");
+  if (n && (!logits || !target))
+    return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "logits or target is NULL");
+  if (phase == CE_PHASE_NONE && !loss)
+    return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "loss is NULL");
+  if (phase == CE_PHASE_FINISH && !loss && !grad)
+    return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "loss and grad are NULL: nothing to write");
+  if (phase != CE_PHASE_NONE && !shard)
+    return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "shard is NULL");
+  if (phase != CE_PHASE_NONE && positions && !stats)
+    return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "stats is NULL");
+  /* Weights: every class of the axis. */
+  const int64_t wcount = phase != CE_PHASE_NONE && shard->classes > 0 ? shard->classes : shape[axis];
+  const size_t sbytes = (size_t)positions * SHARD_K * (dtype == CLSM_FLOAT64 ? 8 : 4);
   if (xbytes > ctx->max_alloc) return fail_locked(ctx, CLSM_ERR_TOO_LARGE, "logits exceed the device's largest allocation");
 
-  enum { BX, BT, BW, BL, BG, BS, BE, BTW, NB };
+  enum { BX, BT, BW, BST, BL, BG, BS, BE, BTW, NB };
   cl_mem b[NB] = {NULL};
-  size_t sizes[NB] = {xbytes, tbytes, (size_t)shape[axis] * es, lbytes, grad ? xbytes : 0,
-                      grad_scale ? lbytes : 0, lse ? (size_t)positions * 4 : 0, total_weight ? 4 : 0};
-  const void *init[NB] = {logits, target, weight, NULL, NULL, grad_scale, NULL, NULL};
+  size_t sizes[NB] = {xbytes, tbytes, (size_t)wcount * es, sbytes, loss ? lbytes : 0,
+                      grad ? xbytes : 0, grad_scale ? lbytes : 0,
+                      lse ? (size_t)positions * 4 : 0, total_weight ? 4 : 0};
+  const void *init[NB] = {logits, target, weight, phase == CE_PHASE_FINISH ? stats : NULL,
+                          NULL, NULL, grad_scale, NULL, NULL};
   clsm_status st = CLSM_SUCCESS;
   for (int i = 0; i < NB; ++i) {
     if (i == BW && !weight) continue;
+    if (i == BST && phase == CE_PHASE_NONE) continue;
+    if (i == BL && !loss) continue;
     if ((i == BG && !grad) || (i == BS && !grad_scale) || (i == BE && !lse) || (i == BTW && !total_weight))
       continue;
     if ((st = host_buffer(ctx, sizes[i], init[i], &b[i])) != CLSM_SUCCESS) goto out;
   }
   clsm_tensor tx = clsm_tensor_contiguous(b[BX], 0, dtype, rank, shape);
   clsm_tensor tt = clsm_tensor_contiguous(b[BT], 0, target_dtype, trank, tshape);
-  int64_t cshape[1] = {shape[axis]};
+  int64_t cshape[1] = {wcount};
   clsm_tensor tw = clsm_tensor_contiguous(b[BW], 0, dtype, 1, cshape);
   int64_t pshape[CLSM_MAX_RANK];
   for (int d = 0, k = 0; d < rank; ++d)
@@ -340,6 +355,10 @@ clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int ran
   clsm_tensor ts_ = clsm_tensor_contiguous(b[BS], 0, dtype, reduced ? 0 : rank - 1, pshape);
   clsm_tensor te = clsm_tensor_contiguous(b[BE], 0, CLSM_FLOAT32, rank - 1, pshape);
   clsm_tensor ttw = clsm_tensor_contiguous(b[BTW], 0, CLSM_FLOAT32, 0, NULL);
+  pshape[rank - 1] = SHARD_K; /* stats: the positions, then SHARD_K */
+  clsm_tensor tst = clsm_tensor_contiguous(b[BST], 0, dtype == CLSM_FLOAT64 ? CLSM_FLOAT64
+                                                                           : CLSM_FLOAT32,
+                                           rank, pshape);
   /* A version 1 struct ends before `check`: copy only what the caller has. */
   clsm_ce_options o = CLSM_CE_OPTIONS_INIT;
   memcpy(&o, opt, opt->version >= 2 ? sizeof o : offsetof(clsm_ce_options, check));
@@ -351,15 +370,23 @@ clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int ran
   o.version = CLSM_CE_OPTIONS_VERSION;
   clsm_check *check = NULL;
   o.check = &check;
-  if ((st = clsm_cross_entropy(ctx, &tx, &tt, &tl, &o, 0, NULL, NULL)) != CLSM_SUCCESS) goto out;
+  if (phase == CE_PHASE_PARTIAL) {
+    st = clsm_cross_entropy_partial(ctx, &tx, &tt, shard, &tst, &o, 0, NULL, NULL);
+  } else if (phase == CE_PHASE_FINISH) {
+    st = clsm_cross_entropy_finish(ctx, &tx, &tt, shard, &tst, loss ? &tl : NULL, &o, 0, NULL, NULL);
+  } else {
+    st = clsm_cross_entropy(ctx, &tx, &tt, &tl, &o, 0, NULL, NULL);
+  }
+  if (st != CLSM_SUCCESS) goto out;
   /* This call's own outcome, never another call's. */
   char detail[256];
   if ((st = clsm_check_wait(check, detail, sizeof detail)) != CLSM_SUCCESS) {
     fail_locked(ctx, st, detail);
     goto out;
   }
-  void *dst[NB] = {NULL, NULL, NULL, loss, grad, NULL, lse, total_weight};
-  for (int i = BL; i < NB; ++i) {
+  void *dst[NB] = {NULL, NULL, NULL, phase == CE_PHASE_PARTIAL ? stats : NULL, loss, grad, NULL,
+                   lse, total_weight};
+  for (int i = BST; i < NB; ++i) {
     if (!dst[i] || !sizes[i]) continue;
     cl_int err = clEnqueueReadBuffer(ctx->queue, b[i], CL_TRUE, 0, sizes[i], dst[i], 0, NULL, NULL);
     if (err != CL_SUCCESS) {
@@ -372,4 +399,115 @@ out:
   for (int i = 0; i < NB; ++i)
     if (b[i]) clReleaseMemObject(b[i]);
   return st;
+}
+
+clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                    const int64_t *shape, const void *logits,
+                                    clsm_dtype target_dtype, const void *target,
+                                    const clsm_ce_options *opt, const void *weight, void *loss,
+                                    void *grad, const void *grad_scale, float *lse,
+                                    float *total_weight) {
+  return ce_host(ctx, CE_PHASE_NONE, dtype, rank, shape, logits, target_dtype, target, NULL, opt,
+                 weight, NULL, loss, grad, grad_scale, lse, total_weight);
+}
+
+clsm_status clsm_cross_entropy_partial_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                            const int64_t *shape, const void *logits,
+                                            clsm_dtype target_dtype, const void *target,
+                                            const clsm_shard *shard, const clsm_ce_options *opt,
+                                            const void *weight, void *stats) {
+  return ce_host(ctx, CE_PHASE_PARTIAL, dtype, rank, shape, logits, target_dtype, target, shard,
+                 opt, weight, stats, NULL, NULL, NULL, NULL, NULL);
+}
+
+clsm_status clsm_cross_entropy_finish_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                           const int64_t *shape, const void *logits,
+                                           clsm_dtype target_dtype, const void *target,
+                                           const clsm_shard *shard, const clsm_ce_options *opt,
+                                           const void *weight, const void *stats, void *loss,
+                                           void *grad, const void *grad_scale, float *lse,
+                                           float *total_weight) {
+  return ce_host(ctx, CE_PHASE_FINISH, dtype, rank, shape, logits, target_dtype, target, shard,
+                 opt, weight, (void *)stats, loss, grad, grad_scale, lse, total_weight);
+}
+
+/* A sharded softmax phase on host arrays: a, b and out of the tensor's
+ * bytes, stats of the rows' (two values a row for the forward). */
+static clsm_status sm_shard_host(clsm_context *ctx, clsm_shard_op op, clsm_dtype dtype, int rank,
+                                 const int64_t *shape, int dim, unsigned flags, const void *a,
+                                 const void *b, void *stats, void *out, int finish) {
+  if (!ctx) return CLSM_ERR_NULL_ARGUMENT;
+  if (rank < 0 || rank > CLSM_MAX_RANK)
+    return fail_locked(ctx, CLSM_ERR_INVALID_RANK, "rank %d is outside 0..8", rank);
+  if (rank > 0 && !shape) return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "shape is NULL");
+  const size_t es = clsm_dtype_size(dtype);
+  if (!(dtype == CLSM_FLOAT32 || dtype == CLSM_FLOAT16 || dtype == CLSM_BFLOAT16 || dtype == CLSM_FLOAT64))
+    return fail_locked(ctx, CLSM_ERR_UNSUPPORTED_DTYPE, "softmax needs a floating dtype");
+  const int backward = op == CLSM_SHARD_SOFTMAX_BACKWARD || op == CLSM_SHARD_LOG_SOFTMAX_BACKWARD;
+  int d = dim < 0 ? dim + (rank ? rank : 1) : dim;
+  int64_t n = 1, rows = 1;
+  for (int k = 0; k < rank; ++k) {
+    if (shape[k] < 0) return fail_locked(ctx, CLSM_ERR_INVALID_ARGUMENT, "a shape entry is negative");
+    if (__builtin_mul_overflow(n, shape[k], &n) || (uint64_t)n > SIZE_MAX / 8)
+      return fail_locked(ctx, CLSM_ERR_TOO_LARGE, "tensor bytes overflow size_t");
+    if (k != d) rows *= shape[k];
+  }
+  if (n && (!a || (backward && !b) || !stats || (finish && !out)))
+    return fail_locked(ctx, CLSM_ERR_NULL_ARGUMENT, "an array (a%s, stats%s) is NULL",
+                       backward ? ", b" : "", finish ? ", out" : "");
+  const size_t bytes = (size_t)n * es;
+  if (bytes > ctx->max_alloc)
+    return fail_locked(ctx, CLSM_ERR_TOO_LARGE, "tensor is larger than the device's largest allocation");
+  const clsm_dtype acc = dtype == CLSM_FLOAT64 ? CLSM_FLOAT64 : CLSM_FLOAT32;
+  const int sk = SHARD_SM_K;
+  const size_t sbytes = (size_t)rows * (size_t)sk * clsm_dtype_size(acc);
+  enum { BA, BB, BST, BO, NB };
+  cl_mem m[NB] = {NULL};
+  const size_t sizes[NB] = {bytes, backward ? bytes : 0, sbytes, finish ? bytes : 0};
+  const void *init[NB] = {a, b, finish ? stats : NULL, NULL};
+  clsm_status st = CLSM_SUCCESS;
+  for (int i = 0; i < NB; ++i) {
+    if ((i == BB && !backward) || (i == BO && !finish)) continue;
+    if ((st = host_buffer(ctx, sizes[i], init[i], &m[i])) != CLSM_SUCCESS) goto out;
+  }
+  {
+    clsm_tensor ta = clsm_tensor_contiguous(m[BA], 0, dtype, rank, shape);
+    clsm_tensor tb = clsm_tensor_contiguous(m[BB], 0, dtype, rank, shape);
+    clsm_tensor to = clsm_tensor_contiguous(m[BO], 0, dtype, rank, shape);
+    int64_t sshape[CLSM_MAX_RANK + 1];
+    int srank = 0;
+    for (int k = 0; k < rank; ++k)
+      if (k != d) sshape[srank++] = shape[k];
+    sshape[srank++] = SHARD_SM_K;
+    clsm_tensor ts = clsm_tensor_contiguous(m[BST], 0, acc, srank, sshape);
+    st = finish ? clsm_softmax_finish(ctx, op, &ta, backward ? &tb : NULL, dim, flags, &ts, &to, 0,
+                                      NULL, NULL)
+                : clsm_softmax_partial(ctx, op, &ta, backward ? &tb : NULL, dim, &ts, 0, NULL, NULL);
+  }
+  if (st != CLSM_SUCCESS) goto out;
+  {
+    const int ob = finish ? BO : BST;
+    void *dst = finish ? out : stats;
+    if (sizes[ob]) {
+      cl_int err = clEnqueueReadBuffer(ctx->queue, m[ob], CL_TRUE, 0, sizes[ob], dst, 0, NULL, NULL);
+      if (err != CL_SUCCESS) st = cl_failed(ctx, err, "clEnqueueReadBuffer", __LINE__);
+    }
+  }
+out:
+  if (st != CLSM_SUCCESS) clFinish(ctx->queue);
+  for (int i = 0; i < NB; ++i)
+    if (m[i]) clReleaseMemObject(m[i]);
+  return st;
+}
+
+clsm_status clsm_softmax_partial_host(clsm_context *ctx, clsm_shard_op op, clsm_dtype dtype,
+                                      int rank, const int64_t *shape, int dim, const void *a,
+                                      const void *b, void *stats) {
+  return sm_shard_host(ctx, op, dtype, rank, shape, dim, 0, a, b, stats, NULL, 0);
+}
+
+clsm_status clsm_softmax_finish_host(clsm_context *ctx, clsm_shard_op op, clsm_dtype dtype,
+                                     int rank, const int64_t *shape, int dim, unsigned flags,
+                                     const void *a, const void *b, const void *stats, void *out) {
+  return sm_shard_host(ctx, op, dtype, rank, shape, dim, flags, a, b, (void *)stats, out, 1);
 }

@@ -145,6 +145,8 @@ int clsm__collapse(const clsm_tensor *t, int from, int to, int64_t *count, int64
 /* The (outer, C, inner) view of a checked tensor along normalised `dim`;
  * 0 when the dims before or after `dim` do not collapse into one stride. */
 int clsm__make_view(const clsm_tensor *t, int dim, clsm_view *v);
+/* 1 when t is C-order contiguous (dims of extent 1 may have any stride). */
+int clsm__is_contiguous(const clsm_tensor *t);
 /* Checks the event wait list. */
 clsm_status clsm__check_wait(clsm_context *ctx, cl_uint num_wait, const cl_event *wait);
 

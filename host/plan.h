@@ -98,7 +98,22 @@ typedef struct clsm_ce_call {
   clsm_pos_view tp, lp, gsp, lsep; /* targets, loss (none), grad_scale (none), lse */
   int prob, tkind, program, backward;
   int64_t P, C, outer, inner;
+  int phase;               /* CE_PHASE_*: unsharded, a shard's partial, a shard's finish */
+  int64_t first, classes;  /* the shard's first class and the class count (unsharded: 0, C) */
+  const clsm_tensor *stats; /* the shard's statistics (positions, SHARD_K), contiguous */
 } clsm_ce_call;
+enum { CE_PHASE_NONE = 0, CE_PHASE_PARTIAL = 1, CE_PHASE_FINISH = 2 };
+
+/* A sharded softmax-axis call, checked (shard.c): a (x, or y for the
+ * backward), b (dy), out (y or dx; NULL for the partial) and the per-row
+ * statistics (contiguous, the rows' shape). */
+typedef struct clsm_sm_shard_call {
+  const clsm_tensor *a, *b, *out, *stats;
+  clsm_view av, bv, ov;
+  int program, finish;
+  unsigned flags; /* F_LOG, F_SAFE, SH_BACKWARD */
+  int64_t rows;
+} clsm_sm_shard_call;
 
 /* An attention-softmax call, checked (attention.c): its buffers and the
  * kernel parameters, complete but for what the planner adds (A_KEEP, the
@@ -151,6 +166,9 @@ void clsm__plan_rowop(const clsm_caps *caps, const size_t *kernel_wg, const clsm
 /* Plans a cross-entropy call (forward, fused gradient, or backward). */
 void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce_call *c,
                    clsm_plan *plan);
+
+/* Plans a sharded softmax-axis call's one stage (plan_ce.c). */
+void clsm__plan_sm_shard(const clsm_caps *caps, const clsm_sm_shard_call *c, clsm_plan *plan);
 
 /* Plans an attention-softmax call (forward or backward; plan_attn.c). */
 void clsm__plan_attn(const clsm_caps *caps, const size_t *kernel_wg, const clsm_attn_call *c,

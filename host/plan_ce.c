@@ -51,7 +51,10 @@ static void put_params(clsm_plan *plan, clsm_stage *s, const clsm_ce_params *p) 
 void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce_call *c,
                    clsm_plan *plan) {
   memset(plan, 0, offsetof(clsm_plan, data));
-  plan->op = c->backward ? "cross_entropy_backward" : "cross_entropy";
+  plan->op = c->phase == CE_PHASE_PARTIAL  ? "cross_entropy_partial"
+             : c->phase == CE_PHASE_FINISH ? "cross_entropy_finish"
+             : c->backward                 ? "cross_entropy_backward"
+                                           : "cross_entropy";
   plan->program = c->program;
   const clsm_ce_options *opt = c->opt;
   const int reduced = opt->reduction != CLSM_REDUCTION_NONE;
@@ -63,7 +66,7 @@ void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce
   /* Few long rows, index targets, no softcap or smoothing: split over
    * work-items (clsm_ce_split_*), their pairs and target logits in scratch
    * after the arrays and totals. */
-  const int64_t split = contiguous && !c->prob && opt->softcap == 0 && opt->label_smoothing == 0
+  const int64_t split = contiguous && !c->phase && !c->prob && opt->softcap == 0 && opt->label_smoothing == 0
                             ? clsm__split_len(caps, P, C)
                             : 0;
   const int64_t chunks = split ? (C + split - 1) / split : 0;
@@ -84,6 +87,8 @@ void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce
   prm.lseoff = c->lsep.base, prm.lseso = c->lsep.so, prm.lsesi = c->lsep.si;
   prm.P = P, prm.outer = outer, prm.C = C, prm.inner = inner, prm.ignore = opt->ignore_index;
   prm.chunk = split, prm.chunks = chunks;
+  prm.first = c->first, prm.classes = c->classes ? c->classes : C;
+  prm.stoff = c->stats ? c->stats->offset : 0;
   /* eps, z and cap in the compute type (double for float64 logits). */
   const double dv[3] = {opt->label_smoothing, opt->z_loss, opt->softcap};
   memcpy(&prm.eps_bits, &dv[0], 8);
@@ -91,7 +96,7 @@ void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce
   memcpy(&prm.cap_bits, &dv[2], 8);
   prm.eps = (cl_float)dv[0], prm.z = (cl_float)dv[1], prm.cap = (cl_float)dv[2];
 
-  const int need_totals = mean || opt->total_weight;
+  const int need_totals = c->phase != CE_PHASE_PARTIAL && (mean || opt->total_weight);
   const int loss_out = !c->backward && c->loss;
   const size_t p1 = P > 0 ? (size_t)P : 1;
   /* The reduce is one work-group: 64 lanes on a CPU, as many as the device
@@ -115,6 +120,29 @@ void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce
   /* 2. W and the non-ignored count. */
   if (need_totals) plan_reduce(plan, c, red_local, acc, 0, 2, cpu);
 
+  /* 3'. A shard's rows: a work-item a position (16-wide on contiguous
+   * rows), its statistics (partial: the last stage), or the loss parts,
+   * lse and gradient from the merged ones. */
+  if (c->phase != CE_PHASE_NONE) {
+    unsigned flags = prm.flags;
+    if (c->phase == CE_PHASE_FINISH) {
+      if (c->grad) flags |= CE_GRAD;
+      if (loss_out) flags |= CE_LOSS;
+      if (opt->lse) flags |= CE_LSE;
+      if (mean) flags |= CE_MEAN;
+      if (c->gs) flags |= reduced ? CE_G_SCALAR : CE_G_POS;
+    }
+    if (opt->softcap > 0) flags |= CE_SOFTCAP;
+    prm.flags = flags;
+    const size_t local = cpu ? clsm__cpu_local(caps, p1) : 64;
+    clsm_stage *s = clsm__plan_stage(
+        plan, c->phase == CE_PHASE_PARTIAL ? K_CE_SHARD_PARTIAL : K_CE_SHARD_ROWS,
+        round_up(p1, local), local);
+    row_buffers(plan, s, c);
+    put_params(plan, s, &prm);
+    clsm__arg_mem(plan, s, "st", c->stats->mem);
+    if (c->phase == CE_PHASE_PARTIAL) return;
+  } else {
   /* 3. Rows. CPU: a work-item per position (vectorised for contiguous rows)
    * or per block of positions (class axis not last, positions contiguous);
    * GPU: a work-group per position. */
@@ -214,9 +242,11 @@ void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce
     if (kid == K_CE_ROWS_CPU || kid == K_CE_ROWS_LONG_CPU || kid == K_CE_ROWS16_CPU)
       clsm__arg_local(plan, s, "scratch", scratch_bytes);
   }
+  }
 
   /* 4. The loss (and total weight). */
   if (loss_out || opt->total_weight) {
+    clsm_stage *s;
     if (loss_out && reduced) plan_reduce(plan, c, red_local, acc, 2, 4, cpu);
     /* Without a loss output only the total weight is written, by one work-item. */
     const int red_i = reduced || !loss_out;
@@ -235,4 +265,28 @@ void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce
     clsm__arg_kind(plan, s, "flag", ARG_FLAG);
     put_params(plan, s, &fin);
   }
+}
+
+/* A sharded softmax axis: one stage, a work-item a row. */
+void clsm__plan_sm_shard(const clsm_caps *caps, const clsm_sm_shard_call *c, clsm_plan *plan) {
+  memset(plan, 0, offsetof(clsm_plan, data));
+  plan->op = c->finish ? "softmax_finish" : "softmax_partial";
+  plan->program = c->program;
+  clsm_ce_params prm;
+  memset(&prm, 0, sizeof prm);
+  prm.xoff = c->av.base, prm.xso = c->av.so, prm.xsc = c->av.sc, prm.xsi = c->av.si;
+  if (c->b) prm.toff = c->bv.base, prm.tso = c->bv.so, prm.tsc = c->bv.sc, prm.tsi = c->bv.si;
+  if (c->out) prm.goff = c->ov.base, prm.gso = c->ov.so, prm.gsc = c->ov.sc, prm.gsi = c->ov.si;
+  prm.P = c->rows, prm.outer = c->av.outer, prm.C = c->av.C, prm.inner = c->av.inner;
+  prm.stoff = c->stats->offset;
+  prm.flags = c->flags;
+  const size_t rows = c->rows > 0 ? (size_t)c->rows : 1;
+  const size_t local = caps->family == CLSM_FAMILY_CPU ? clsm__cpu_local(caps, rows) : 64;
+  clsm_stage *s = clsm__plan_stage(plan, c->finish ? K_SM_SHARD_FINISH : K_SM_SHARD_PARTIAL,
+                                   round_up(rows, local), local);
+  clsm__arg_mem(plan, s, "a", c->a->mem);
+  clsm__arg_mem(plan, s, "b", c->b ? c->b->mem : c->a->mem);
+  clsm__arg_mem(plan, s, "out", c->out ? c->out->mem : c->stats->mem); /* partial: unused */
+  clsm__arg_mem(plan, s, "st", c->stats->mem);
+  put_params(plan, s, &prm);
 }

@@ -10,12 +10,12 @@
 
 /* Sources of each group's program, in order: the ABI first, then the
  * common helpers. */
-static const char *const group_files[CLSM_GROUP_COUNT][4] = {
+#define MAX_FILES 5
+static const char *const group_files[CLSM_GROUP_COUNT][MAX_FILES] = {
     [G_ROW] = {"abi.h", "common.cl", "softmax.cl", "backward.cl"},
-    [G_CE] = {"abi.h", "common.cl", "ce.cl", NULL},
+    [G_CE] = {"abi.h", "common.cl", "ce.cl", "shard.cl", NULL},
     [G_ATTN] = {"abi.h", "common.cl", "attn.cl", NULL},
 };
-#define MAX_FILES 4
 
 /* Per-program build options: the input and output storage dtypes
  * (clsm__program_dtypes, plan.c). */

@@ -275,3 +275,12 @@ clsm_status clsm__marker(clsm_context *ctx, cl_uint num_wait, const cl_event *wa
 fail:
   return st;
 }
+
+int clsm__is_contiguous(const clsm_tensor *t) {
+  int64_t want = 1;
+  for (int d = t->rank - 1; d >= 0; --d) {
+    if (t->shape[d] != 1 && t->strides[d] != want) return 0;
+    want *= t->shape[d];
+  }
+  return 1;
+}

@@ -215,7 +215,10 @@ CLSM_API size_t clsm_context_build_log(const clsm_context *ctx, char *buf, size_
  * device. Everything it points to lives until the hook returns. */
 typedef struct clsm_plan_info {
   const char *op;        /* "softmax", "log_softmax", "softmax_backward",
-                            "log_softmax_backward", "cross_entropy", "cross_entropy_backward" */
+                            "log_softmax_backward", "cross_entropy", "cross_entropy_backward",
+                            "cross_entropy_partial", "cross_entropy_finish", "softmax_partial",
+                            "softmax_finish", "softmax_ex", "log_softmax_ex",
+                            "softmax_backward_ex", "log_softmax_backward_ex" */
   const char *dtype_in;  /* "float32", ... */
   const char *dtype_out;
   int stages;            /* kernel launches; 0 for an empty tensor (a marker) */
@@ -549,6 +552,113 @@ CLSM_API clsm_status clsm_cross_entropy_backward(clsm_context *ctx, const clsm_t
                                                  const clsm_ce_options *opt, cl_uint num_wait,
                                                  const cl_event *wait, cl_event *event);
 
+/* ------------------------------------------------ a sharded class axis */
+
+/* When a class axis is split into contiguous shards, one per device or MPI
+ * rank, each shard holds classes [first, first + C_r) of `classes`, and a
+ * call runs in three phases: partial (each shard, its own logits) -> merge
+ * (the caller's, over whatever connects the shards: clsm_shard_merge in a
+ * host loop, MPI_Allreduce with clsoftmax_mpi.h's operation, or the
+ * built-in recipe below) -> finish (each shard). Only CLSM_SHARD_STATS
+ * values per position cross between shards. See docs/sharded.md. */
+typedef struct clsm_shard {
+  int64_t first;   /* the shard's first class */
+  int64_t classes; /* the class count of the whole axis */
+} clsm_shard;
+
+/* Values of a position's cross-entropy statistics, in this order: the
+ * (max, sum) pair of the (softcapped) logits, m = max x and s = sum
+ * exp(x - m) (m = -inf, s = 0 for a shard without a finite logit; s is NaN
+ * when a NaN or +inf is among them), the target logit (0 on shards that do
+ * not own the target), sum_c w_c x_c and sum_c w_c (probability targets:
+ * w_c q'_c in both); the last two are 0 for index targets without label
+ * smoothing. Merged: the pair as (max, sum) pairs are, the others summed.
+ * A sharded softmax row's statistics are the first two alone. */
+#define CLSM_SHARD_STATS 5
+
+/* Cross-entropy, phase 1 on one shard: logits (N, C_r, d1..dk) (or (C_r))
+ * of the shard's classes; target as for clsm_cross_entropy: class indices
+ * of the whole axis (every shard has them all), or the shard's columns of
+ * the probabilities; opt as for clsm_cross_entropy with every class's
+ * weights (C = shard->classes values); opt->grad, grad_scale, lse and
+ * total_weight must be NULL. Writes stats: contiguous, the positions'
+ * shape then CLSM_SHARD_STATS, float32 (float64 for float64 logits).
+ * Out-of-range indices (against shard->classes) are deferred errors as in
+ * clsm_cross_entropy: stats are not written. */
+CLSM_API clsm_status clsm_cross_entropy_partial(clsm_context *ctx, const clsm_tensor *logits,
+                                                const clsm_tensor *target, const clsm_shard *shard,
+                                                const clsm_tensor *stats,
+                                                const clsm_ce_options *opt, cl_uint num_wait,
+                                                const cl_event *wait, cl_event *event);
+
+/* Cross-entropy, phase 3 on one shard, from the merged stats: the loss
+ * (every reduction; the same value on every shard, as clsm_cross_entropy
+ * computes it, label smoothing with the whole axis' class count), and with
+ * opt->grad the gradient of the shard's columns (times opt->grad_scale; it
+ * may be the shard's logits, in place), opt->lse and opt->total_weight as
+ * in clsm_cross_entropy. loss may be NULL when opt->grad is given: that is
+ * the backward (opt->grad_scale the upstream gradient), which needs no
+ * communication once the forward's merged stats are kept. */
+CLSM_API clsm_status clsm_cross_entropy_finish(clsm_context *ctx, const clsm_tensor *logits,
+                                               const clsm_tensor *target, const clsm_shard *shard,
+                                               const clsm_tensor *stats, const clsm_tensor *loss,
+                                               const clsm_ce_options *opt, cl_uint num_wait,
+                                               const cl_event *wait, cl_event *event);
+
+/* What a softmax-axis shard computes (clsm_softmax_partial / _finish). */
+typedef enum clsm_shard_op {
+  CLSM_SHARD_SOFTMAX = 0,          /* partial: (m, s) of x; finish: y = exp(x - m) / s */
+  CLSM_SHARD_LOG_SOFTMAX = 1,      /* partial: (m, s) of x; finish: y = x - m - log s */
+  CLSM_SHARD_SOFTMAX_BACKWARD = 2, /* partial: S = sum dy y; finish: dx = y (dy - S) */
+  CLSM_SHARD_LOG_SOFTMAX_BACKWARD = 3 /* partial: S = sum dy; finish: dx = dy - exp(y) S */
+} clsm_shard_op;
+
+/* Softmax along a sharded axis, phase 1: a is x (forward) or y, b is dy
+ * (backward; NULL for the forward), the shard's slice of axis `dim`.
+ * Writes stats, contiguous, float32 (float64 for float64 inputs), the shape
+ * of a without dim then 2: forward, each row's (max, sum) pair (merged as
+ * the cross-entropy pair: clsm_shard_merge with k = 2); backward, each
+ * row's S and its count of y > -inf (both merged by a sum, MPI_SUM; the
+ * count lets CLSM_SAFE give a log-softmax row of -inf a zero gradient, as
+ * clsm_log_softmax_backward does). */
+CLSM_API clsm_status clsm_softmax_partial(clsm_context *ctx, clsm_shard_op op,
+                                          const clsm_tensor *a, const clsm_tensor *b, int dim,
+                                          const clsm_tensor *stats, cl_uint num_wait,
+                                          const cl_event *wait, cl_event *event);
+
+/* Phase 3: the shard's output `out` (y or dx; a's shape, a's dtype or
+ * float32 for 16-bit inputs; it may be exactly a or b) from the merged
+ * stats. flags: CLSM_SAFE (an axis with no finite entry gives 0, or -inf
+ * for log-softmax, instead of NaN). */
+CLSM_API clsm_status clsm_softmax_finish(clsm_context *ctx, clsm_shard_op op,
+                                         const clsm_tensor *a, const clsm_tensor *b, int dim,
+                                         unsigned flags, const clsm_tensor *stats,
+                                         const clsm_tensor *out, cl_uint num_wait,
+                                         const cl_event *wait, cl_event *event);
+
+/* Phase 2 on the host: merges n records of k >= 2 values (dtype
+ * CLSM_FLOAT32 or CLSM_FLOAT64) from `in` into `inout`: values 0 and 1 as
+ * (max, sum) pairs, M = max(m_a, m_b), s = s_a exp(m_a - M) + s_b exp(m_b -
+ * M) (a NaN sum carries; m = -inf adds nothing), values 2..k-1 summed.
+ * Commutative and associative up to rounding: merge the shards in any
+ * order. Returns CLSM_ERR_INVALID_ARGUMENT for another dtype, k < 2, n < 0
+ * or NULL arrays with n > 0. */
+CLSM_API clsm_status clsm_shard_merge(clsm_dtype dtype, int k, int64_t n, const void *in,
+                                      void *inout);
+
+/* The same merge with built-in collectives only (MPI_MAX, MPI_SUM): take
+ * M_n, the maximum over shards of value 0 of record n (n values in `max`,
+ * e.g. MPI_Allreduce with MPI_MAX of a copy of the records' value 0),
+ * clsm_shard_rebase the records against it (value 0 becomes 0, value 1
+ * s exp(m - M)), sum the records over the shards (MPI_SUM), and
+ * clsm_shard_restore puts M back as value 0. A partial's m is never NaN
+ * (its NaN and +inf logits make s NaN, which the sum carries), so a maximum
+ * that drops NaN, as Open MPI's MPI_MAX does, loses nothing. */
+CLSM_API clsm_status clsm_shard_rebase(clsm_dtype dtype, int k, int64_t n, void *stats,
+                                       const void *max);
+CLSM_API clsm_status clsm_shard_restore(clsm_dtype dtype, int k, int64_t n, void *stats,
+                                        const void *max);
+
 /* ------------------------------------------------ blocking host versions */
 
 /* Host-memory versions: arrays are C-order, of `dtype`, with the given shape
@@ -626,6 +736,36 @@ CLSM_API clsm_status clsm_cross_entropy_host(clsm_context *ctx, clsm_dtype dtype
                                              const clsm_ce_options *opt, const void *weight,
                                              void *loss, void *grad, const void *grad_scale,
                                              float *lse, float *total_weight);
+
+/* The sharded phases on host arrays (C order), blocking, nothing written
+ * on error. Cross-entropy: arguments as clsm_cross_entropy_host with the
+ * shard's logits (`shape`, its class extent C_r) and every class's weights;
+ * stats has the positions' count times CLSM_SHARD_STATS values, float
+ * (double for float64 logits). The finish's loss may be NULL when grad is
+ * given. Softmax: a, b (NULL for the forward) and out of `dtype` and
+ * `shape`; stats two floats (doubles for float64) a row. */
+CLSM_API clsm_status clsm_cross_entropy_partial_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                                     const int64_t *shape, const void *logits,
+                                                     clsm_dtype target_dtype, const void *target,
+                                                     const clsm_shard *shard,
+                                                     const clsm_ce_options *opt,
+                                                     const void *weight, void *stats);
+CLSM_API clsm_status clsm_cross_entropy_finish_host(clsm_context *ctx, clsm_dtype dtype, int rank,
+                                                    const int64_t *shape, const void *logits,
+                                                    clsm_dtype target_dtype, const void *target,
+                                                    const clsm_shard *shard,
+                                                    const clsm_ce_options *opt, const void *weight,
+                                                    const void *stats, void *loss, void *grad,
+                                                    const void *grad_scale, float *lse,
+                                                    float *total_weight);
+CLSM_API clsm_status clsm_softmax_partial_host(clsm_context *ctx, clsm_shard_op op,
+                                               clsm_dtype dtype, int rank, const int64_t *shape,
+                                               int dim, const void *a, const void *b,
+                                               void *stats);
+CLSM_API clsm_status clsm_softmax_finish_host(clsm_context *ctx, clsm_shard_op op,
+                                              clsm_dtype dtype, int rank, const int64_t *shape,
+                                              int dim, unsigned flags, const void *a,
+                                              const void *b, const void *stats, void *out);
 
 #ifdef __cplusplus
 }

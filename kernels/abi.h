@@ -36,6 +36,10 @@
   X(CE_ROWS16_CPU, ce_rows16_cpu)       /* rows_cpu with CE_ROWS short rows a work-item */   \
   X(CE_SPLIT_PARTIALS, ce_split_partials) /* few long rows split: partial (max, sum) */      \
   X(CE_SPLIT_ROWS, ce_split_rows) /* ... merged; each work-item's gradient chunk */       \
+  X(CE_SHARD_PARTIAL, ce_shard_partial) /* sharded classes: a position's statistics */      \
+  X(CE_SHARD_ROWS, ce_shard_rows)       /* ... merged: loss parts, lse, the shard's gradient */ \
+  X(SM_SHARD_PARTIAL, sm_shard_partial) /* sharded softmax axis: lse, or the backward's sum */ \
+  X(SM_SHARD_FINISH, sm_shard_finish)   /* ... merged: the shard's y or dx */                \
   X(ATTN_ROWS_CPU, attn_rows_cpu) /* attention softmax, CPU family: a work-item a row */    \
   X(ATTN_ROWS_WG, attn_rows_wg)   /* attention softmax, GPU family: work-group rows */      \
   X(ATTN_BWD_CPU, attn_bwd_rows_cpu) /* its backward, CPU family */                         \
@@ -87,7 +91,16 @@
 #define CE_REDUCED 512u /* finish: the loss is one value (mean or sum) */
 #define CE_LOSS_OUT 1024u /* finish: write the loss output */
 #define CE_TW_OUT 2048u   /* finish: write the total weight */
-#define CE_NV_SHIFT 16    /* inner_cpu: bits 16-23 hold the vectors per block */
+#define CE_NV_SHIFT 16
+/* Sharded softmax axis (sm_shard_*, F_LOG and F_SAFE as for the row ops):
+ * the backward ops (a = y, b = dy) instead of the forward (a = x). */
+#define SH_BACKWARD 4096u
+/* Values a position's sharded cross-entropy statistics hold (CLSM_SHARD_STATS
+ * in clsoftmax.h): max, sum of exp, target logit, sum w x', sum w
+ * (probabilities: w q'). A sharded softmax row's: max, sum of exp (the
+ * backward's: S, the count of y > -inf). */
+#define SHARD_K 5
+#define SHARD_SM_K 2    /* inner_cpu: bits 16-23 hold the vectors per block */
 
 /* Target kinds (clsm_ce_params.tkind): class indices of int64, int32 or
  * uint8, or class probabilities. */
@@ -145,6 +158,9 @@ typedef struct clsm_ce_params {
   clsm_abi_ulong xoff, toff, woff, goff, gsoff, lseoff, loff, twoff;
   clsm_abi_long xso, xsc, xsi, tso, tsc, tsi, gso, gsc, gsi, gsso, gssi, lseso, lsesi, lso, lsi;
   clsm_abi_long P, outer, C, inner, ignore, chunk, chunks;
+  clsm_abi_long first, classes; /* sharded: the shard's first class and the total count
+                                   (unsharded: 0 and C) */
+  clsm_abi_ulong stoff;         /* sharded: the statistics' first element */
   clsm_abi_ulong eps_bits, z_bits, cap_bits; /* the double values (float64 programs) */
   clsm_abi_float eps, z, cap;                /* the same in float (other programs) */
   clsm_abi_uint flags;

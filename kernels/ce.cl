@@ -89,7 +89,8 @@ static inline ACC clsm_cap(ACC v, ACC cap, uint flags) {
 __kernel void clsm_ce_prep(__global const uchar *tg, __global const TX *w, __global ACC *scr,
                            __global int *flag, const clsm_ce_params prm) {
   const ulong toff = prm.toff, woff = prm.woff;
-  const long tso = prm.tso, tsi = prm.tsi, P = prm.P, inner = prm.inner, C = prm.C;
+  /* The range of a class index is the whole class axis (a shard's too). */
+  const long tso = prm.tso, tsi = prm.tsi, P = prm.P, inner = prm.inner, C = prm.classes;
   const long ignore = prm.ignore;
   const int tkind = prm.tkind;
   const uint flags = prm.flags;
@@ -741,6 +742,7 @@ __kernel void clsm_ce_rows_wg(CE_KERNEL_ARGS, __local ACC *lm, __local ACC *ls, 
   if (flags & CE_GRAD) barrier(CLK_GLOBAL_MEM_FENCE);
   m = lm[0];
   s = clsm_finish_sum(m, ls[0]);
+  if (m == -INFINITY) s = NAN; /* exp(-inf - -inf), as the two-pass form and the CPU family */
   swx = la[0];
   sw = lb[0];
   const ACC lse = m + log(s);

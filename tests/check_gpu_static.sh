@@ -23,7 +23,7 @@ done
 declare -A dtypes=([f32]="-DCLSM_X_F32 -DCLSM_Y_F32" [f16]="-DCLSM_X_F16 -DCLSM_Y_F16"
   [bf16]="-DCLSM_X_BF16 -DCLSM_Y_BF16" [f64]="-DCLSM_X_F64 -DCLSM_Y_F64"
   [f16_f32]="-DCLSM_X_F16 -DCLSM_Y_F32" [bf16_f32]="-DCLSM_X_BF16 -DCLSM_Y_F32")
-declare -A groups=([row]="abi.h common.cl softmax.cl backward.cl" [ce]="abi.h common.cl ce.cl"
+declare -A groups=([row]="abi.h common.cl softmax.cl backward.cl" [ce]="abi.h common.cl ce.cl shard.cl"
   [attn]="abi.h common.cl attn.cl")
 fail=0
 table="$out/table.txt"
