@@ -10,7 +10,7 @@ install(TARGETS ${_clsm_targets} EXPORT clsoftmaxTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(FILES include/clsoftmax.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES include/clsoftmax.h include/clsoftmax_mpi.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS clsoftmax_tool RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 install(EXPORT clsoftmaxTargets NAMESPACE clsm:: FILE clsoftmaxTargets.cmake

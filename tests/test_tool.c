@@ -299,6 +299,98 @@ START_TEST(test_tool_cross_entropy) {
 }
 END_TEST
 
+/* --shards K: the class axis (cross-entropy) or dim (softmax) split over K
+ * contexts gives what the reference gives, every reduction with weights and
+ * smoothing, probability targets, the gradient; K beyond the axis and
+ * attention terms are usage errors. */
+START_TEST(test_tool_shards) {
+  enum { N = 6, C = 9 };
+  const int64_t shape[2] = {N, C}, tshape[1] = {N}, wshape[1] = {C};
+  float x[N * C], w[C], q[N * C];
+  double xd[N * C], wd[C], qd[N * C];
+  int64_t t[N] = {0, 8, 3, -100, 4, 5};
+  fill_random(x, N * C, 93);
+  for (int i = 0; i < N * C; ++i) xd[i] = x[i], qd[i] = q[i] = (float)(i % 5) * 0.05f;
+  for (int c = 0; c < C; ++c) wd[c] = w[c] = 0.5f + 0.125f * (float)c;
+  write_f32("x.npy", 2, shape, x);
+  write_i64("t.npy", 1, tshape, t);
+  write_f32("q.npy", 2, shape, q);
+  write_f32("w.npy", 1, wshape, w);
+  const char *reds[3] = {"mean", "sum", "none"};
+  for (int k = 1; k <= 4; ++k)
+    for (int r = 0; r < 3; ++r)
+      for (int prob = 0; prob < 2; ++prob) {
+        char ks[8];
+        snprintf(ks, sizeof ks, "%d", k);
+        const char *args[] = {"cross-entropy", "--shards", ks, "--reduction", reds[r], "--weight",
+                              path_in("w.npy"), "--label-smoothing", "0.1", "--grad", path_in("g.npy"),
+                              "--device", k == 3 ? "cpu,cpu" : "cpu", path_in("x.npy"),
+                              path_in(prob ? "q.npy" : "t.npy"), path_in("l.npy"), NULL};
+        ck_assert_msg(run_tool(args) == 0, "%d shards %s: %s", k, reds[r], errtext);
+        npy_array l, g;
+        char err[256];
+        ck_assert(npy_read(path_in("l.npy"), &l, err, sizeof err) == 0);
+        ck_assert(npy_read(path_in("g.npy"), &g, err, sizeof err) == 0);
+        ref_ce_opts ro = {r, -100, 0.1, 0.0, 0.0, wd};
+        double lpos[N], total, grad[N * C], ones[N] = {1, 1, 1, 1, 1, 1}, mag[N];
+        ref_cross_entropy(xd, N, C, 1, prob ? NULL : t, prob ? qd : NULL, &ro, lpos, &total, NULL, NULL,
+                          mag, ones, grad);
+        for (int n = 0; n < (r == 2 ? N : 1); ++n) {
+          double want = r == 2 ? lpos[n] : total, got = ((float *)l.data)[n];
+          ck_assert_msg(fabs(got - want) <= 1e-5 * fabs(want) + 1e-6, "%d shards %s loss %d: %g vs %g",
+                        k, reds[r], n, got, want);
+        }
+        for (int i = 0; i < N * C; ++i)
+          ck_assert_msg(fabs(((float *)g.data)[i] - grad[i]) <= 1e-6 * fmax(1.0, fabs(grad[i])),
+                        "%d shards %s prob %d grad %d: %g vs %g", k, reds[r], prob, i, ((float *)g.data)[i], grad[i]);
+        npy_free(&l);
+        npy_free(&g);
+      }
+  /* softmax and log-softmax along each dim, 3 shards; the backward. */
+  for (int log = 0; log < 2; ++log)
+    for (int dim = 0; dim < 2; ++dim) {
+      char dimarg[8];
+      snprintf(dimarg, sizeof dimarg, "%d", dim);
+      const char *args[] = {log ? "log-softmax" : "softmax", "--shards", "3", "--dim", dimarg,
+                            path_in("x.npy"), path_in("y.npy"), NULL};
+      ck_assert_msg(run_tool(args) == 0, "%s", errtext);
+      npy_array y;
+      char err[256];
+      ck_assert(npy_read(path_in("y.npy"), &y, err, sizeof err) == 0);
+      double ref[N * C];
+      ref_softmax(x, ref, 2, shape, dim, log, 0);
+      for (int i = 0; i < N * C; ++i)
+        ck_assert_msg(ref_close(((float *)y.data)[i], ref[i], log, 4e-6), "dim %d elem %d", dim, i);
+      const char *bargs[] = {log ? "log-softmax-backward" : "softmax-backward", "--shards", "2", "--dim",
+                             dimarg, path_in("y.npy"), path_in("q.npy"), path_in("dx.npy"), NULL};
+      ck_assert_msg(run_tool(bargs) == 0, "%s", errtext);
+      npy_array dx;
+      ck_assert(npy_read(path_in("dx.npy"), &dx, err, sizeof err) == 0);
+      double yd[N * C], rdx[N * C], sc[N * C];
+      for (int i = 0; i < N * C; ++i) yd[i] = ((float *)y.data)[i];
+      ref_softmax_backward(yd, qd, rdx, sc, 2, shape, dim, log);
+      for (int i = 0; i < N * C; ++i)
+        ck_assert_msg(fabs(((float *)dx.data)[i] - rdx[i]) <= 4e-7 * sc[i] + 1e-12, "backward dim %d elem %d",
+                      dim, i);
+      npy_free(&y);
+      npy_free(&dx);
+    }
+  /* More shards than classes; attention terms; a bad device list. */
+  const char *many[] = {"cross-entropy", "--shards", "10", path_in("x.npy"), path_in("t.npy"),
+                        path_in("out.npy"), NULL};
+  ck_assert_int_eq(run_tool(many), 2);
+  ck_assert_msg(strstr(errtext, "9 classes") != NULL, "%s", errtext);
+  const char *causal[] = {"softmax", "--shards", "2", "--causal", path_in("x.npy"), path_in("out.npy"), NULL};
+  ck_assert_int_eq(run_tool(causal), 2);
+  const char *zero[] = {"softmax", "--shards", "0", path_in("x.npy"), path_in("out.npy"), NULL};
+  ck_assert_int_eq(run_tool(zero), 2);
+  const char *dev[] = {"softmax", "--shards", "2", "--device", "cpu,,cpu", path_in("x.npy"),
+                       path_in("out.npy"), NULL};
+  ck_assert_int_eq(run_tool(dev), 1);
+  ck_assert(!file_exists("out.npy"));
+}
+END_TEST
+
 /* Usage errors: exit 2, a message, nothing written. */
 START_TEST(test_tool_usage) {
   const int64_t shape[1] = {4};
@@ -826,6 +918,7 @@ static Suite *tool_suite(void) {
   tcase_add_test(tc, test_tool_usage);
   tcase_add_test(tc, test_tool_dtypes_and_backward);
   tcase_add_test(tc, test_tool_cross_entropy);
+  tcase_add_test(tc, test_tool_shards);
   tcase_add_test(tc, test_tool_bad_files);
   tcase_add_test(tc, test_tool_bad_device);
   tcase_add_test(tc, test_tool_demo);

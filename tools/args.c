@@ -75,7 +75,7 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
       if ((IS("--causal") && (accepted & OPT_ATTN)) || (IS("--safe") && at)) {
         if (val) return tool_usage_error("%s takes no value", IS("--safe") ? "--safe" : "--causal");
         if (IS("--safe")) o->attn.flags |= CLSM_SAFE;
-        else o->attn.causal = 1;
+        else o->attn.causal = 1, o->attn_terms = 1;
         o->attn_used = 1;
         continue;
       }
@@ -93,7 +93,7 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
                  ((accepted & OPT_ATTN_BWD) && IS("--dsinks"));
       int takes = ce || attn || (IS("--dim") && (accepted & OPT_DIM)) ||
                   (IS("--device") && (accepted & OPT_DEVICE)) || (IS("--json") && (accepted & OPT_JSON)) ||
-                  (IS("--svg") && (accepted & OPT_SVG));
+                  (IS("--svg") && (accepted & OPT_SVG)) || (IS("--shards") && (accepted & OPT_SHARDS));
       if (!takes) return tool_usage_error("unknown option '%s'", a);
       if (!val) {
         if (i + 1 >= argc) return tool_usage_error("option '%s' needs a value", a);
@@ -101,7 +101,7 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
       }
       double d = 0;
       long lv = 0;
-      if (attn) o->attn_used = 1;
+      if (attn) o->attn_used = o->attn_terms = 1;
       if (IS("--scale")) {
         if (!parse_double(val, &d)) return tool_usage_error("--scale needs a finite number, got '%s'", val);
         o->attn.scale = d;
@@ -132,6 +132,9 @@ int tool_parse_options(int argc, char **argv, unsigned accepted, int max_pos, op
           return tool_usage_error("--dim needs an integer in [-8, 7], got '%s'", val);
       } else if (IS("--device")) {
         o->device = val;
+      } else if (IS("--shards")) {
+        if (!parse_long(val, 1, TOOL_MAX_SHARDS, &o->shards))
+          return tool_usage_error("--shards needs an integer in [1, 64], got '%s'", val);
       } else if (IS("--json")) {
         if (!*val) return tool_usage_error("--json needs a file name%s", "");
         o->json = val;

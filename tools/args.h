@@ -5,9 +5,13 @@
 
 #include "clsoftmax.h"
 
+/* The most shards --shards takes. */
+#define TOOL_MAX_SHARDS 64
+
 /* Options shared by the commands; which ones a command accepts is a mask. */
 enum { OPT_DIM = 1, OPT_DEVICE = 2, OPT_QUICK = 4, OPT_JSON = 8, OPT_CE = 16, OPT_SVG = 32, OPT_VERBOSE = 64,
-       OPT_ATTN = 128 /* softmax's attention options */, OPT_ATTN_BWD = 256 /* their backward's */ };
+       OPT_ATTN = 128 /* softmax's attention options */, OPT_ATTN_BWD = 256 /* their backward's */,
+       OPT_SHARDS = 512 /* --shards K */ };
 typedef struct options {
   long dim;
   const char *device;
@@ -20,6 +24,8 @@ typedef struct options {
   /* attention softmax: attn_used when any of its options is given */
   clsm_attn_options attn;
   int attn_used;
+  int attn_terms; /* an attention option other than --safe */
+  long shards;    /* --shards K: 0 when not given */
   const char *mask, *slopes, *sinks, *lse, *dsinks;
   const char *pos[4];
   int npos;

@@ -4,6 +4,7 @@
 #include "args.h"
 #include "npy.h"
 #include "output.h"
+#include "shards.h"
 #include "tool.h"
 
 #include <errno.h>
@@ -17,15 +18,16 @@
 static const char usage_text[] =
     "usage:\n"
     "  clsoftmax devices\n"
-    "  clsoftmax softmax              [--dim D] [--device SPEC] [--verbose] [ATTENTION] X.npy Y.npy\n"
-    "  clsoftmax log-softmax          [--dim D] [--device SPEC] [--verbose] [ATTENTION] X.npy Y.npy\n"
-    "  clsoftmax softmax-backward     [--dim D] [--device SPEC] [--verbose] [--scale S]\n"
+    "  clsoftmax softmax              [--dim D] [--device SPEC] [--verbose] [--shards K]\n"
+    "                                 [ATTENTION] X.npy Y.npy\n"
+    "  clsoftmax log-softmax          (the same options as softmax)\n"
+    "  clsoftmax softmax-backward     [--dim D] [--device SPEC] [--verbose] [--shards K] [--scale S]\n"
     "                                 [--sinks S.npy --dsinks DS.npy] [--head-dim A] [--safe]\n"
     "                                 Y.npy DY.npy DX.npy\n"
     "  clsoftmax log-softmax-backward (the same options as softmax-backward)\n"
     "  clsoftmax cross-entropy [--reduction mean|sum|none] [--ignore-index I]\n"
     "                          [--label-smoothing E] [--weight W.npy] [--z-loss Z]\n"
-    "                          [--softcap S] [--grad G.npy] [--dloss DL.npy]\n"
+    "                          [--softcap S] [--grad G.npy] [--dloss DL.npy] [--shards K]\n"
     "                          [--device SPEC] [--verbose] LOGITS.npy TARGET.npy LOSS.npy\n"
     "  clsoftmax bench [--quick] [--json FILE] [--svg FILE] [--device SPEC]\n"
     "  clsoftmax demo  [--device SPEC]\n"
@@ -43,6 +45,10 @@ static const char usage_text[] =
     "              --safe gives fully masked rows 0 (-inf) instead of NaN; --lse\n"
     "              writes each row's log-sum-exp. The backward takes y, not the mask;\n"
     "              --dsinks writes d loss / d sinks.\n"
+    "--shards K    split the class axis (cross-entropy) or dim into K contiguous\n"
+    "              shards, each on its own context (round-robin over --device A,B,...;\n"
+    "              default K on the default device), merge their statistics on the host\n"
+    "              and write what the unsharded command writes (softmax: --safe only)\n"
     "--verbose     print to stderr, for each call, the device, the kernels it ran with\n"
     "              their launch geometry, and its time (host copies included)\n"
     "--device SPEC cpu, gpu, P:D (platform:device as `devices` lists), or part of a\n"
@@ -175,9 +181,12 @@ static int cmd_rowop(int argc, char **argv, const char *name, int log, int backw
   options o;
   int nin = backward ? 2 : 1;
   int rc = tool_parse_options(argc, argv,
-                              OPT_DIM | OPT_DEVICE | OPT_VERBOSE | (backward ? OPT_ATTN_BWD : OPT_ATTN),
+                              OPT_DIM | OPT_DEVICE | OPT_VERBOSE | OPT_SHARDS |
+                                  (backward ? OPT_ATTN_BWD : OPT_ATTN),
                               nin + 1, &o);
   if (rc) return rc;
+  if (o.shards && o.attn_terms)
+    return tool_usage_error("--shards takes no attention options but --safe%s", "");
   enum { I0, I1, IMASK, ISLOPES, ISINKS, NIN };
   npy_array in[NIN], extra;
   memset(in, 0, sizeof in);
@@ -277,12 +286,36 @@ static int cmd_rowop(int argc, char **argv, const char *name, int log, int backw
     rc = EXIT_DEVICE;
     goto done;
   }
-  if (!(ctx = tool_context(o.device))) {
-    rc = EXIT_DEVICE;
+  if (o.shards && in[0].rank && o.shards > in[0].shape[d]) {
+    fprintf(stderr, "clsoftmax: --shards %ld: dim %d of %s has only %lld entries\n", o.shards, d,
+            o.pos[0], (long long)in[0].shape[d]);
+    rc = EXIT_USAGE;
     goto done;
   }
   npy_array *out = &in[nin - 1]; /* written in place of the last input, then saved */
   clsm_status st;
+  if (o.shards) {
+    tool_shards sh;
+    if (!tool_shards_open(&sh, (int)o.shards, o.device)) {
+      rc = EXIT_DEVICE;
+      goto done;
+    }
+    const double t1 = tool_verbose_begin(sh.ctx[0], &o);
+    int failed = 0;
+    const clsm_shard_op op = backward ? (log ? CLSM_SHARD_LOG_SOFTMAX_BACKWARD : CLSM_SHARD_SOFTMAX_BACKWARD)
+                                      : (log ? CLSM_SHARD_LOG_SOFTMAX : CLSM_SHARD_SOFTMAX);
+    st = tool_rowop_sharded(&sh, op, dt, in[0].rank, in[0].shape, (int)o.dim, o.attn.flags,
+                            in[0].data, backward ? in[1].data : NULL, out->data, &failed);
+    tool_verbose_end(&o, name, t1);
+    if (st != CLSM_SUCCESS) rc = tool_report(sh.ctx[failed], st, name);
+    tool_shards_close(&sh);
+    if (st != CLSM_SUCCESS) goto done;
+    goto write;
+  }
+  if (!(ctx = tool_context(o.device))) {
+    rc = EXIT_DEVICE;
+    goto done;
+  }
   const double t0 = tool_verbose_begin(ctx, &o);
   clsm_attn_arrays ar;
   memset(&ar, 0, sizeof ar);
@@ -318,6 +351,7 @@ static int cmd_rowop(int argc, char **argv, const char *name, int log, int backw
     rc = tool_report(ctx, st, name);
     goto done;
   }
+write:;
   const npy_array *arrays[2] = {out, &extra};
   for (int i = 0; i < 2; ++i)
     if (outs[i] && (rc = npy_write_to(&out_files[i], arrays[i], err, sizeof err))) {
@@ -363,7 +397,7 @@ static int64_t index_at(const npy_array *t, int64_t p) {
  * and upstream gradient files. */
 static int cmd_ce(int argc, char **argv) {
   options o;
-  int rc = tool_parse_options(argc, argv, OPT_DEVICE | OPT_CE | OPT_VERBOSE, 3, &o);
+  int rc = tool_parse_options(argc, argv, OPT_DEVICE | OPT_CE | OPT_VERBOSE | OPT_SHARDS, 3, &o);
   if (rc) return rc;
   enum { X, T, W, DL, NIN };
   npy_array in[NIN], loss, grad;
@@ -463,24 +497,45 @@ static int cmd_ce(int argc, char **argv) {
     rc = EXIT_DEVICE;
     goto done;
   }
-  if (!(ctx = tool_context(o.device))) {
-    rc = EXIT_DEVICE;
+  if (o.shards > C) {
+    fprintf(stderr, "clsoftmax: --shards %ld: %s has only %lld classes\n", o.shards, paths[X],
+            (long long)C);
+    rc = EXIT_USAGE;
     goto done;
   }
-  const double t0 = tool_verbose_begin(ctx, &o);
-  clsm_status st = clsm_cross_entropy_host(ctx, x->dtype, x->rank, x->shape, x->data, t->dtype, t->data,
-                                           &o.ce, in[W].data, loss.data, o.grad ? grad.data : NULL,
-                                           paths[DL] ? in[DL].data : NULL, NULL, NULL);
-  tool_verbose_end(&o, "cross-entropy", t0);
-  if (st == CLSM_ERR_TARGET_OUT_OF_RANGE) {
-    tool_report(ctx, st, "cross-entropy");
-    rc = EXIT_VALUE;
-    goto done;
+  clsm_status st;
+  tool_shards sh;
+  memset(&sh, 0, sizeof sh);
+  if (o.shards) {
+    if (!tool_shards_open(&sh, (int)o.shards, o.device)) {
+      rc = EXIT_DEVICE;
+      goto done;
+    }
+    const double t1 = tool_verbose_begin(sh.ctx[0], &o);
+    int failed = 0;
+    st = tool_ce_sharded(&sh, x->dtype, x->rank, x->shape, x->data, t->dtype, t->data, &o.ce,
+                         in[W].data, loss.data, o.grad ? grad.data : NULL,
+                         paths[DL] ? in[DL].data : NULL, &failed);
+    tool_verbose_end(&o, "cross-entropy", t1);
+    ctx = sh.ctx[failed]; /* for the report below; the shards close it */
+  } else {
+    if (!(ctx = tool_context(o.device))) {
+      rc = EXIT_DEVICE;
+      goto done;
+    }
+    const double t0 = tool_verbose_begin(ctx, &o);
+    st = clsm_cross_entropy_host(ctx, x->dtype, x->rank, x->shape, x->data, t->dtype, t->data,
+                                 &o.ce, in[W].data, loss.data, o.grad ? grad.data : NULL,
+                                 paths[DL] ? in[DL].data : NULL, NULL, NULL);
+    tool_verbose_end(&o, "cross-entropy", t0);
   }
-  if (st != CLSM_SUCCESS) {
-    rc = tool_report(ctx, st, "cross-entropy");
-    goto done;
+  if (st != CLSM_SUCCESS) rc = tool_report(ctx, st, "cross-entropy");
+  if (st == CLSM_ERR_TARGET_OUT_OF_RANGE) rc = EXIT_VALUE;
+  if (o.shards) {
+    tool_shards_close(&sh);
+    ctx = NULL;
   }
+  if (st != CLSM_SUCCESS) goto done;
   /* Both written before either is committed, so that a failure leaves both
    * files as they were. */
   if ((o.grad && (rc = npy_write_to(&out_files[1], &grad, err, sizeof err))) ||
