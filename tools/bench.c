@@ -38,6 +38,7 @@ static const shape_case cases[] = {
 /* Operations the bench runs; inputs and outputs per element. */
 typedef enum {
   B_SOFTMAX, B_LOG_SOFTMAX, B_SOFTMAX_BWD, B_LOG_SOFTMAX_BWD, B_CE, B_CE_FUSED,
+  B_CE_SHARDED, /* fused, the class axis in SHARDS shards of one device, merged on the host */
   B_ATTN_MASKED, /* + an additive float16 mask (1, 1, Lq, Lk) */
   B_ATTN_CAUSAL, /* causal */
   B_ATTN_ALIBI,  /* ALiBi from max_bias 8, and sinks */
@@ -45,7 +46,8 @@ typedef enum {
 } bench_op;
 static const char *const op_names[B_OPS] = {"softmax", "log-softmax", "softmax-backward",
                                             "log-softmax-backward", "cross-entropy",
-                                            "cross-entropy-fused", "softmax-masked",
+                                            "cross-entropy-fused", "cross-entropy-fused-sharded4",
+                                            "softmax-masked",
                                             "softmax-causal", "softmax-alibi-sinks"};
 
 typedef struct row_result {
@@ -251,6 +253,43 @@ done:
   return worst;
 }
 
+/* The sharded row's shards: column views of one logits buffer, their
+ * statistics in one buffer (slot r for shard r), the host merge. */
+enum { SHARDS = 4 };
+typedef struct bench_shards {
+  clsm_tensor x[SHARDS], st[SHARDS];
+  clsm_shard sh[SHARDS];
+  float *host;
+  size_t rec_bytes; /* one shard's statistics */
+  int64_t P;
+  cl_mem buf;
+} bench_shards;
+
+/* partial on each shard, the statistics read back and merged on the host,
+ * written to slot 0, finish on each (the gradient in place, the loss from
+ * shard 0); *ev is the last finish's event. */
+static clsm_status run_shards(clsm_context *ctx, bench_shards *b, const clsm_tensor *t,
+                              const clsm_tensor *loss, cl_event *ev) {
+  cl_command_queue q = clsm_context_queue(ctx);
+  clsm_ce_options o = CLSM_CE_OPTIONS_INIT;
+  clsm_status st = CLSM_SUCCESS;
+  for (int r = 0; r < SHARDS && st == CLSM_SUCCESS; ++r)
+    st = clsm_cross_entropy_partial(ctx, &b->x[r], t, &b->sh[r], &b->st[r], &o, 0, NULL, NULL);
+  if (st != CLSM_SUCCESS) return st;
+  if (clEnqueueReadBuffer(q, b->buf, CL_TRUE, 0, SHARDS * b->rec_bytes, b->host, 0, NULL, NULL) != CL_SUCCESS)
+    return CLSM_ERR_OPENCL;
+  for (int r = 1; r < SHARDS; ++r)
+    clsm_shard_merge(CLSM_FLOAT32, CLSM_SHARD_STATS, b->P, (char *)b->host + r * b->rec_bytes, b->host);
+  if (clEnqueueWriteBuffer(q, b->buf, CL_FALSE, 0, b->rec_bytes, b->host, 0, NULL, NULL) != CL_SUCCESS)
+    return CLSM_ERR_OPENCL;
+  for (int r = 0; r < SHARDS && st == CLSM_SUCCESS; ++r) {
+    o.grad = &b->x[r];
+    st = clsm_cross_entropy_finish(ctx, &b->x[r], t, &b->sh[r], &b->st[0], r ? NULL : loss, &o, 0,
+                                   NULL, r == SHARDS - 1 ? ev : NULL);
+  }
+  return st;
+}
+
 static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_dtype dt,
                      int quick, row_result *r) {
   int64_t n = 1;
@@ -266,13 +305,15 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
   /* Attention rows: x and y, and the mask once. */
   const int64_t Lq = attn ? sc->shape[2] : 0, Lk = attn ? sc->shape[3] : 0, H = attn ? sc->shape[1] : 0;
   const size_t mask_bytes = op == B_ATTN_MASKED ? (size_t)(Lq * Lk) * 2 : 0;
-  const size_t moved = (ce ? (op == B_CE_FUSED ? 2 : 1) : backward ? 3 : 2) * bytes + mask_bytes;
+  const size_t moved = (ce ? (op == B_CE ? 1 : 2) : backward ? 3 : 2) * bytes + mask_bytes;
   const size_t copy_bytes = moved / 2;
   /* Cross-entropy: the class axis is 1 (0 for 1-d); positions and targets. */
   const int cax = sc->rank == 1 ? 0 : 1;
   const int64_t ncls = sc->shape[cax], npos = n / (ncls ? ncls : 1);
   int64_t *tg = NULL;
   cl_mem tb = NULL, lb = NULL;
+  bench_shards shd;
+  memset(&shd, 0, sizeof shd);
   int rc = EXIT_DEVICE;
   cl_int err = CL_SUCCESS;
   cl_mem ab = NULL, bb = NULL, ob = NULL, cs = NULL, cd = NULL, mb = NULL, sb = NULL;
@@ -362,6 +403,24 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
   clsm_ce_options ceo = CLSM_CE_OPTIONS_INIT, cef = CLSM_CE_OPTIONS_INIT;
   clsm_tensor at = clsm_tensor_contiguous(ab, 0, dt, sc->rank, sc->shape);
   cef.grad = &at; /* fused: the gradient over the logits, in place */
+  if (op == B_CE_SHARDED) { /* 2-d float32 logits */
+    shd.P = npos;
+    shd.rec_bytes = (size_t)npos * CLSM_SHARD_STATS * sizeof(float);
+    shd.host = malloc(SHARDS * shd.rec_bytes);
+    shd.buf = clCreateBuffer(cl, CL_MEM_READ_WRITE, SHARDS * shd.rec_bytes, NULL, &err);
+    if (!shd.host || !shd.buf) goto done;
+    const int64_t sshape[2] = {npos, CLSM_SHARD_STATS};
+    for (int k = 0; k < SHARDS; ++k) {
+      const int64_t c0 = ncls * k / SHARDS, c1 = ncls * (k + 1) / SHARDS;
+      shd.x[k] = at;
+      shd.x[k].offset = (uint64_t)c0;
+      shd.x[k].shape[1] = c1 - c0;
+      shd.sh[k].first = c0;
+      shd.sh[k].classes = ncls;
+      shd.st[k] = clsm_tensor_contiguous(shd.buf, (uint64_t)k * npos * CLSM_SHARD_STATS, CLSM_FLOAT32, 2,
+                                         sshape);
+    }
+  }
   clsm_tensor bt = clsm_tensor_contiguous(bb, 0, dt, sc->rank, sc->shape);
   clsm_tensor ot = clsm_tensor_contiguous(ob, 0, dt, sc->rank, sc->shape);
 #define RUN_OP(ev)                                                                           \
@@ -370,6 +429,7 @@ static int bench_row(clsm_context *ctx, const shape_case *sc, bench_op op, clsm_
    : op == B_LOG_SOFTMAX     ? clsm_log_softmax(ctx, &at, &ot, sc->dim, 0, 0, NULL, ev)        \
    : op == B_SOFTMAX_BWD     ? clsm_softmax_backward(ctx, &at, &bt, &ot, sc->dim, 0, 0, NULL, ev) \
    : op == B_LOG_SOFTMAX_BWD ? clsm_log_softmax_backward(ctx, &at, &bt, &ot, sc->dim, 0, 0, NULL, ev) \
+   : op == B_CE_SHARDED      ? run_shards(ctx, &shd, &tt, &lt, ev)                             \
                              : clsm_cross_entropy(ctx, &at, &tt, &lt, op == B_CE ? &ceo : &cef, 0, NULL, ev))
 
   /* Warm-up (builds the program), and a first estimate of the time. */
@@ -481,6 +541,8 @@ done:
   if (lb) clReleaseMemObject(lb);
   if (mb) clReleaseMemObject(mb);
   if (sb) clReleaseMemObject(sb);
+  if (shd.buf) clReleaseMemObject(shd.buf);
+  free(shd.host);
   free(mh);
   free(tg);
   free(a), free(b), free(out), free(top), free(thost), free(tcopy);
@@ -730,6 +792,8 @@ static int bench_all(const char *device, int quick, tool_out *json_out, tool_out
         if (quick && di > 0 && (op > B_LOG_SOFTMAX || c > 0)) continue;
         /* Cross-entropy's class axis is 1: rows of 2-d shapes, dim 1 of 3-d. */
         if (op >= B_CE && op < B_ATTN_MASKED && !(cases[c].rank == 2 || cases[c].dim == 1)) continue;
+        /* The sharded row: the large-vocabulary shape, float32. */
+        if (op == B_CE_SHARDED && !(cases[c].rank == 2 && cases[c].shape[1] == 32000 && di == 0)) continue;
         /* Attention rows on the attention shape only, float32 and float16;
          * that shape's plain rows: softmax only. */
         const int ashape = cases[c].rank == 4;
