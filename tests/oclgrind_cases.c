@@ -7,7 +7,11 @@
  *   attention   attention softmax in place (y over x) with a broadcast
  *               float16 mask, causal rows, ALiBi, sinks and lse, then its
  *               backward in place (dx over dy) with dsinks, rows of 300 keys;
- *               each row's probabilities must sum to at most 1.
+ *               each row's probabilities must sum to at most 1;
+ *   shard       cross-entropy over two column views of one logits buffer
+ *               (partial, host merge, finish with the gradient in place),
+ *               with weights and label smoothing, then a sharded softmax;
+ *               the loss must be the unsharded one.
  * Exits 0 when every call succeeds and the results are sane. */
 #include "clsoftmax.h"
 
@@ -141,10 +145,79 @@ static int attention(clsm_context *ctx) {
   return 0;
 }
 
+static int shard(clsm_context *ctx) {
+  enum { N = 4, C = 300, K = 2 };
+  static float x[N * C], w[C], st[K][N * CLSM_SHARD_STATS];
+  int64_t t[N] = {0, 299, 150, -100};
+  for (int i = 0; i < N * C; ++i) x[i] = (float)((i * 37) % 101) / 25.0f - 2.0f;
+  for (int c = 0; c < C; ++c) w[c] = 0.5f + (float)(c % 3) * 0.25f;
+  cl_int err;
+  cl_context cc = clsm_context_cl_context(ctx);
+  cl_command_queue q = clsm_context_queue(ctx);
+  cl_mem xb = clCreateBuffer(cc, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof x, x, &err);
+  cl_mem tb = clCreateBuffer(cc, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof t, t, &err);
+  cl_mem wb = clCreateBuffer(cc, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof w, w, &err);
+  cl_mem sb = clCreateBuffer(cc, CL_MEM_READ_WRITE, sizeof st, NULL, &err);
+  cl_mem lb = clCreateBuffer(cc, CL_MEM_READ_WRITE, 4, NULL, &err);
+  if (!xb || !tb || !wb || !sb || !lb) return 1;
+  const int64_t shape[2] = {N, C}, tshape[1] = {N}, wshape[1] = {C}, sshape[2] = {N, CLSM_SHARD_STATS};
+  clsm_tensor xt = clsm_tensor_contiguous(xb, 0, CLSM_FLOAT32, 2, shape);
+  clsm_tensor tt = clsm_tensor_contiguous(tb, 0, CLSM_INT64, 1, tshape);
+  clsm_tensor wt = clsm_tensor_contiguous(wb, 0, CLSM_FLOAT32, 1, wshape);
+  clsm_tensor lt = clsm_tensor_contiguous(lb, 0, CLSM_FLOAT32, 0, NULL);
+  clsm_ce_options o = clsm_ce_options_default();
+  o.weight = &wt;
+  o.label_smoothing = 0.1;
+  float unsharded = NAN, loss = NAN;
+  clsm_status s = clsm_cross_entropy(ctx, &xt, &tt, &lt, &o, 0, NULL, NULL);
+  if (s == CLSM_SUCCESS) s = clsm_finish(ctx);
+  if (s != CLSM_SUCCESS) return fail(ctx, s, "unsharded cross-entropy");
+  clEnqueueReadBuffer(q, lb, CL_TRUE, 0, 4, &unsharded, 0, NULL, NULL);
+  clsm_tensor xs[K], ss[K];
+  clsm_shard sh[K];
+  for (int k = 0; k < K; ++k) {
+    const int64_t c0 = C * k / K, c1 = C * (k + 1) / K;
+    xs[k] = xt;
+    xs[k].offset = (uint64_t)c0;
+    xs[k].shape[1] = c1 - c0;
+    sh[k].first = c0, sh[k].classes = C;
+    ss[k] = clsm_tensor_contiguous(sb, (uint64_t)k * N * CLSM_SHARD_STATS, CLSM_FLOAT32, 2, sshape);
+    if ((s = clsm_cross_entropy_partial(ctx, &xs[k], &tt, &sh[k], &ss[k], &o, 0, NULL, NULL)) != CLSM_SUCCESS)
+      return fail(ctx, s, "partial");
+  }
+  clEnqueueReadBuffer(q, sb, CL_TRUE, 0, sizeof st, st, 0, NULL, NULL);
+  clsm_shard_merge(CLSM_FLOAT32, CLSM_SHARD_STATS, N, st[1], st[0]);
+  clEnqueueWriteBuffer(q, sb, CL_TRUE, 0, sizeof st[0], st[0], 0, NULL, NULL);
+  for (int k = 0; k < K; ++k) {
+    o.grad = &xs[k]; /* in place over the shard's logits */
+    if ((s = clsm_cross_entropy_finish(ctx, &xs[k], &tt, &sh[k], &ss[0], k ? NULL : &lt, &o, 0, NULL, NULL)) !=
+        CLSM_SUCCESS)
+      return fail(ctx, s, "finish");
+  }
+  /* A softmax along the same two shards of the gradient just written. */
+  const int64_t rshape[2] = {N, 2};
+  clsm_tensor rs = clsm_tensor_contiguous(sb, 0, CLSM_FLOAT32, 2, rshape);
+  if ((s = clsm_softmax_partial(ctx, CLSM_SHARD_SOFTMAX, &xs[1], NULL, 1, &rs, 0, NULL, NULL)) != CLSM_SUCCESS ||
+      (s = clsm_softmax_finish(ctx, CLSM_SHARD_SOFTMAX, &xs[1], NULL, 1, 0, &rs, &xs[1], 0, NULL, NULL)) !=
+          CLSM_SUCCESS)
+    return fail(ctx, s, "sharded softmax");
+  if ((s = clsm_finish(ctx)) != CLSM_SUCCESS) return fail(ctx, s, "finish");
+  clEnqueueReadBuffer(q, lb, CL_TRUE, 0, 4, &loss, 0, NULL, NULL);
+  clReleaseMemObject(xb), clReleaseMemObject(tb), clReleaseMemObject(wb), clReleaseMemObject(sb),
+      clReleaseMemObject(lb);
+  if (!(fabsf(loss - unsharded) <= 1e-5f * fabsf(unsharded))) {
+    fprintf(stderr, "oclgrind_cases shard: loss %g, unsharded %g\n", (double)loss, (double)unsharded);
+    return 1;
+  }
+  printf("oclgrind_cases shard: two shards in place: ok\n");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const int ce = argc == 2 && !strcmp(argv[1], "ce_inplace");
-  if (!ce && !(argc == 2 && !strcmp(argv[1], "attention"))) {
-    fprintf(stderr, "usage: oclgrind_cases ce_inplace|attention\n");
+  const int sh = argc == 2 && !strcmp(argv[1], "shard");
+  if (!ce && !sh && !(argc == 2 && !strcmp(argv[1], "attention"))) {
+    fprintf(stderr, "usage: oclgrind_cases ce_inplace|attention|shard\n");
     return 2;
   }
   clsm_context *ctx = NULL;
@@ -155,7 +228,7 @@ int main(int argc, char **argv) {
   }
   printf("oclgrind_cases: %s, %s family\n", clsm_context_device_name(ctx),
          clsm_context_family(ctx) == CLSM_FAMILY_CPU ? "cpu" : "gpu");
-  const int rc = ce ? ce_run(ctx, CLSM_FLOAT32) | ce_run(ctx, CLSM_FLOAT16) : attention(ctx);
+  const int rc = ce ? ce_run(ctx, CLSM_FLOAT32) | ce_run(ctx, CLSM_FLOAT16) : sh ? shard(ctx) : attention(ctx);
   clsm_context_destroy(ctx);
   return rc;
 }
