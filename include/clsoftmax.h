@@ -584,7 +584,12 @@ typedef struct clsm_shard {
  * total_weight must be NULL. Writes stats: contiguous, the positions'
  * shape then CLSM_SHARD_STATS, float32 (float64 for float64 logits).
  * Out-of-range indices (against shard->classes) are deferred errors as in
- * clsm_cross_entropy: stats are not written. */
+ * clsm_cross_entropy: stats are not written. Errors: those of
+ * clsm_cross_entropy, CLSM_ERR_NULL_ARGUMENT for shard or stats,
+ * CLSM_ERR_INVALID_ARGUMENT for a shard outside [0, classes) or the
+ * finish's options given, CLSM_ERR_SHAPE_MISMATCH for stats of another
+ * shape or weights of another length than classes, CLSM_ERR_UNSUPPORTED_LAYOUT
+ * for non-contiguous stats. */
 CLSM_API clsm_status clsm_cross_entropy_partial(clsm_context *ctx, const clsm_tensor *logits,
                                                 const clsm_tensor *target, const clsm_shard *shard,
                                                 const clsm_tensor *stats,
@@ -598,7 +603,9 @@ CLSM_API clsm_status clsm_cross_entropy_partial(clsm_context *ctx, const clsm_te
  * may be the shard's logits, in place), opt->lse and opt->total_weight as
  * in clsm_cross_entropy. loss may be NULL when opt->grad is given: that is
  * the backward (opt->grad_scale the upstream gradient), which needs no
- * communication once the forward's merged stats are kept. */
+ * communication once the forward's merged stats are kept. Errors: those of
+ * the partial, and CLSM_ERR_NULL_ARGUMENT when neither loss nor opt->grad
+ * is given. */
 CLSM_API clsm_status clsm_cross_entropy_finish(clsm_context *ctx, const clsm_tensor *logits,
                                                const clsm_tensor *target, const clsm_shard *shard,
                                                const clsm_tensor *stats, const clsm_tensor *loss,
@@ -620,7 +627,10 @@ typedef enum clsm_shard_op {
  * the cross-entropy pair: clsm_shard_merge with k = 2); backward, each
  * row's S and its count of y > -inf (both merged by a sum, MPI_SUM; the
  * count lets CLSM_SAFE give a log-softmax row of -inf a zero gradient, as
- * clsm_log_softmax_backward does). */
+ * clsm_log_softmax_backward does). Errors: those of clsm_softmax, and
+ * CLSM_ERR_INVALID_ARGUMENT for an unknown op or b given to a forward op,
+ * CLSM_ERR_NULL_ARGUMENT for a missing b or stats, CLSM_ERR_SHAPE_MISMATCH
+ * for stats of another shape. */
 CLSM_API clsm_status clsm_softmax_partial(clsm_context *ctx, clsm_shard_op op,
                                           const clsm_tensor *a, const clsm_tensor *b, int dim,
                                           const clsm_tensor *stats, cl_uint num_wait,
@@ -629,7 +639,8 @@ CLSM_API clsm_status clsm_softmax_partial(clsm_context *ctx, clsm_shard_op op,
 /* Phase 3: the shard's output `out` (y or dx; a's shape, a's dtype or
  * float32 for 16-bit inputs; it may be exactly a or b) from the merged
  * stats. flags: CLSM_SAFE (an axis with no finite entry gives 0, or -inf
- * for log-softmax, instead of NaN). */
+ * for log-softmax, instead of NaN). Errors: those of the partial, and
+ * CLSM_ERR_INVALID_ARGUMENT for unknown flags. */
 CLSM_API clsm_status clsm_softmax_finish(clsm_context *ctx, clsm_shard_op op,
                                          const clsm_tensor *a, const clsm_tensor *b, int dim,
                                          unsigned flags, const clsm_tensor *stats,
