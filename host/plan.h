@@ -168,7 +168,8 @@ void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce
                    clsm_plan *plan);
 
 /* Plans a sharded softmax-axis call's one stage (plan_ce.c). */
-void clsm__plan_sm_shard(const clsm_caps *caps, const clsm_sm_shard_call *c, clsm_plan *plan);
+void clsm__plan_sm_shard(const clsm_caps *caps, const size_t *kernel_wg,
+                         const clsm_sm_shard_call *c, clsm_plan *plan);
 
 /* Plans an attention-softmax call (forward or backward; plan_attn.c). */
 void clsm__plan_attn(const clsm_caps *caps, const size_t *kernel_wg, const clsm_attn_call *c,

@@ -134,10 +134,10 @@ void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce
     }
     if (opt->softcap > 0) flags |= CE_SOFTCAP;
     prm.flags = flags;
-    const size_t local = cpu ? clsm__cpu_local(caps, p1) : 64;
-    clsm_stage *s = clsm__plan_stage(
-        plan, c->phase == CE_PHASE_PARTIAL ? K_CE_SHARD_PARTIAL : K_CE_SHARD_ROWS,
-        round_up(p1, local), local);
+    const clsm_kernel_id kid = c->phase == CE_PHASE_PARTIAL ? K_CE_SHARD_PARTIAL : K_CE_SHARD_ROWS;
+    size_t local = cpu ? clsm__cpu_local(caps, p1) : 64;
+    while (!cpu && local > 1 && local > clsm__kernel_limit(caps, kernel_wg, kid)) local /= 2;
+    clsm_stage *s = clsm__plan_stage(plan, kid, round_up(p1, local), local);
     row_buffers(plan, s, c);
     put_params(plan, s, &prm);
     clsm__arg_mem(plan, s, "st", c->stats->mem);
@@ -268,7 +268,8 @@ void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce
 }
 
 /* A sharded softmax axis: one stage, a work-item a row. */
-void clsm__plan_sm_shard(const clsm_caps *caps, const clsm_sm_shard_call *c, clsm_plan *plan) {
+void clsm__plan_sm_shard(const clsm_caps *caps, const size_t *kernel_wg,
+                         const clsm_sm_shard_call *c, clsm_plan *plan) {
   memset(plan, 0, offsetof(clsm_plan, data));
   plan->op = c->finish ? "softmax_finish" : "softmax_partial";
   plan->program = c->program;
@@ -281,9 +282,11 @@ void clsm__plan_sm_shard(const clsm_caps *caps, const clsm_sm_shard_call *c, cls
   prm.stoff = c->stats->offset;
   prm.flags = c->flags;
   const size_t rows = c->rows > 0 ? (size_t)c->rows : 1;
-  const size_t local = caps->family == CLSM_FAMILY_CPU ? clsm__cpu_local(caps, rows) : 64;
-  clsm_stage *s = clsm__plan_stage(plan, c->finish ? K_SM_SHARD_FINISH : K_SM_SHARD_PARTIAL,
-                                   round_up(rows, local), local);
+  const clsm_kernel_id kid = c->finish ? K_SM_SHARD_FINISH : K_SM_SHARD_PARTIAL;
+  const int cpu = caps->family == CLSM_FAMILY_CPU;
+  size_t local = cpu ? clsm__cpu_local(caps, rows) : 64;
+  while (!cpu && local > 1 && local > clsm__kernel_limit(caps, kernel_wg, kid)) local /= 2;
+  clsm_stage *s = clsm__plan_stage(plan, kid, round_up(rows, local), local);
   clsm__arg_mem(plan, s, "a", c->a->mem);
   clsm__arg_mem(plan, s, "b", c->b ? c->b->mem : c->a->mem);
   clsm__arg_mem(plan, s, "out", c->out ? c->out->mem : c->stats->mem); /* partial: unused */

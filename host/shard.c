@@ -112,7 +112,7 @@ static clsm_status sm_common(clsm_context *ctx, clsm_shard_op op, const clsm_ten
   if (st == CLSM_SUCCESS && c.rows > 0) st = clsm__program(ctx, c.program, G_CE);
   if (st == CLSM_SUCCESS) {
     clsm_plan plan;
-    clsm__plan_sm_shard(&ctx->caps, &c, &plan);
+    clsm__plan_sm_shard(&ctx->caps, ctx->kernel_wg[c.program], &c, &plan);
     if (c.rows == 0) plan.empty = 1; /* nothing to compute: a marker */
     st = clsm__run_plan(ctx, &plan, NULL, num_wait, wait, event);
   }
