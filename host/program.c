@@ -72,6 +72,15 @@ static void keep_build_log(clsm_context *ctx, cl_program prog) {
   ctx->build_log = log;
 }
 
+/* A program's build options. Never fast-math: the special-value semantics
+ * depend on IEEE behaviour. CPU devices store 16-wide vectors through
+ * packed structs (common.cl) and may use clang's CPU builtins. */
+static void build_options(int program, int inner_vectors, int packed, int builtins, char *buf,
+                          size_t size) {
+  snprintf(buf, size, "-cl-std=CL1.2 %s -DCLSM_INNER_VECTORS=%d%s%s", program_options[program],
+           inner_vectors, packed ? " -DCLSM_PACKED_STORES" : "", builtins ? " -DCLSM_CPU_BUILTINS" : "");
+}
+
 static clsm_status build_program(clsm_context *ctx, int program, int group) {
   clsm_status st = CLSM_SUCCESS;
   const char *texts[MAX_FILES];
@@ -106,13 +115,9 @@ static clsm_status build_program(clsm_context *ctx, int program, int group) {
     prog = clCreateProgramWithSource(ctx->cl_ctx, nfiles, texts, lens, &err);
   CLSM_CL_ERR(ctx, err, "clCreateProgramWithSource");
 
-  /* Never fast-math: the special-value semantics depend on IEEE behaviour. */
   char options[512];
-  /* CPU devices store 16-wide vectors through packed structs (common.cl). */
-  snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DCLSM_INNER_VECTORS=%d%s%s",
-           program_options[program], ctx->caps.inner_vectors,
-           ctx->packed_stores ? " -DCLSM_PACKED_STORES" : "",
-           ctx->cpu_builtins ? " -DCLSM_CPU_BUILTINS" : "");
+  build_options(program, ctx->caps.inner_vectors, ctx->packed_stores, ctx->cpu_builtins, options,
+                sizeof options);
   err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
   if (err != CL_SUCCESS) {
     keep_build_log(ctx, prog);
@@ -201,4 +206,50 @@ void clsm__programs_release(clsm_context *ctx) {
       ctx->programs[p][g] = NULL;
     }
   }
+}
+
+/* What a family's device builds: the options a CPU device (CPU family) or
+ * a GPU (GPU family) gets, the embedded sources concatenated in order. */
+_Static_assert(CLSM_PROGRAM_GROUPS == CLSM_GROUP_COUNT, "clsoftmax.h's program count");
+static const char *const group_names[CLSM_GROUP_COUNT] = {[G_ROW] = "row", [G_CE] = "ce",
+                                                          [G_ATTN] = "attn"};
+
+/* Copies text into buf (size bytes, NUL-terminated, truncated) and adds
+ * its length to *len. */
+static void put_text(char *buf, size_t size, size_t *len, const char *text, size_t n) {
+  if (buf && *len + 1 < size) {
+    size_t room = size - 1 - *len, k = n < room ? n : room;
+    memcpy(buf + *len, text, k);
+    buf[*len + k] = '\0';
+  }
+  *len += n;
+}
+
+clsm_status clsm_program_info(clsm_family family, clsm_dtype in, clsm_dtype out, int index,
+                              char *name, size_t name_size, char *options, size_t options_size,
+                              char *source, size_t source_size, size_t *source_length) {
+  if (family != CLSM_FAMILY_CPU && family != CLSM_FAMILY_GPU) return CLSM_ERR_INVALID_ARGUMENT;
+  if (index < 0 || index >= CLSM_GROUP_COUNT) return CLSM_ERR_INVALID_ARGUMENT;
+  const int program = clsm__program_for(in, out);
+  if (program < 0) return CLSM_ERR_UNSUPPORTED_DTYPE;
+  const int cpu = family == CLSM_FAMILY_CPU;
+  if (name && name_size) {
+    if (in == out)
+      snprintf(name, name_size, "%s.%s", group_names[index], clsm_dtype_name(in));
+    else
+      snprintf(name, name_size, "%s.%s-%s", group_names[index], clsm_dtype_name(in),
+               clsm_dtype_name(out));
+  }
+  if (options && options_size)
+    build_options(program, INNER_VECTORS_DEFAULT, cpu, cpu, options, options_size);
+  size_t len = 0;
+  if (source && source_size) source[0] = '\0';
+  for (int f = 0; f < MAX_FILES && group_files[index][f]; ++f) {
+    const clsm_kernel_source *src = embedded(group_files[index][f]);
+    if (!src) return CLSM_ERR_BUILD;
+    put_text(source, source_size, &len, src->text, src->length);
+    if (src->length && src->text[src->length - 1] != '\n') put_text(source, source_size, &len, "\n", 1);
+  }
+  if (source_length) *source_length = len;
+  return CLSM_SUCCESS;
 }

@@ -670,6 +670,28 @@ CLSM_API clsm_status clsm_shard_rebase(clsm_dtype dtype, int k, int64_t n, void 
 CLSM_API clsm_status clsm_shard_restore(clsm_dtype dtype, int k, int64_t n, void *stats,
                                         const void *max);
 
+/* ------------------------------------------------ what is built */
+
+/* The OpenCL programs behind the operations, as the library builds them,
+ * for drivers' bug reports and offline compilers. A dtype pair (in, out) as
+ * the operations take them has CLSM_PROGRAM_GROUPS programs: index 0 the
+ * row operations, 1 cross-entropy and the sharded phases, 2 attention
+ * softmax. clsm_program_info gives program `index`'s name ("row.float32",
+ * "ce.float16-float32", ...), the build options a device of `family` gets
+ * (the CPU family's: as on a CPU device; the tuning variable
+ * CLSM_INNER_VECTORS at its default), and its source: the embedded files
+ * it is built from, concatenated in order, which compile as they are with
+ * those options. Each output buffer may be NULL (size 0); text is
+ * truncated to its buffer and NUL-terminated; *source_length (may be NULL)
+ * gets the source's whole length, without the terminator. Needs no context
+ * or device. Errors: CLSM_ERR_INVALID_ARGUMENT for another family or
+ * index, CLSM_ERR_UNSUPPORTED_DTYPE for a pair no operation takes. */
+#define CLSM_PROGRAM_GROUPS 3
+CLSM_API clsm_status clsm_program_info(clsm_family family, clsm_dtype in, clsm_dtype out, int index,
+                                       char *name, size_t name_size, char *options,
+                                       size_t options_size, char *source, size_t source_size,
+                                       size_t *source_length);
+
 /* ------------------------------------------------ blocking host versions */
 
 /* Host-memory versions: arrays are C-order, of `dtype`, with the given shape

@@ -1,15 +1,16 @@
 #!/bin/bash
 # The GPU family without a GPU: every program the library builds for a GPU
-# (row ops and cross-entropy, every dtype pair), compiled as a GPU device
-# gets it (no CPU-family defines) by clang-15 with libclc to PTX, then by
+# (row ops, cross-entropy with the sharded phases, attention; every dtype
+# pair), exactly as `clsoftmax program --family gpu --index K` prints it
+# with its build options, compiled by clang-15 with libclc to PTX, then by
 # CUDA's ptxas for sm_90 (H100/H200). Fails when a program does not compile
 # or assemble (an unresolved helper, say) or when a work-group row kernel
 # spills or uses a stack frame; prints registers, stack and spills of every
 # kernel. Exits 77 (CTest: skipped, with the reason) when clang-15, libclc
 # or ptxas is missing.
-# Usage: check_gpu_static.sh SOURCE_DIR [OUT_DIR]
+# Usage: check_gpu_static.sh CLSOFTMAX_TOOL [OUT_DIR]
 set -u
-src=$1
+tool=$1
 out=${2:-$(mktemp -d)}
 mkdir -p "$out"
 CLANG=${CLANG:-clang-15}
@@ -20,22 +21,24 @@ for need in "$CLANG" "$PTXAS"; do
     { echo "check_gpu_static: $need not found: skipped"; exit 77; }
 done
 [ -f "$CLC" ] || { echo "check_gpu_static: $CLC not found (Debian package libclc-15): skipped"; exit 77; }
-declare -A dtypes=([f32]="-DCLSM_X_F32 -DCLSM_Y_F32" [f16]="-DCLSM_X_F16 -DCLSM_Y_F16"
-  [bf16]="-DCLSM_X_BF16 -DCLSM_Y_BF16" [f64]="-DCLSM_X_F64 -DCLSM_Y_F64"
-  [f16_f32]="-DCLSM_X_F16 -DCLSM_Y_F32" [bf16_f32]="-DCLSM_X_BF16 -DCLSM_Y_F32")
-declare -A groups=([row]="abi.h common.cl softmax.cl backward.cl" [ce]="abi.h common.cl ce.cl shard.cl"
-  [attn]="abi.h common.cl attn.cl")
+# Every dtype pair an operation takes: input, output.
+pairs="float32:float32 float16:float16 bfloat16:bfloat16 float64:float64 float16:float32 bfloat16:float32"
 fail=0
 table="$out/table.txt"
 : > "$table"
-for g in row ce attn; do
-  cat $(for f in ${groups[$g]}; do echo "$src/kernels/$f"; done) > "$out/$g.cl"
-  for d in f32 f16 bf16 f64 f16_f32 bf16_f32; do
-    p="$g.$d"
-    # host/program.c's options for a GPU device.
-    if ! "$CLANG" -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -O3 \
-        -DCLSM_INNER_VECTORS=32 ${dtypes[$d]} -target nvptx64-unknown-nvidiacl -march=sm_80 \
-        -Xclang -mlink-bitcode-file -Xclang "$CLC" -S -o "$out/$p.ptx" "$out/$g.cl" \
+nprog=0
+for pair in $pairs; do
+  for k in 0 1 2; do
+    if ! "$tool" program --family gpu --dtype "${pair%:*}" --out "${pair#*:}" --index $k > "$out/prog.cl"; then
+      echo "check_gpu_static: clsoftmax program fails for $pair index $k"; fail=1; continue
+    fi
+    p=$("$tool" program --family gpu --dtype "${pair%:*}" --out "${pair#*:}" --list | awk -v k=$k '$1 == k { print $2 }')
+    opts=$(head -n 1 "$out/prog.cl" | sed 's|^// build options: ||')
+    mv "$out/prog.cl" "$out/$p.cl"
+    nprog=$((nprog + 1))
+    if ! "$CLANG" -x cl $opts -Xclang -finclude-default-header -O3 \
+        -target nvptx64-unknown-nvidiacl -march=sm_80 \
+        -Xclang -mlink-bitcode-file -Xclang "$CLC" -S -o "$out/$p.ptx" "$out/$p.cl" \
         2> "$out/$p.clang.log"; then
       echo "check_gpu_static: $p does not compile:"; head -20 "$out/$p.clang.log"; fail=1; continue
     fi
@@ -49,7 +52,7 @@ for g in row ce attn; do
       /Compiling entry function/ { match($0, /'"'"'[^'"'"']*'"'"'/); k = substr($0, RSTART + 1, RLENGTH - 2) }
       /bytes stack frame/ { stack[k] = $5; spill[k] = $9 }
       /Used [0-9]+ registers/ { for (i = 1; i <= NF; ++i) if ($i == "Used") regs[k] = $(i + 1) }
-      END { for (k in regs) printf "%-10s %-34s regs %4s stack %4s spill %4s\n", p, k, regs[k], stack[k] + 0, spill[k] + 0 }
+      END { for (k in regs) printf "%-22s %-34s regs %4s stack %4s spill %4s\n", p, k, regs[k], stack[k] + 0, spill[k] + 0 }
     ' "$out/$p.ptxas" | sort >> "$table"
   done
 done
@@ -62,5 +65,5 @@ if [ -n "$bad" ]; then
 fi
 n=$(wc -l < "$table")
 [ "$n" -ge 100 ] || { echo "check_gpu_static: only $n kernels assembled"; fail=1; }
-[ $fail = 0 ] && echo "check_gpu_static: $n kernels of $((${#groups[@]} * ${#dtypes[@]})) programs assemble for sm_90"
+[ $fail = 0 ] && echo "check_gpu_static: $n kernels of $nprog programs assemble for sm_90"
 exit $fail

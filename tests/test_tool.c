@@ -391,6 +391,74 @@ START_TEST(test_tool_shards) {
 }
 END_TEST
 
+/* program: the list of what is built, and one program printed as it is
+ * built, which the default device then builds from the printed text. */
+START_TEST(test_tool_program) {
+  const char *list[] = {"program", "--family", "cpu", "--dtype", "float16", "--out", "float32", "--list", NULL};
+  ck_assert_msg(run_tool_to(list, path_in("list.txt")) == 0, "%s", errtext);
+  char text[4096] = "";
+  FILE *f = fopen(path_in("list.txt"), "r");
+  ck_assert(f != NULL);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  ck_assert_msg(strstr(text, "0 row.float16-float32 -cl-std=CL1.2 -DCLSM_X_F16 -DCLSM_Y_F32") &&
+                    strstr(text, "1 ce.float16-float32") && strstr(text, "2 attn.float16-float32") &&
+                    strstr(text, "-DCLSM_CPU_BUILTINS"),
+                "%s", text);
+  const char *gpu[] = {"program", "--list", NULL};
+  ck_assert_int_eq(run_tool_to(gpu, path_in("gpu.txt")), 0);
+  const char *one[] = {"program", "--family", "cpu", "--index", "1", NULL};
+  ck_assert_msg(run_tool_to(one, path_in("ce.cl")) == 0, "%s", errtext);
+  f = fopen(path_in("ce.cl"), "rb");
+  ck_assert(f != NULL);
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *src = malloc((size_t)len + 1);
+  ck_assert(src && fread(src, 1, (size_t)len, f) == (size_t)len);
+  fclose(f);
+  src[len] = '\0';
+  const char *head = "// build options: ";
+  ck_assert(!strncmp(src, head, strlen(head)));
+  char *eol = strchr(src, '\n');
+  ck_assert(eol != NULL);
+  *eol = '\0';
+  const char *opts = src + strlen(head);
+  ck_assert_msg(strstr(eol + 1, "clsm_ce_shard_partial") != NULL, "the cross-entropy program's source");
+  /* The printed text builds on the default device with the printed options. */
+  clsm_context *ctx = test_context();
+  cl_int err = CL_SUCCESS;
+  const char *body = eol + 1;
+  cl_program prog = clCreateProgramWithSource(clsm_context_cl_context(ctx), 1, &body, NULL, &err);
+  ck_assert_int_eq(err, CL_SUCCESS);
+  cl_device_id dev = clsm_context_device(ctx);
+  err = clBuildProgram(prog, 1, &dev, opts, NULL, NULL);
+  ck_assert_msg(err == CL_SUCCESS, "clBuildProgram with '%s': %s", opts, clsm_cl_error_name(err));
+  cl_kernel k = clCreateKernel(prog, "clsm_ce_shard_rows", &err);
+  ck_assert_int_eq(err, CL_SUCCESS);
+  clReleaseKernel(k);
+  clReleaseProgram(prog);
+  clsm_context_destroy(ctx);
+  free(src);
+  /* Usage errors. */
+  const char *none[] = {"program", NULL};
+  ck_assert_int_eq(run_tool(none), 2);
+  const char *both[] = {"program", "--list", "--index", "0", NULL};
+  ck_assert_int_eq(run_tool(both), 2);
+  const char *idx[] = {"program", "--index", "3", NULL};
+  ck_assert_int_eq(run_tool(idx), 2);
+  const char *fam[] = {"program", "--family", "tpu", "--list", NULL};
+  ck_assert_int_eq(run_tool(fam), 2);
+  const char *pair[] = {"program", "--dtype", "float32", "--out", "float16", "--list", NULL};
+  ck_assert_int_eq(run_tool(pair), 2);
+  ck_assert_msg(strstr(errtext, "float32 in and float16 out") != NULL, "%s", errtext);
+  const char *dt[] = {"program", "--dtype", "int8", "--list", NULL};
+  ck_assert_int_eq(run_tool(dt), 2);
+  ck_assert_msg(strstr(errtext, "'int8'") != NULL, "%s", errtext);
+}
+END_TEST
+
 /* Usage errors: exit 2, a message, nothing written. */
 START_TEST(test_tool_usage) {
   const int64_t shape[1] = {4};
@@ -801,7 +869,7 @@ END_TEST
 
 /* `clsoftmax CMD --help`: that command's usage on stdout, exit 0. */
 START_TEST(test_tool_command_help) {
-  static const char *const cmds[] = {"softmax", "log-softmax-backward", "cross-entropy", "bench", "devices", "demo"};
+  static const char *const cmds[] = {"softmax", "log-softmax-backward", "cross-entropy", "bench", "devices", "demo", "program"};
   char outpath[512];
   snprintf(outpath, sizeof outpath, "%s", path_in("help.txt"));
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; ++i) {
@@ -919,6 +987,7 @@ static Suite *tool_suite(void) {
   tcase_add_test(tc, test_tool_dtypes_and_backward);
   tcase_add_test(tc, test_tool_cross_entropy);
   tcase_add_test(tc, test_tool_shards);
+  tcase_add_test(tc, test_tool_program);
   tcase_add_test(tc, test_tool_bad_files);
   tcase_add_test(tc, test_tool_bad_device);
   tcase_add_test(tc, test_tool_demo);

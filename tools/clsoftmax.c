@@ -31,6 +31,7 @@ static const char usage_text[] =
     "                          [--device SPEC] [--verbose] LOGITS.npy TARGET.npy LOSS.npy\n"
     "  clsoftmax bench [--quick] [--json FILE] [--svg FILE] [--device SPEC]\n"
     "  clsoftmax demo  [--device SPEC]\n"
+    "  clsoftmax program [--family cpu|gpu] [--dtype D] [--out D] --list | --index K\n"
     "  clsoftmax --help | --version\n"
     "\n"
     "--dim D       the softmax axis, negative counts from the end (default -1)\n"
@@ -49,6 +50,10 @@ static const char usage_text[] =
     "              shards, each on its own context (round-robin over --device A,B,...;\n"
     "              default K on the default device), merge their statistics on the host\n"
     "              and write what the unsharded command writes (softmax: --safe only)\n"
+    "program       the OpenCL programs the library builds for a family and dtype pair\n"
+    "              (default gpu, float32): --list a line each (index, name, build\n"
+    "              options); --index K program K: '// build options: ...', then its\n"
+    "              source, which compiles as it is with them\n"
     "--verbose     print to stderr, for each call, the device, the kernels it ran with\n"
     "              their launch geometry, and its time (host copies included)\n"
     "--device SPEC cpu, gpu, P:D (platform:device as `devices` lists), or part of a\n"
@@ -555,6 +560,82 @@ done:
   return rc;
 }
 
+static int parse_dtype(const char *s, clsm_dtype *d) {
+  static const clsm_dtype all[4] = {CLSM_FLOAT32, CLSM_FLOAT16, CLSM_BFLOAT16, CLSM_FLOAT64};
+  for (int i = 0; i < 4; ++i)
+    if (!strcmp(s, clsm_dtype_name(all[i]))) {
+      *d = all[i];
+      return 1;
+    }
+  return 0;
+}
+
+/* program: what the library builds, listed or one program's source. */
+static int cmd_program(int argc, char **argv) {
+  clsm_family fam = CLSM_FAMILY_GPU;
+  clsm_dtype in = CLSM_FLOAT32, out = CLSM_FLOAT32;
+  int out_given = 0, list = 0, index = -1;
+  for (int i = 0; i < argc; ++i) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--list")) {
+      list = 1;
+      continue;
+    }
+    if (strcmp(a, "--family") && strcmp(a, "--dtype") && strcmp(a, "--out") && strcmp(a, "--index"))
+      return tool_usage_error("program: unknown argument '%s'", a);
+    if (!v) return tool_usage_error("option '%s' needs a value", a);
+    ++i;
+    if (!strcmp(a, "--family")) {
+      if (!strcmp(v, "cpu")) fam = CLSM_FAMILY_CPU;
+      else if (!strcmp(v, "gpu")) fam = CLSM_FAMILY_GPU;
+      else return tool_usage_error("--family must be cpu or gpu, got '%s'", v);
+    } else if (!strcmp(a, "--index")) {
+      char *end = NULL;
+      long k = strtol(v, &end, 10);
+      if (!*v || *end || k < 0 || k >= CLSM_PROGRAM_GROUPS)
+        return tool_usage_error("--index needs 0, 1 or 2 (see --list), got '%s'", v);
+      index = (int)k;
+    } else if (!parse_dtype(v, !strcmp(a, "--dtype") ? &in : &out)) {
+      return tool_usage_error(!strcmp(a, "--dtype") ? "--dtype needs float32, float16, bfloat16 or float64, got '%s'"
+                                                    : "--out needs float32, float16, bfloat16 or float64, got '%s'",
+                              v);
+    } else if (!strcmp(a, "--out")) {
+      out_given = 1;
+    }
+  }
+  if (list == (index >= 0)) return tool_usage_error("program: give --list or --index K%s", "");
+  if (!out_given) out = in;
+  char name[64], opts[512];
+  for (int k = 0; k < CLSM_PROGRAM_GROUPS; ++k) {
+    if (!list && k != index) continue;
+    size_t len = 0;
+    clsm_status st = clsm_program_info(fam, in, out, k, name, sizeof name, opts, sizeof opts, NULL, 0, &len);
+    if (st == CLSM_ERR_UNSUPPORTED_DTYPE) {
+      fprintf(stderr, "clsoftmax: program: no operation takes %s in and %s out (16-bit inputs may "
+              "have a float32 output)\n", clsm_dtype_name(in), clsm_dtype_name(out));
+      return EXIT_USAGE;
+    }
+    if (st != CLSM_SUCCESS) {
+      fprintf(stderr, "clsoftmax: program: %s\n", clsm_status_string(st));
+      return EXIT_DEVICE;
+    }
+    if (list) {
+      printf("%d %s %s\n", k, name, opts);
+      continue;
+    }
+    char *src = malloc(len + 1);
+    if (!src) {
+      fprintf(stderr, "clsoftmax: out of memory\n");
+      return EXIT_DEVICE;
+    }
+    clsm_program_info(fam, in, out, k, NULL, 0, NULL, 0, src, len + 1, NULL);
+    printf("// build options: %s\n", opts);
+    fwrite(src, 1, len, stdout);
+    free(src);
+  }
+  return fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
+}
+
 static int cmd_demo(int argc, char **argv) {
   options o;
   int rc = tool_parse_options(argc, argv, OPT_DEVICE, 0, &o);
@@ -568,7 +649,8 @@ static int cmd_bench(int argc, char **argv) {
 }
 
 static const char *const commands[] = {"devices", "softmax", "log-softmax", "softmax-backward",
-                                       "log-softmax-backward", "cross-entropy", "bench", "demo"};
+                                       "log-softmax-backward", "cross-entropy", "bench", "demo",
+                                       "program"};
 
 /* `clsoftmax CMD --help`: the usage lines of CMD (its line and the lines that
  * continue it) and the notes after them. */
@@ -617,5 +699,6 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "cross-entropy")) return cmd_ce(argc - 2, argv + 2);
   if (!strcmp(cmd, "demo")) return cmd_demo(argc - 2, argv + 2);
   if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
+  if (!strcmp(cmd, "program")) return cmd_program(argc - 2, argv + 2);
   return tool_usage_error("unknown command '%s'", cmd);
 }
