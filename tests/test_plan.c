@@ -409,6 +409,54 @@ START_TEST(test_ce_pipelines) {
 }
 END_TEST
 
+/* A shard's phases: the partial validates the targets (against the whole
+ * axis, the prep's C) and writes the statistics; the finish is the
+ * unsharded pipeline with the shard's rows kernel, a work-item a position,
+ * its GPU group within the kernel's limit. */
+START_TEST(test_shard_pipelines) {
+  describe_devices();
+  char k[256];
+  const int64_t s[2] = {64, 8000}, st_shape[2] = {64, SHARD_K};
+  clsm_tensor stats = clsm_tensor_contiguous(FAKE_MEM, 0, CLSM_FLOAT32, 2, st_shape);
+  for (int dev = 0; dev < 4; ++dev) {
+    ce_fixture f;
+    make_ce(&f, 2, s, 0, CLSM_REDUCTION_MEAN);
+    f.c.phase = CE_PHASE_PARTIAL, f.c.first = 8000, f.c.classes = 32000, f.c.stats = &stats;
+    f.c.loss = NULL;
+    clsm_plan p;
+    clsm__plan_ce(&devices[dev].caps, NULL, &f.c, &p);
+    plan_sane(&p);
+    kernels_of(&p, k, sizeof k);
+    ck_assert_msg(!strcmp(k, "ce_prep, ce_shard_partial"), "%s: %s", devices[dev].name, k);
+    ck_assert_str_eq(p.op, "cross_entropy_partial");
+    clsm_ce_params prm;
+    memcpy(&prm, p.data + p.stage[0].args[p.stage[0].nargs - 1].off, sizeof prm);
+    ck_assert_int_eq(prm.classes, 32000);
+    ck_assert_int_eq(prm.first, 8000);
+    make_ce(&f, 2, s, 1, CLSM_REDUCTION_MEAN);
+    f.c.phase = CE_PHASE_FINISH, f.c.first = 8000, f.c.classes = 32000, f.c.stats = &stats;
+    clsm__plan_ce(&devices[dev].caps, NULL, &f.c, &p);
+    plan_sane(&p);
+    kernels_of(&p, k, sizeof k);
+    ck_assert_msg(!strcmp(k, "ce_prep, ce_reduce, ce_shard_rows, ce_reduce, ce_finish"), "%s: %s",
+                  devices[dev].name, k);
+    ck_assert_uint_eq(p.stage[2].global % p.stage[2].local, 0);
+    ck_assert_uint_ge(p.stage[2].global, 64);
+  }
+  /* A kernel limited to 32 lanes on the H100-like device: groups of 32. */
+  size_t kwg[K_COUNT_] = {0};
+  kwg[K_CE_SHARD_ROWS] = 32;
+  ce_fixture f;
+  make_ce(&f, 2, s, 1, CLSM_REDUCTION_SUM);
+  f.c.phase = CE_PHASE_FINISH, f.c.classes = 32000, f.c.stats = &stats;
+  clsm_plan p;
+  clsm__plan_ce(H100, kwg, &f.c, &p);
+  kernels_of(&p, k, sizeof k);
+  ck_assert_str_eq(k, "ce_prep, ce_shard_rows, ce_reduce, ce_finish");
+  ck_assert_uint_eq(p.stage[1].local, 32);
+}
+END_TEST
+
 /* The description names every kernel and its geometry. */
 START_TEST(test_plan_text) {
   describe_devices();
@@ -614,6 +662,7 @@ static Suite *plan_suite(void) {
   tcase_add_test(tc, test_cpu_geometry);
   tcase_add_test(tc, test_forcing);
   tcase_add_test(tc, test_ce_pipelines);
+  tcase_add_test(tc, test_shard_pipelines);
   tcase_add_test(tc, test_plan_text);
   tcase_add_test(tc, test_design_table);
   tcase_add_test(tc, test_attention_plans);
