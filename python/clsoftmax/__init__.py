@@ -467,6 +467,75 @@ class Context:
         res = (lo,) + ((gr,) if return_grad else ()) + ((ls,) if return_lse else ())
         return res if len(res) > 1 else lo
 
+    # ---- a sharded class axis (docs/sharded.md)
+
+    def _ce_shard_args(self, logits, target, first, classes, weight, dtype):
+        x = np.ascontiguousarray(logits)
+        t = np.ascontiguousarray(target)
+        d = _dtype_of(x, dtype, what="logits")
+        if x.ndim < 1:
+            raise ValueError("logits must have rank 1..8 (rank 0 given)")
+        prob = t.shape == x.shape and t.dtype == x.dtype and t.dtype.kind == "f"
+        td = d if prob else _dtype_of(t, floats_only=False, what="target")
+        w = None
+        if weight is not None:
+            w = np.ascontiguousarray(weight)
+            if w.dtype != x.dtype or w.shape != (classes,):
+                raise ValueError("weight must be a (%d,) %s array: every class of the axis"
+                                 % (classes, x.dtype))
+        pos = x.shape[:1] + x.shape[2:] if x.ndim >= 2 else ()
+        acc = np.float64 if x.dtype == np.float64 else np.float32
+        return x, t, d, td, w, pos, acc, _lib.Shard(int(first), int(classes))
+
+    def cross_entropy_partial(self, logits, target, first, classes, *, weight=None,
+                              ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                              z_loss=0.0, softcap=None, dtype=None):
+        """Phase 1 on one shard: `logits` holds classes [first, first + C_r)
+        of `classes`; `target` the class indices of the whole axis, or the
+        shard's columns of the probabilities; `weight` every class's. Returns
+        the statistics: the positions' shape then SHARD_STATS values."""
+        opt = self._ce_options(reduction, ignore_index, label_smoothing, z_loss, softcap)
+        x, t, d, td, w, pos, acc, sh = self._ce_shard_args(logits, target, first, classes,
+                                                           weight, dtype)
+        stats = np.empty(pos + (_lib.SHARD_STATS,), acc)
+        with self._lock:
+            st = _C.clsm_cross_entropy_partial_host(self._ctx, d, x.ndim, _shape(x), _ptr(x), td,
+                                                    _ptr(t), ctypes.byref(sh), ctypes.byref(opt),
+                                                    _ptr(w), _ptr(stats))
+            if st:
+                self._fail(st)
+        return stats
+
+    def cross_entropy_finish(self, logits, target, stats, first, classes, *, weight=None,
+                             ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                             z_loss=0.0, softcap=None, return_grad=False, grad_scale=None,
+                             dtype=None):
+        """Phase 3 on one shard, from the merged statistics: the loss (the
+        same on every shard), or (loss, grad) with the shard's columns of
+        the gradient."""
+        opt = self._ce_options(reduction, ignore_index, label_smoothing, z_loss, softcap)
+        x, t, d, td, w, pos, acc, sh = self._ce_shard_args(logits, target, first, classes,
+                                                           weight, dtype)
+        s = np.ascontiguousarray(stats, dtype=acc)
+        if s.shape != pos + (_lib.SHARD_STATS,):
+            raise ValueError("stats must have shape %s" % ((pos + (_lib.SHARD_STATS,)),))
+        reduced = reduction != "none"
+        gs = None
+        if grad_scale is not None:
+            if not return_grad:
+                raise ValueError("grad_scale scales the gradient: it needs return_grad=True")
+            gs = np.ascontiguousarray(grad_scale, dtype=x.dtype)
+        lo = np.zeros(() if reduced else pos, x.dtype)
+        gr = np.empty(x.shape, x.dtype) if return_grad else None
+        with self._lock:
+            st = _C.clsm_cross_entropy_finish_host(self._ctx, d, x.ndim, _shape(x), _ptr(x), td,
+                                                   _ptr(t), ctypes.byref(sh), ctypes.byref(opt),
+                                                   _ptr(w), _ptr(s), _ptr(lo), _ptr(gr), _ptr(gs),
+                                                   None, None)
+            if st:
+                self._fail(st)
+        return (lo, gr) if return_grad else lo
+
     def _ce_device(self, logits, target, opt, weight, grad_scale, loss, grad, wait_for):
         import pyopencl.array as cla
         x = logits
@@ -553,6 +622,28 @@ def cross_entropy(logits, target, *, device=None, **kw):
     """See Context.cross_entropy (host arrays)."""
     ctx = Context(device) if device else _context()
     return ctx.cross_entropy(logits, target, **kw)
+
+
+def shard_merge(stats):
+    """Merges the statistics of several shards (a list of arrays of one
+    shape, the last dim the record: cross-entropy's SHARD_STATS values, or
+    a sharded softmax's 2): the (max, sum) pair, then sums."""
+    stats = [np.ascontiguousarray(s) for s in stats]
+    if not stats:
+        raise ValueError("shard_merge needs at least one array")
+    out = stats[0].copy()
+    dt = _lib.FLOAT64 if out.dtype == np.float64 else _lib.FLOAT32
+    if out.dtype not in (np.float32, np.float64) or out.ndim < 1:
+        raise ValueError("statistics are float32 or float64 records")
+    k = out.shape[-1]
+    for s in stats[1:]:
+        if s.shape != out.shape or s.dtype != out.dtype:
+            raise ValueError("every shard's statistics need shape %s and dtype %s"
+                             % (out.shape, out.dtype))
+        st = _C.clsm_shard_merge(dt, k, out.size // k, _ptr(s), _ptr(out))
+        if st:
+            raise Error(_status_name(st), "clsm_shard_merge")
+    return out
 
 
 def devices():

@@ -59,6 +59,13 @@ class DeviceInfo(ctypes.Structure):
                 ("name", ctypes.c_char * 256), ("platform_name", ctypes.c_char * 256)]
 
 
+class Shard(ctypes.Structure):
+    _fields_ = [("first", ctypes.c_int64), ("classes", ctypes.c_int64)]
+
+
+SHARD_STATS = 5  # CLSM_SHARD_STATS
+
+
 def library_path():
     """Where the library is taken from: $CLSM_LIBRARY, then a libclsoftmax.so*
     beside this package, then the system's loader."""
@@ -107,6 +114,13 @@ def _load():
                                         P, P, ctypes.POINTER(ctypes.c_float),
                                         ctypes.POINTER(ctypes.c_float)]),
         "clsm_attn_heads": (I, [I, I64P, I, I, I64P]),
+        "clsm_cross_entropy_partial_host": (I, [P, I, I, I64P, P, I, P, ctypes.POINTER(Shard),
+                                                ctypes.POINTER(CEOptions), P, P]),
+        "clsm_cross_entropy_finish_host": (I, [P, I, I, I64P, P, I, P, ctypes.POINTER(Shard),
+                                               ctypes.POINTER(CEOptions), P, P, P, P, P,
+                                               ctypes.POINTER(ctypes.c_float),
+                                               ctypes.POINTER(ctypes.c_float)]),
+        "clsm_shard_merge": (I, [I, I, ctypes.c_int64, P, P]),
         "clsm_softmax_ex_host": (I, [P, I, I, I64P, I, ctypes.POINTER(AttnOptions),
                                      ctypes.POINTER(AttnArrays), P, P]),
         "clsm_log_softmax_ex_host": (I, [P, I, I, I64P, I, ctypes.POINTER(AttnOptions),

@@ -192,6 +192,36 @@ def test_cross_entropy_options_grad_lse():
     assert abs(float(capped) - ref_ce(x, t, cap=3.0)) <= 1e-5 * abs(float(capped))
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_sharded(reduction):
+    # classes split 1 / 20 / 29 over three shards, merged in any order
+    x = rand((16, 50), 21)
+    t = np.random.default_rng(22).integers(0, 50, 16).astype(np.int64)
+    t[3], t[4], t[5] = -100, 1, 20  # ignored, on shard boundaries
+    w = np.random.default_rng(23).uniform(0.5, 2, 50).astype(np.float32)
+    ctx = clsoftmax.Context()
+    kw = dict(weight=w, label_smoothing=0.1, reduction=reduction)
+    bounds = [0, 1, 21, 50]
+    stats = [ctx.cross_entropy_partial(x[:, a:b], t, a, 50, **kw)
+             for a, b in zip(bounds, bounds[1:])]
+    assert stats[0].shape == (16, 5) and stats[0].dtype == np.float32
+    merged = clsoftmax.shard_merge(stats[::-1])
+    parts = [ctx.cross_entropy_finish(x[:, a:b], t, merged, a, 50, return_grad=True, **kw)
+             for a, b in zip(bounds, bounds[1:])]
+    loss = parts[0][0]
+    grad = np.concatenate([g for _, g in parts], axis=1)
+    for l, _ in parts:  # the same loss on every shard
+        assert np.array_equal(l, loss)
+    ref = ref_ce(x, t, reduction, w, eps=0.1)
+    assert np.all(np.abs(loss - ref) <= 1e-5 * np.abs(ref) + 1e-6)
+    l1, g1 = clsoftmax.cross_entropy(x, t, return_grad=True, **kw)
+    assert np.all(np.abs(grad - g1) <= 4e-7 * np.abs(g1).max())
+    with pytest.raises(ValueError):
+        ctx.cross_entropy_partial(x[:, :1], t, 0, 50, weight=w[:1])  # weights of one shard
+    with pytest.raises(clsoftmax.Error):
+        ctx.cross_entropy_partial(x[:, :30], t, 30, 50)  # past the axis
+
+
 def test_cross_entropy_probabilities_and_1d():
     x = rand((4, 6), 16)
     q = np.random.default_rng(17).dirichlet(np.ones(6), 4).astype(np.float32)
