@@ -43,6 +43,18 @@ static void row_buffers(clsm_plan *plan, clsm_stage *s, const clsm_ce_call *c) {
   clsm__arg_kind(plan, s, "flag", ARG_FLAG);
 }
 
+/* A GPU-family sharded kernel's group: a work-group a row, no wider than
+ * the row needs (down to 32 lanes), within the kernel's limit and the local
+ * memory its lanes take (lane_bytes each). */
+static size_t shard_group(const clsm_caps *caps, const size_t *kernel_wg, clsm_kernel_id k,
+                          int64_t C, size_t lane_bytes) {
+  size_t wg = caps->wg_size;
+  const size_t kmax = clsm__kernel_limit(caps, kernel_wg, k);
+  while (wg > 32 && wg / 2 >= (size_t)(C > 0 ? C : 1)) wg /= 2;
+  while (wg > 1 && (wg > kmax || wg * lane_bytes > caps->local_mem_size)) wg /= 2;
+  return wg;
+}
+
 static void put_params(clsm_plan *plan, clsm_stage *s, const clsm_ce_params *p) {
   clsm__arg_value(plan, s, "prm", p, sizeof *p);
   s->flags = p->flags;
@@ -134,14 +146,25 @@ void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce
     }
     if (opt->softcap > 0) flags |= CE_SOFTCAP;
     prm.flags = flags;
-    const clsm_kernel_id kid = c->phase == CE_PHASE_PARTIAL ? K_CE_SHARD_PARTIAL : K_CE_SHARD_ROWS;
-    size_t local = cpu ? clsm__cpu_local(caps, p1) : 64;
-    while (!cpu && local > 1 && local > clsm__kernel_limit(caps, kernel_wg, kid)) local /= 2;
-    clsm_stage *s = clsm__plan_stage(plan, kid, round_up(p1, local), local);
+    const int partial = c->phase == CE_PHASE_PARTIAL;
+    const clsm_kernel_id kid = cpu ? (partial ? K_CE_SHARD_PARTIAL : K_CE_SHARD_ROWS)
+                                   : (partial ? K_CE_SHARD_PARTIAL_WG : K_CE_SHARD_ROWS_WG);
+    clsm_stage *s;
+    if (cpu) {
+      const size_t local = clsm__cpu_local(caps, p1);
+      s = clsm__plan_stage(plan, kid, round_up(p1, local), local);
+    } else {
+      const size_t wg = shard_group(caps, kernel_wg, kid, C, partial ? 4 * acc : 0);
+      s = clsm__plan_stage(plan, kid, p1 * wg, wg);
+    }
     row_buffers(plan, s, c);
     put_params(plan, s, &prm);
     clsm__arg_mem(plan, s, "st", c->stats->mem);
-    if (c->phase == CE_PHASE_PARTIAL) return;
+    if (!cpu && partial) {
+      static const char *const lnames[4] = {"lm", "ls", "la", "lb"};
+      for (int i = 0; i < 4; ++i) clsm__arg_local(plan, s, lnames[i], s->local * acc);
+    }
+    if (partial) return;
   } else {
   /* 3. Rows. CPU: a work-item per position (vectorised for contiguous rows)
    * or per block of positions (class axis not last, positions contiguous);
@@ -282,14 +305,25 @@ void clsm__plan_sm_shard(const clsm_caps *caps, const size_t *kernel_wg,
   prm.stoff = c->stats->offset;
   prm.flags = c->flags;
   const size_t rows = c->rows > 0 ? (size_t)c->rows : 1;
-  const clsm_kernel_id kid = c->finish ? K_SM_SHARD_FINISH : K_SM_SHARD_PARTIAL;
   const int cpu = caps->family == CLSM_FAMILY_CPU;
-  size_t local = cpu ? clsm__cpu_local(caps, rows) : 64;
-  while (!cpu && local > 1 && local > clsm__kernel_limit(caps, kernel_wg, kid)) local /= 2;
-  clsm_stage *s = clsm__plan_stage(plan, kid, round_up(rows, local), local);
+  const clsm_kernel_id kid = cpu ? (c->finish ? K_SM_SHARD_FINISH : K_SM_SHARD_PARTIAL)
+                                 : (c->finish ? K_SM_SHARD_FINISH_WG : K_SM_SHARD_PARTIAL_WG);
+  const size_t acc = c->program == P_F64 ? sizeof(double) : sizeof(float);
+  clsm_stage *s;
+  if (cpu) {
+    const size_t local = clsm__cpu_local(caps, rows);
+    s = clsm__plan_stage(plan, kid, round_up(rows, local), local);
+  } else {
+    const size_t wg = shard_group(caps, kernel_wg, kid, c->av.C, c->finish ? 0 : 2 * acc);
+    s = clsm__plan_stage(plan, kid, rows * wg, wg);
+  }
   clsm__arg_mem(plan, s, "a", c->a->mem);
   clsm__arg_mem(plan, s, "b", c->b ? c->b->mem : c->a->mem);
   clsm__arg_mem(plan, s, "out", c->out ? c->out->mem : c->stats->mem); /* partial: unused */
   clsm__arg_mem(plan, s, "st", c->stats->mem);
   put_params(plan, s, &prm);
+  if (!cpu && !c->finish) {
+    clsm__arg_local(plan, s, "lm", s->local * acc);
+    clsm__arg_local(plan, s, "ls", s->local * acc);
+  }
 }

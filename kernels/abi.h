@@ -40,6 +40,10 @@
   X(CE_SHARD_ROWS, ce_shard_rows)       /* ... merged: loss parts, lse, the shard's gradient */ \
   X(SM_SHARD_PARTIAL, sm_shard_partial) /* sharded softmax axis: lse, or the backward's sum */ \
   X(SM_SHARD_FINISH, sm_shard_finish)   /* ... merged: the shard's y or dx */                \
+  X(CE_SHARD_PARTIAL_WG, ce_shard_partial_wg) /* the same, GPU family: a work-group a row */ \
+  X(CE_SHARD_ROWS_WG, ce_shard_rows_wg)                                                      \
+  X(SM_SHARD_PARTIAL_WG, sm_shard_partial_wg)                                                \
+  X(SM_SHARD_FINISH_WG, sm_shard_finish_wg)                                                  \
   X(ATTN_ROWS_CPU, attn_rows_cpu) /* attention softmax, CPU family: a work-item a row */    \
   X(ATTN_ROWS_WG, attn_rows_wg)   /* attention softmax, GPU family: work-group rows */      \
   X(ATTN_BWD_CPU, attn_bwd_rows_cpu) /* its backward, CPU family */                         \

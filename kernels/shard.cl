@@ -23,7 +23,8 @@
  * dy - exp(y) S). Keeping (m, s) rather than their lse makes every
  * probability the unsharded one up to the order of the sum: exp(x - lse)
  * would carry lse's absolute rounding, |lse| units, into each of them.
- * Contiguous rows take 16-wide loops, anything else the scalar ones. */
+ * CPU family: a work-item a position, contiguous rows 16-wide, anything
+ * else scalar. GPU family (the _wg kernels at the end): a work-group a row. */
 
 /* A shard's sum from its (max, sum). A shard with no finite logit has
  * m = -inf: its sum is 0 (it adds nothing) unless a NaN is among its
@@ -250,6 +251,192 @@ __kernel void clsm_sm_shard_finish(SM_SHARD_ARGS) {
     for (; c < C; ++c) {
       const ACC y = LOADX(ar, c * asc), dy = LOADX(br, c * bsc);
       STOREY(yr, c * osc, lg ? dy - exp(y) * r : y * (dy - r));
+    }
+  }
+}
+
+/* GPU family: a work-group a position (row), as ce_rows_wg: each lane folds
+ * a strided share of the row into an online (max, sum) and the smoothing
+ * or probability sums, a local-memory tree merges them; the finish's lanes
+ * each write their share. lm, ls, la, lb: a value a lane. */
+__kernel void clsm_ce_shard_partial_wg(CE_KERNEL_ARGS, __global ACC *st, __local ACC *lm,
+                                       __local ACC *ls, __local ACC *la, __local ACC *lb) {
+  CE_UNPACK;
+  const long first = prm.first, classes = prm.classes;
+  const long p = get_group_id(0);
+  const int l = (int)get_local_id(0), n = (int)get_local_size(0);
+  if (p >= P || flag[0]) return;
+  const long o = p / inner, i = p - o * inner;
+  const int prob = tkind == TK_PROB, sums = prob || eps > 0, weighted = (flags & CE_WEIGHT) != 0;
+  __global const TX *xr = x + xoff + o * xso + i * xsi;
+  __global const TX *wl = w + woff + first;
+  __global const TX *qr = (__global const TX *)tg + toff + o * tso + i * tsi;
+  const ACC keps = eps / (ACC)classes;
+  ACC m = -INFINITY, s = 0, swx = 0, sw = 0;
+  for (long c0 = l; c0 < C; c0 += (long)n * ROW_VPT) {
+    ACC v[ROW_VPT];
+    int cnt = 0;
+#pragma unroll
+    for (int k = 0; k < ROW_VPT; ++k) {
+      const long c = c0 + (long)k * n;
+      v[k] = c < C ? clsm_cap(LOADX(xr, c * xsc), cap, flags) : (ACC)(-INFINITY);
+      cnt += c < C;
+    }
+    clsm_online_fold(&m, &s, v, cnt);
+    for (int k = 0; sums && k < cnt; ++k) {
+      const long c = c0 + (long)k * n;
+      ACC wc = weighted ? LOADX(wl, c) : (ACC)1;
+      if (prob) wc *= ((ACC)1 - eps) * LOADX(qr, c * tsc) + keps;
+      swx += wc * v[k];
+      sw += wc;
+    }
+  }
+  lm[l] = m;
+  ls[l] = s;
+  la[l] = swx;
+  lb[l] = sw;
+  clsm_tree_online(lm, ls, l, n); /* its barriers also publish la, lb */
+  for (int h = n / 2; h > 0; h /= 2) {
+    if (l < h) {
+      la[l] += la[l + h];
+      lb[l] += lb[l + h];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (l != 0) return;
+  m = lm[0];
+  s = clsm_finish_sum(m, ls[0]); /* a +inf logit: NaN */
+  /* No finite logit: (-inf, 0), or a NaN sum when a NaN is among them (the
+   * online sum counts each -inf as 1 against a -inf max). */
+  if (m == -INFINITY) s = isnan(s) ? (ACC)NAN : (ACC)0;
+  long t = -1;
+  if (!prob) t = clsm_target(tg, (long)toff + o * tso + i * tsi, tkind) - first;
+  __global ACC *sp = st + prm.stoff + p * SHARD_K;
+  sp[0] = m;
+  sp[1] = s;
+  sp[2] = (t >= 0 && t < C) ? clsm_cap(LOADX(xr, t * xsc), cap, flags) : (ACC)0;
+  sp[3] = la[0];
+  sp[4] = lb[0];
+}
+
+__kernel void clsm_ce_shard_rows_wg(CE_KERNEL_ARGS, __global const ACC *st) {
+  CE_UNPACK;
+  const long first = prm.first, classes = prm.classes;
+  const long p = get_group_id(0);
+  const int l = (int)get_local_id(0), n = (int)get_local_size(0);
+  if (p >= P || flag[0]) return;
+  const long o = p / inner, i = p - o * inner;
+  const int prob = tkind == TK_PROB, smooth = eps > 0, weighted = (flags & CE_WEIGHT) != 0;
+  const ce_pos q = clsm_ce_pos(tg, toff, tso, tsi, tkind, gs, gsoff, gsso, gssi, scr, P, o, i,
+                               ignore, flags);
+  __global const TX *xr = x + xoff + o * xso + i * xsi;
+  __global TY *grr = gr + goff + o * gso + i * gsi;
+  __global const TX *wl = w + woff + first;
+  __global const TX *qr = (__global const TX *)tg + toff + o * tso + i * tsi;
+  __global const ACC *sp = st + prm.stoff + p * SHARD_K;
+  const ACC m = sp[0], s = sp[0] == -INFINITY ? (ACC)NAN : sp[1];
+  const ACC xt = sp[2], swx = sp[3], sw = sp[4];
+  const ACC lse = m + log(s), inv = (ACC)1 / s;
+  const ACC keps = eps / (ACC)classes;
+  const ACC wt = (!prob && !q.ignored && weighted) ? LOADX(w + woff, q.t) : (ACC)1;
+  if (flags & CE_GRAD) {
+    const ce_coef k = clsm_ce_coef(q.g, q.W, q.Z, wt, prob ? (ACC)0 : eps, keps, z, lse,
+                                   !prob && smooth);
+    const long tl = prob ? -1 : q.t - first;
+    /* Each element is read, then written, by the same lane: in place is safe. */
+    for (long c = l; c < C; c += n) {
+      if (q.ignored) {
+        STOREY(grr, c * gsc, (ACC)0);
+        continue;
+      }
+      const ACC v = clsm_cap(LOADX(xr, c * xsc), cap, flags);
+      const ACC wc = weighted ? LOADX(wl, c) : (ACC)1;
+      const ACC qc = prob ? ((ACC)1 - eps) * LOADX(qr, c * tsc) + keps : (ACC)0;
+      STOREY(grr, c * gsc,
+             clsm_ce_grad_at(k, v, exp(v - m) * inv, wc, qc, sw, prob, c == tl, z, cap, flags));
+    }
+  }
+  if (l != 0) return;
+  ACC lv = 0, zl = 0;
+  if (!q.ignored) {
+    lv = prob ? lse * sw - swx
+              : ((ACC)1 - eps) * wt * (lse - xt) + (smooth ? keps * (lse * sw - swx) : (ACC)0);
+    zl = z * lse * lse;
+  }
+  clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, lv, zl, lse, q.ignored, flags);
+}
+
+/* The sharded softmax's GPU-family kernels: a work-group a row. */
+__kernel void clsm_sm_shard_partial_wg(SM_SHARD_ARGS, __local ACC *lm, __local ACC *ls) {
+  const long P = prm.P, C = prm.C, inner = prm.inner;
+  const uint flags = prm.flags;
+  const long p = get_group_id(0);
+  const int l = (int)get_local_id(0), n = (int)get_local_size(0);
+  if (p >= P) return;
+  const long o = p / inner, i = p - o * inner;
+  __global const TX *ar = a + prm.xoff + o * prm.xso + i * prm.xsi;
+  __global const TX *br = b + prm.toff + o * prm.tso + i * prm.tsi;
+  const long asc = prm.xsc, bsc = prm.tsc;
+  if (!(flags & SH_BACKWARD)) {
+    ACC m = -INFINITY, s = 0;
+#define SHARD_LOAD_(c) LOADX(ar, (c) * asc)
+    CLSM_FOLD_LANES(m, s, 1, l, n, C, SHARD_LOAD_);
+#undef SHARD_LOAD_
+    clsm_seg_merge(lm, ls, l, l, n, &m, &s);
+    if (l != 0) return;
+    if (m == -INFINITY) s = isnan(s) ? (ACC)NAN : (ACC)0;
+    st[prm.stoff + 2 * p] = m;
+    st[prm.stoff + 2 * p + 1] = s;
+  } else {
+    const int lg = (flags & F_LOG) != 0;
+    ACC r = 0, live = 0;
+    for (long c = l; c < C; c += n) {
+      const ACC y = LOADX(ar, c * asc), dy = LOADX(br, c * bsc);
+      r += lg ? dy : dy * y;
+      live += y > -INFINITY ? (ACC)1 : (ACC)0;
+    }
+    lm[l] = r;
+    ls[l] = live;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = n / 2; h > 0; h /= 2) {
+      if (l < h) {
+        lm[l] += lm[l + h];
+        ls[l] += ls[l + h];
+      }
+      barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (l != 0) return;
+    st[prm.stoff + 2 * p] = lm[0];
+    st[prm.stoff + 2 * p + 1] = ls[0];
+  }
+}
+
+__kernel void clsm_sm_shard_finish_wg(SM_SHARD_ARGS) {
+  const long P = prm.P, C = prm.C, inner = prm.inner;
+  const uint flags = prm.flags;
+  const long p = get_group_id(0);
+  const int l = (int)get_local_id(0), n = (int)get_local_size(0);
+  if (p >= P) return;
+  const long o = p / inner, i = p - o * inner;
+  __global const TX *ar = a + prm.xoff + o * prm.xso + i * prm.xsi;
+  __global const TX *br = b + prm.toff + o * prm.tso + i * prm.tsi;
+  __global TY *yr = out + prm.goff + o * prm.gso + i * prm.gsi;
+  const long asc = prm.xsc, bsc = prm.tsc, osc = prm.gsc;
+  const int lg = (flags & F_LOG) != 0;
+  const ACC r0 = st[prm.stoff + 2 * p], r1 = st[prm.stoff + 2 * p + 1];
+  if (!(flags & SH_BACKWARD)) {
+    const int empty = r0 == -INFINITY && r1 == 0 && (flags & F_SAFE);
+    const ACC ms = r0 == -INFINITY ? (ACC)NAN : r0, inv = (ACC)1 / r1, ls = log(r1);
+    for (long c = l; c < C; c += n) {
+      const ACC v = LOADX(ar, c * asc);
+      STOREY(yr, c * osc, empty ? (lg ? (ACC)(-INFINITY) : (ACC)0)
+                                : lg ? (v - ms) - ls : clsm_exp_sub(v, ms) * inv);
+    }
+  } else {
+    const int zero = lg && (flags & F_SAFE) && r1 == 0;
+    for (long c = l; c < C; c += n) {
+      const ACC y = LOADX(ar, c * asc), dy = LOADX(br, c * bsc);
+      STOREY(yr, c * osc, zero ? (ACC)0 : lg ? dy - exp(y) * r0 : y * (dy - r0));
     }
   }
 }

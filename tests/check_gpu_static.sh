@@ -57,9 +57,9 @@ for pair in $pairs; do
   done
 done
 cat "$table"
-# The GPU family's work-group row kernels keep their rows in registers and
-# local memory: no stack, no spill, in any dtype.
-bad=$(awk '$2 ~ /^clsm_(softmax|backward)_rows_wg$/ && ($6 > 0 || $8 > 0)' "$table")
+# The GPU family's work-group row kernels (and the sharded phases') keep
+# their rows in registers and local memory: no stack, no spill, in any dtype.
+bad=$(awk '$2 ~ /^clsm_((softmax|backward)_rows|(ce|sm)_shard_[a-z]+)_wg$/ && ($6 > 0 || $8 > 0)' "$table")
 if [ -n "$bad" ]; then
   echo "check_gpu_static: work-group row kernels with a stack frame or spills:"; echo "$bad"; fail=1
 fi

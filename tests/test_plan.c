@@ -411,8 +411,8 @@ END_TEST
 
 /* A shard's phases: the partial validates the targets (against the whole
  * axis, the prep's C) and writes the statistics; the finish is the
- * unsharded pipeline with the shard's rows kernel, a work-item a position,
- * its GPU group within the kernel's limit. */
+ * unsharded pipeline with the shard's rows kernel: a work-item a position
+ * on CPUs, a work-group a position on GPUs within the kernel's limit. */
 START_TEST(test_shard_pipelines) {
   describe_devices();
   char k[256];
@@ -427,7 +427,11 @@ START_TEST(test_shard_pipelines) {
     clsm__plan_ce(&devices[dev].caps, NULL, &f.c, &p);
     plan_sane(&p);
     kernels_of(&p, k, sizeof k);
-    ck_assert_msg(!strcmp(k, "ce_prep, ce_shard_partial"), "%s: %s", devices[dev].name, k);
+    const int gpu = devices[dev].caps.family == CLSM_FAMILY_GPU;
+    ck_assert_msg(!strcmp(k, gpu ? "ce_prep, ce_shard_partial_wg" : "ce_prep, ce_shard_partial"),
+                  "%s: %s", devices[dev].name, k);
+    /* GPUs: a work-group a position, as wide as the device's row groups. */
+    if (gpu) ck_assert_uint_eq(p.stage[1].global, 64 * p.stage[1].local);
     ck_assert_str_eq(p.op, "cross_entropy_partial");
     clsm_ce_params prm;
     memcpy(&prm, p.data + p.stage[0].args[p.stage[0].nargs - 1].off, sizeof prm);
@@ -438,22 +442,24 @@ START_TEST(test_shard_pipelines) {
     clsm__plan_ce(&devices[dev].caps, NULL, &f.c, &p);
     plan_sane(&p);
     kernels_of(&p, k, sizeof k);
-    ck_assert_msg(!strcmp(k, "ce_prep, ce_reduce, ce_shard_rows, ce_reduce, ce_finish"), "%s: %s",
-                  devices[dev].name, k);
+    ck_assert_msg(!strcmp(k, gpu ? "ce_prep, ce_reduce, ce_shard_rows_wg, ce_reduce, ce_finish"
+                                 : "ce_prep, ce_reduce, ce_shard_rows, ce_reduce, ce_finish"),
+                  "%s: %s", devices[dev].name, k);
     ck_assert_uint_eq(p.stage[2].global % p.stage[2].local, 0);
     ck_assert_uint_ge(p.stage[2].global, 64);
   }
   /* A kernel limited to 32 lanes on the H100-like device: groups of 32. */
   size_t kwg[K_COUNT_] = {0};
-  kwg[K_CE_SHARD_ROWS] = 32;
+  kwg[K_CE_SHARD_ROWS_WG] = 32;
   ce_fixture f;
   make_ce(&f, 2, s, 1, CLSM_REDUCTION_SUM);
   f.c.phase = CE_PHASE_FINISH, f.c.classes = 32000, f.c.stats = &stats;
   clsm_plan p;
   clsm__plan_ce(H100, kwg, &f.c, &p);
   kernels_of(&p, k, sizeof k);
-  ck_assert_str_eq(k, "ce_prep, ce_shard_rows, ce_reduce, ce_finish");
+  ck_assert_str_eq(k, "ce_prep, ce_shard_rows_wg, ce_reduce, ce_finish");
   ck_assert_uint_eq(p.stage[1].local, 32);
+  ck_assert_uint_eq(p.stage[1].global, 64 * 32);
 }
 END_TEST
 
