@@ -13,24 +13,46 @@
  * checks that a failed op left its output untouched. */
 static clsm_status run_all(clsm_context *ctx) {
   enum { N = 3, C = 5 };
-  float x[N * C], y[N * C], dy[N * C], out[N * C + 1];
+  float x[N * C], y[N * C], dy[N * C], out[N * C * CLSM_SHARD_STATS + 1];
   int64_t t[N] = {0, 4, 2};
   fill_random(x, N * C, 1);
   fill_random(dy, N * C, 2);
   const int64_t shape[2] = {N, C};
   clsm_status st = CLSM_SUCCESS;
-  for (int op = 0; op < 5 && st == CLSM_SUCCESS; ++op) {
+  float stats[N * CLSM_SHARD_STATS];
+  const clsm_shard shard = {1, C + 1}; /* classes 1..5 of 6 */
+  for (int op = 0; op < 9 && st == CLSM_SUCCESS; ++op) {
     for (int i = 0; i <= N * C; ++i) out[i] = SENTINEL;
     switch (op) {
     case 0: st = clsm_softmax_host(ctx, CLSM_FLOAT32, 2, shape, 1, 0, x, out); break;
     case 1: st = clsm_log_softmax_host(ctx, CLSM_FLOAT32, 2, shape, 1, 0, x, out); break;
     case 2: st = clsm_softmax_backward_host(ctx, CLSM_FLOAT32, 2, shape, 1, 0, x, dy, out); break;
     case 3: st = clsm_log_softmax_backward_host(ctx, CLSM_FLOAT16, 2, shape, 1, 0, x, dy, out); break;
-    default: {
+    case 4: {
       clsm_ce_options opt = CLSM_CE_OPTIONS_INIT;
       st = clsm_cross_entropy_host(ctx, CLSM_FLOAT32, 2, shape, x, CLSM_INT64, t, &opt, NULL, out,
                                    y, NULL, NULL, NULL);
+      break;
     }
+    /* The sharded phases: a partial's stats, then a finish's loss and
+     * gradient; a sharded softmax's (m, s) pairs, then its y. */
+    case 5: {
+      clsm_ce_options opt = CLSM_CE_OPTIONS_INIT;
+      st = clsm_cross_entropy_partial_host(ctx, CLSM_FLOAT32, 2, shape, x, CLSM_INT64, t, &shard, &opt,
+                                           NULL, out);
+      if (st == CLSM_SUCCESS) memcpy(stats, out, sizeof stats);
+      break;
+    }
+    case 6: {
+      clsm_ce_options opt = CLSM_CE_OPTIONS_INIT;
+      st = clsm_cross_entropy_finish_host(ctx, CLSM_FLOAT32, 2, shape, x, CLSM_INT64, t, &shard, &opt,
+                                          NULL, stats, out, y, NULL, NULL, NULL);
+      break;
+    }
+    case 7: st = clsm_softmax_partial_host(ctx, CLSM_SHARD_SOFTMAX, CLSM_FLOAT32, 2, shape, 1, x, NULL, out); break;
+    default:
+      memcpy(stats, x, sizeof(float) * 2 * N); /* any (m, s) pairs will do */
+      st = clsm_softmax_finish_host(ctx, CLSM_SHARD_SOFTMAX, CLSM_FLOAT32, 2, shape, 1, 0, x, NULL, stats, out);
     }
     if (st != CLSM_SUCCESS)
       for (int i = 0; i <= N * C; ++i) ck_assert_msg(out[i] == SENTINEL, "op %d wrote before failing", op);
@@ -115,10 +137,11 @@ static Suite *faults_suite(void) {
   TCase *tc = tcase_create("Sweep");
   tcase_set_timeout(tc, 60);
   /* Create calls: 2 for the context, then buffers, programs and kernels as
-   * the ops first need them; 40 covers them all (later n never fire). */
-  tcase_add_loop_test(tc, test_fail_cl, 0, 40);
+   * the ops first need them: the last op's come near n = 81, 84 covers them
+   * all (later n never fire). */
+  tcase_add_loop_test(tc, test_fail_cl, 0, 84);
   tcase_add_loop_test(tc, test_fail_alloc, 0, 6);
-  tcase_add_loop_test(tc, test_fail_cl_adopted, 0, 40);
+  tcase_add_loop_test(tc, test_fail_cl_adopted, 0, 84);
   suite_add_tcase(s, tc);
   return s;
 }
