@@ -45,6 +45,15 @@ void tool_shards_close(tool_shards *s) {
 /* Shard r's classes: [C r / k, C (r + 1) / k). */
 static int64_t bound(int64_t C, int k, int r) { return C * r / k; }
 
+/* Shard r's classes [*c0, *c1) and its shape sh (axis cut to them). */
+static void shard_shape(const int64_t *shape, int rank, int axis, int64_t C, int k, int r,
+                        int64_t *sh, int64_t *c0, int64_t *c1) {
+  memcpy(sh, shape, sizeof(int64_t) * (size_t)rank);
+  *c0 = bound(C, k, r);
+  *c1 = bound(C, k, r + 1);
+  if (rank) sh[axis] = *c1 - *c0;
+}
+
 /* Columns [c0, c1) of an (outer, C, inner) array, and back. */
 static void *take(const void *src, size_t es, int64_t outer, int64_t C, int64_t inner, int64_t c0,
                   int64_t c1) {
@@ -96,10 +105,8 @@ clsm_status tool_ce_sharded(tool_shards *s, clsm_dtype dtype, int rank, const in
   }
   /* 1. partial on every shard, 2. merged here. */
   for (int r = 0; r < k; ++r) {
-    int64_t sh[CLSM_MAX_RANK];
-    memcpy(sh, shape, sizeof(int64_t) * (size_t)rank);
-    const int64_t c0 = bound(C, k, r), c1 = bound(C, k, r + 1);
-    sh[axis] = c1 - c0;
+    int64_t sh[CLSM_MAX_RANK], c0, c1;
+    shard_shape(shape, rank, axis, C, k, r, sh, &c0, &c1);
     const clsm_shard d = {c0, C};
     st = clsm_cross_entropy_partial_host(s->ctx[r], dtype, rank, sh, xs[r], tdtype,
                                          prob ? qs[r] : target, &d, opt, weight, r ? part : merged);
@@ -112,10 +119,8 @@ clsm_status tool_ce_sharded(tool_shards *s, clsm_dtype dtype, int rank, const in
   /* 3. finish on every shard: the same loss on each (the first one's is
    * kept), the shard's gradient columns. */
   for (int r = 0; r < k; ++r) {
-    int64_t sh[CLSM_MAX_RANK];
-    memcpy(sh, shape, sizeof(int64_t) * (size_t)rank);
-    const int64_t c0 = bound(C, k, r), c1 = bound(C, k, r + 1);
-    sh[axis] = c1 - c0;
+    int64_t sh[CLSM_MAX_RANK], c0, c1;
+    shard_shape(shape, rank, axis, C, k, r, sh, &c0, &c1);
     const clsm_shard d = {c0, C};
     if (grad && !(g = malloc((size_t)(outer * (c1 - c0) * inner) * es + 1))) goto oom;
     st = clsm_cross_entropy_finish_host(s->ctx[r], dtype, rank, sh, xs[r], tdtype,
@@ -161,9 +166,8 @@ clsm_status tool_rowop_sharded(tool_shards *s, clsm_shard_op op, clsm_dtype dtyp
     if (backward && !(bs[r] = take(b, es, outer, C, inner, c0, c1))) goto oom;
   }
   for (int r = 0; r < k; ++r) {
-    int64_t sh[CLSM_MAX_RANK];
-    memcpy(sh, shape, sizeof(int64_t) * (size_t)rank);
-    if (rank) sh[d] = bound(C, k, r + 1) - bound(C, k, r);
+    int64_t sh[CLSM_MAX_RANK], c0, c1;
+    shard_shape(shape, rank, d, C, k, r, sh, &c0, &c1);
     st = clsm_softmax_partial_host(s->ctx[r], op, dtype, rank, sh, dim, as_[r], bs[r],
                                    r ? part : merged);
     if (st != CLSM_SUCCESS) {
@@ -181,10 +185,8 @@ clsm_status tool_rowop_sharded(tool_shards *s, clsm_shard_op op, clsm_dtype dtyp
     }
   }
   for (int r = 0; r < k; ++r) {
-    int64_t sh[CLSM_MAX_RANK];
-    memcpy(sh, shape, sizeof(int64_t) * (size_t)rank);
-    const int64_t c0 = bound(C, k, r), c1 = bound(C, k, r + 1);
-    if (rank) sh[d] = c1 - c0;
+    int64_t sh[CLSM_MAX_RANK], c0, c1;
+    shard_shape(shape, rank, d, C, k, r, sh, &c0, &c1);
     if (!(o = malloc((size_t)(outer * (c1 - c0) * inner) * es + 1))) goto oom;
     st = clsm_softmax_finish_host(s->ctx[r], op, dtype, rank, sh, dim, flags, as_[r], bs[r],
                                   merged, o);
