@@ -225,6 +225,15 @@ static inline ce_pos clsm_ce_pos(__global const uchar *tg, ulong toff, long tso,
   return q;
 }
 
+/* A position's loss from its lse and sums, the formula at the top: xt the
+ * target logit and wt its weight (index targets), sw and swx the smoothing
+ * or probability sums (keps = eps / C, C the whole class axis). */
+static inline ACC clsm_ce_loss(int prob, ACC eps, ACC keps, ACC wt, ACC lse, ACC xt, ACC sw,
+                               ACC swx) {
+  if (prob) return lse * sw - swx;
+  return ((ACC)1 - eps) * wt * (lse - xt) + (eps > 0 ? keps * (lse * sw - swx) : (ACC)0);
+}
+
 /* The gradient's coefficients, the formula at the top with index targets:
  *   d_c = a (p_c - [c = t]) + b (p_c sw - w_c) + zc p_c,
  * a = g/W (1-eps) w_t, b = g/W eps/C (0 without smoothing), zc = g/Z 2 z lse.
@@ -282,12 +291,10 @@ static inline void clsm_ce_row(__global const TX *xr, long xsc, __global const T
   }
   ACC lse = m + log(s);
   *lse_out = lse;
-  if (prob) {
-    *loss = lse * sw - swx;
-  } else {
-    ACC wt = (flags & CE_WEIGHT) ? LOADX(w, q.t) : (ACC)1;
-    ACC xt = clsm_cap(LOADX(xr, q.t * xsc), cap, flags);
-    *loss = ((ACC)1 - (ACC)eps) * wt * (lse - xt) + (eps > 0 ? keps * (lse * sw - swx) : (ACC)0);
+  {
+    const ACC wt = (!prob && (flags & CE_WEIGHT)) ? LOADX(w, q.t) : (ACC)1;
+    const ACC xt = prob ? (ACC)0 : clsm_cap(LOADX(xr, q.t * xsc), cap, flags);
+    *loss = clsm_ce_loss(prob, eps, keps, wt, lse, xt, sw, swx);
   }
   *zl = (ACC)z * lse * lse;
   if (!(flags & CE_GRAD)) return;
@@ -453,7 +460,7 @@ CLSM_INLINE void clsm_ce_row_out(CE_FN_ARGS, __local ACC *sr, long p, ce_pos q, 
   const ACCV mm = (ACCV)(m);
   const ACC keps = (ACC)eps / (ACC)C;
   ACC wt = weighted ? LOADX(w, q.t) : (ACC)1;
-  ACC l = ((ACC)1 - (ACC)eps) * wt * (lsv - xt) + (smooth ? keps * (lsv * sw - swx) : (ACC)0);
+  ACC l = clsm_ce_loss(0, eps, keps, wt, lsv, xt, sw, swx);
   ACC zl = (ACC)z * lsv * lsv;
   if (flags & CE_GRAD) {
     const ACC inv = (ACC)1 / s;
@@ -763,14 +770,9 @@ __kernel void clsm_ce_rows_wg(CE_KERNEL_ARGS, __local ACC *lm, __local ACC *ls, 
   }
   if (l != 0) return;
   ACC loss = 0;
-  if (!q.ignored) {
-    if (prob) {
-      loss = lse * sw - swx;
-    } else {
-      loss = ((ACC)1 - eps) * (flags & CE_WEIGHT ? LOADX(w, q.t) : (ACC)1) * (lse - xt) +
-             (eps > 0 ? keps * (lse * sw - swx) : (ACC)0);
-    }
-  }
+  if (!q.ignored)
+    loss = clsm_ce_loss(prob, eps, keps, (!prob && (flags & CE_WEIGHT)) ? LOADX(w, q.t) : (ACC)1,
+                        lse, xt, sw, swx);
   clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, loss, z * lse * lse, lse, q.ignored, flags);
 }
 

@@ -111,8 +111,7 @@ __kernel void clsm_ce_shard_rows(CE_KERNEL_ARGS, __global const ACC *st) {
   } else {
     const ACC keps = eps / (ACC)classes;
     const ACC wt = (!prob && weighted) ? LOADX(w + woff, q.t) : (ACC)1;
-    l = prob ? lse * sw - swx
-             : ((ACC)1 - eps) * wt * (lse - xt) + (smooth ? keps * (lse * sw - swx) : (ACC)0);
+    l = clsm_ce_loss(prob, eps, keps, wt, lse, xt, sw, swx);
     zl = z * lse * lse;
     if (flags & CE_GRAD) {
       const ce_coef k = clsm_ce_coef(q.g, q.W, q.Z, wt, prob ? (ACC)0 : eps, keps, z, lse,
@@ -359,8 +358,7 @@ __kernel void clsm_ce_shard_rows_wg(CE_KERNEL_ARGS, __global const ACC *st) {
   if (l != 0) return;
   ACC lv = 0, zl = 0;
   if (!q.ignored) {
-    lv = prob ? lse * sw - swx
-              : ((ACC)1 - eps) * wt * (lse - xt) + (smooth ? keps * (lse * sw - swx) : (ACC)0);
+    lv = clsm_ce_loss(prob, eps, keps, wt, lse, xt, sw, swx);
     zl = z * lse * lse;
   }
   clsm_ce_store(scr, P, p, lse_out, loff, lso, lsi, o, i, lv, zl, lse, q.ignored, flags);
