@@ -70,34 +70,6 @@ static clsm_status check_scalar(clsm_context *ctx, const clsm_tensor *p, unsigne
   return CLSM_SUCCESS;
 }
 
-/* A shard's statistics: the compute type (float32, float64 for float64
- * logits), the positions' shape and SHARD_K, contiguous. */
-static clsm_status check_stats(clsm_context *ctx, const clsm_tensor *stats, const clsm_tensor *x,
-                               int axis) {
-  if (!stats) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "stats is NULL");
-  const clsm_dtype acc = x->dtype == CLSM_FLOAT64 ? CLSM_FLOAT64 : CLSM_FLOAT32;
-  clsm_status st = clsm__check_desc(ctx, stats, 1u << acc, "stats");
-  if (st != CLSM_SUCCESS) return st;
-  clsm_tensor want = *x;
-  want.rank = 0;
-  for (int d = 0; d < x->rank; ++d)
-    if (d != axis) want.shape[want.rank++] = x->shape[d];
-  want.shape[want.rank++] = SHARD_K;
-  int same = stats->rank == want.rank;
-  for (int d = 0; same && d < want.rank; ++d) same = stats->shape[d] == want.shape[d];
-  if (!same) {
-    char sp[160], sw[160];
-    clsm__shape_str(stats, sp, sizeof sp);
-    clsm__shape_str(&want, sw, sizeof sw);
-    return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
-                      "stats has shape %s: these logits need %s (the positions, then %d values)",
-                      sp, sw, SHARD_K);
-  }
-  if (!clsm__is_contiguous(stats))
-    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_LAYOUT, "stats must be contiguous");
-  return CLSM_SUCCESS;
-}
-
 static clsm_status check_call(clsm_context *ctx, clsm_ce_call *c, const clsm_tensor *logits,
                               const clsm_tensor *target, const clsm_tensor *loss,
                               const clsm_tensor *grad, const clsm_tensor *gs,
@@ -129,7 +101,8 @@ static clsm_status check_call(clsm_context *ctx, clsm_ce_call *c, const clsm_ten
                         (long long)shard->first, (long long)(shard->first + c->C),
                         (long long)shard->classes);
     c->first = shard->first, c->classes = shard->classes;
-    if ((st = check_stats(ctx, stats, logits, axis)) != CLSM_SUCCESS) return st;
+    if ((st = clsm__check_stats(ctx, stats, logits, axis, SHARD_K, "these logits")) != CLSM_SUCCESS)
+      return st;
   }
   if (!target) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "target is NULL");
   if ((st = clsm__check_desc(ctx, target, float_types | index_types, "target")) != CLSM_SUCCESS)

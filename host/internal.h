@@ -147,6 +147,11 @@ int clsm__collapse(const clsm_tensor *t, int from, int to, int64_t *count, int64
 int clsm__make_view(const clsm_tensor *t, int dim, clsm_view *v);
 /* 1 when t is C-order contiguous (dims of extent 1 may have any stride). */
 int clsm__is_contiguous(const clsm_tensor *t);
+/* A sharded call's statistics for x (named `what` in the detail): the
+ * compute type (float32, float64 for float64 x), x's shape without `axis`
+ * then k, contiguous. */
+clsm_status clsm__check_stats(clsm_context *ctx, const clsm_tensor *stats, const clsm_tensor *x,
+                              int axis, int k, const char *what);
 /* Checks the event wait list. */
 clsm_status clsm__check_wait(clsm_context *ctx, cl_uint num_wait, const cl_event *wait);
 

@@ -41,24 +41,9 @@ static clsm_status check_sm(clsm_context *ctx, clsm_sm_shard_call *c, clsm_shard
   int d = 0;
   if ((st = clsm__check_dim(ctx, a->rank, dim, &d)) != CLSM_SUCCESS) return st;
   const clsm_dtype acc = a->dtype == CLSM_FLOAT64 ? CLSM_FLOAT64 : CLSM_FLOAT32;
-  if (!stats) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "stats is NULL");
-  if ((st = clsm__check_desc(ctx, stats, 1u << acc, "stats")) != CLSM_SUCCESS) return st;
-  clsm_tensor want = *a;
-  want.rank = 0;
-  for (int k = 0; k < a->rank; ++k)
-    if (k != d) want.shape[want.rank++] = a->shape[k];
-  c->rows = clsm__numel(&want);
-  want.shape[want.rank++] = SHARD_SM_K; /* (max, sum) a row; backward (S, count) */
-  if (!same_shape(stats, &want)) {
-    char ss[160], sw[160];
-    clsm__shape_str(stats, ss, sizeof ss);
-    clsm__shape_str(&want, sw, sizeof sw);
-    return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH,
-                      "stats has shape %s: %s needs %s (its shape without dim %d%s)", ss, an, sw,
-                      d, backward ? ", then (S, count)" : ", then a (max, sum) pair");
-  }
-  if (!clsm__is_contiguous(stats))
-    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_LAYOUT, "stats must be contiguous");
+  /* A row's (max, sum) pair; backward (S, count). */
+  if ((st = clsm__check_stats(ctx, stats, a, d, SHARD_SM_K, an)) != CLSM_SUCCESS) return st;
+  c->rows = clsm__numel(stats) / SHARD_SM_K;
   const char *on = backward ? "dx" : "y";
   if (finish) {
     if (!out) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "%s (the output) is NULL", on);

@@ -284,3 +284,28 @@ int clsm__is_contiguous(const clsm_tensor *t) {
   }
   return 1;
 }
+
+clsm_status clsm__check_stats(clsm_context *ctx, const clsm_tensor *stats, const clsm_tensor *x,
+                              int axis, int k, const char *what) {
+  if (!stats) return clsm__fail(ctx, CLSM_ERR_NULL_ARGUMENT, "stats is NULL");
+  const clsm_dtype acc = x->dtype == CLSM_FLOAT64 ? CLSM_FLOAT64 : CLSM_FLOAT32;
+  clsm_status st = clsm__check_desc(ctx, stats, 1u << acc, "stats");
+  if (st != CLSM_SUCCESS) return st;
+  clsm_tensor want = *x;
+  want.rank = 0;
+  for (int d = 0; d < x->rank; ++d)
+    if (d != axis) want.shape[want.rank++] = x->shape[d];
+  want.shape[want.rank++] = k;
+  int same = stats->rank == want.rank;
+  for (int d = 0; same && d < want.rank; ++d) same = stats->shape[d] == want.shape[d];
+  if (!same) {
+    char sp[160], sw[160];
+    clsm__shape_str(stats, sp, sizeof sp);
+    clsm__shape_str(&want, sw, sizeof sw);
+    return clsm__fail(ctx, CLSM_ERR_SHAPE_MISMATCH, "stats has shape %s: %s need %s (%s)", sp,
+                      what, sw, x->rank ? "its shape without the axis, then the record" : "the record");
+  }
+  if (!clsm__is_contiguous(stats))
+    return clsm__fail(ctx, CLSM_ERR_UNSUPPORTED_LAYOUT, "stats must be contiguous");
+  return CLSM_SUCCESS;
+}
