@@ -234,7 +234,7 @@ static int query_device(clsm_context *ctx, char *msg, size_t msize) {
 
   static const char *const families[] = {"cpu", "gpu", NULL};
   int fam = -1, kern = -1;
-  long wg_env, inner_vectors, split, row_blocks, inner_tile, rows16, packed, nt, lanes;
+  long wg_env, inner_vectors, split, row_blocks, inner_tile, rows16, packed, nt, lanes, reg;
   if (!env_word("CLSM_FAMILY", families, &fam, msg, msize) ||
       !env_word("CLSM_KERNEL", clsm__forceable_kernels, &kern, msg, msize) ||
       !env_int("CLSM_WG_SIZE", 0, 1, (long)caps->max_wg_size, 1, &wg_env, msg, msize) ||
@@ -245,7 +245,8 @@ static int query_device(clsm_context *ctx, char *msg, size_t msize) {
       !env_int("CLSM_CE_ROWS16", -1, 0, 1, 0, &rows16, msg, msize) ||
       !env_int("CLSM_PACKED_STORES", cpu, 0, 1, 0, &packed, msg, msize) ||
       !env_int("CLSM_NT_STORES", -1, 0, 1, 0, &nt, msg, msize) ||
-      !env_int("CLSM_ROW_LANES", 0, 1, 1 << 16, 1, &lanes, msg, msize))
+      !env_int("CLSM_ROW_LANES", 0, 1, 1 << 16, 1, &lanes, msg, msize) ||
+      !env_int("CLSM_REG_ROWS", 1, 0, 1, 0, &reg, msg, msize))
     return 0;
 
   caps->family = cpu ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU;
@@ -276,6 +277,14 @@ static int query_device(clsm_context *ctx, char *msg, size_t msize) {
                    : cache                       ? cache
                                                  : (uint64_t)32 << 20;
   caps->row_lanes = (size_t)lanes;
+  caps->reg_rows = (int)reg;
+  /* NVIDIA's compiler takes a register cap per program: the register-held
+   * rows variants get the cap that lets their whole group run. */
+  char ext[8192];
+  size_t ext_len = 0;
+  ctx->nv_regcap = clGetDeviceInfo(ctx->device, CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext,
+                                   &ext_len) == CL_SUCCESS &&
+                   ext_len < sizeof ext && (ext[ext_len] = '\0', strstr(ext, "cl_nv_compiler_options"));
   return 1;
 }
 

@@ -29,6 +29,7 @@ struct clsm_context {
   int cpu_builtins;  /* kernels may use clang's prefetch and non-temporal stores (CPU devices) */
 
   pthread_mutex_t lock; /* guards everything below and every enqueue */
+  int nv_regcap;        /* the device takes -cl-nv-maxrregcount (cl_nv_compiler_options) */
   cl_program programs[CLSM_PROGRAM_COUNT][CLSM_GROUP_COUNT];
   cl_kernel kernels[CLSM_PROGRAM_COUNT][K_COUNT_];
   size_t kernel_wg[CLSM_PROGRAM_COUNT][K_COUNT_]; /* CL_KERNEL_WORK_GROUP_SIZE, once built */

@@ -38,6 +38,24 @@ const clsm_dtype clsm__program_dtypes[CLSM_PROGRAM_COUNT][2] = {
     [P_F16_F32] = {CLSM_FLOAT16, CLSM_FLOAT32},   [P_BF16_F32] = {CLSM_BFLOAT16, CLSM_FLOAT32},
 };
 
+/* Values a lane by row length (the planner takes the first that fits),
+ * 16-byte loads first; 1024 lanes only where 256 cannot cover a row. */
+const clsm_reg_variant clsm__reg_variants[CLSM_REG_VARIANTS] = {
+    {8, 1, 256}, {16, 1, 256}, {32, 1, 256}, {32, 1, 1024},
+    {8, 0, 256}, {16, 0, 256}, {32, 0, 256}, {32, 0, 1024},
+};
+
+int clsm__reg_usable(int program, int v) {
+  return v >= 0 && v < CLSM_REG_VARIANTS && (program != P_F64 || clsm__reg_variants[v].e <= 16);
+}
+
+int clsm__reg_width(int program, int v) {
+  if (!clsm__reg_variants[v].vec) return 1;
+  return 16 / (int)clsm_dtype_size(clsm__program_dtypes[program][0]);
+}
+
+int clsm__reg_cap(int wg) { return wg > 256 ? 65536 / wg : 0; }
+
 const char *const clsm__forceable_kernels[K_BACKWARD + 1] = {"rows_cpu", "inner_cpu", "rows_wg",
                                                              "strided", "generic", NULL};
 
@@ -220,6 +238,59 @@ static void plan_split(const clsm_caps *caps, const clsm_rowop *op, int64_t chun
   }
 }
 
+/* GPU family, forward, contiguous rows: the first register-held variant
+ * (fewest values a lane) whose group covers a row with L lanes (a power
+ * of two: enough for its values, or CLSM_ROW_LANES), with 16-byte loads
+ * where every row of x and y starts on 16 bytes; -1 when none fits (the
+ * row is too long for registers, or the built variant's
+ * CL_KERNEL_WORK_GROUP_SIZE is below its group). */
+static int pick_reg(const clsm_caps *caps, const size_t *kernel_wg, const clsm_rowop *op,
+                    int program, size_t acc, size_t *lanes) {
+  const int64_t w = 16 / (int64_t)clsm_dtype_size(op->t[0]->dtype);
+  int aligned = 1;
+  for (int i = 0; i < op->n; ++i)
+    aligned = aligned && op->v[i].base % (uint64_t)w == 0 && (op->rows == 1 || op->v[i].so % w == 0);
+  for (int var = 0; var < CLSM_REG_VARIANTS; ++var) {
+    const clsm_reg_variant *rv = &clsm__reg_variants[var];
+    const clsm_kernel_id k = (clsm_kernel_id)(K_REG0 + 2 * var + ((op->flags & F_LOG) ? 1 : 0));
+    if (rv->vec != aligned || !clsm__reg_usable(program, var) || (size_t)rv->wg > caps->max_wg_size ||
+        2 * (uint64_t)rv->wg * acc > caps->local_mem_size || (kernel_wg && kernel_wg[k] && kernel_wg[k] < (size_t)rv->wg))
+      continue;
+    size_t L = 1;
+    if (caps->row_lanes)
+      L = caps->row_lanes;
+    else
+      while ((int64_t)L * rv->e < op->C) L *= 2;
+    if (L <= (size_t)rv->wg && (int64_t)L * rv->e >= op->C) {
+      *lanes = L;
+      return var;
+    }
+  }
+  return -1;
+}
+
+/* The register-held rows stage of variant var, L lanes a row. */
+static void plan_reg(const clsm_rowop *op, int var, size_t L, size_t acc, clsm_plan *plan) {
+  const clsm_reg_variant *rv = &clsm__reg_variants[var];
+  unsigned lg = 0, flags = op->flags;
+  while (((size_t)1 << lg) < L) ++lg;
+  flags |= lg << F_LANES_SHIFT;
+  const size_t per = (size_t)rv->wg / L, groups = ((size_t)op->rows + per - 1) / per;
+  clsm_stage *s = clsm__plan_stage(plan, (clsm_kernel_id)(K_REG0 + 2 * var + ((op->flags & F_LOG) ? 1 : 0)),
+                                   groups * (size_t)rv->wg, (size_t)rv->wg);
+  s->flags = flags;
+  for (int i = 0; i < 2; ++i) {
+    clsm__arg_mem(plan, s, fwd_names[i][0], op->t[i]->mem);
+    CLSM_ARG_LONG(plan, s, fwd_names[i][1], op->v[i].base);
+    CLSM_ARG_LONG(plan, s, fwd_names[i][2], op->v[i].so);
+  }
+  CLSM_ARG_LONG(plan, s, "rows", op->rows);
+  CLSM_ARG_INT(plan, s, "C", op->C);
+  clsm__arg_value(plan, s, "flags", &flags, sizeof flags);
+  clsm__arg_local(plan, s, "lm", (size_t)rv->wg * acc);
+  clsm__arg_local(plan, s, "ls", (size_t)rv->wg * acc);
+}
+
 void clsm__plan_rowop(const clsm_caps *caps, const size_t *kernel_wg, const clsm_rowop *op,
                       int program, clsm_plan *plan) {
   memset(plan, 0, offsetof(clsm_plan, data));
@@ -259,6 +330,18 @@ void clsm__plan_rowop(const clsm_caps *caps, const size_t *kernel_wg, const clsm
       (forced == K_STRIDED || forced == K_ROWS_WG || forced == K_INNER_CPU ||
        (forced == K_ROWS_CPU && contiguous_rows)))
     k = forced;
+
+  /* GPU family forward rows that fit in registers (CLSM_REG_ROWS=0 never;
+   * CLSM_KERNEL=rows_wg and CLSM_WG_SIZE keep the online kernel). */
+  if (k == K_ROWS_WG && !op->backward && contiguous_rows && caps->reg_rows && caps->forced_kernel < 0 &&
+      !caps->wg_forced) {
+    size_t L = 0;
+    const int var = pick_reg(caps, kernel_wg, op, program, acc, &L);
+    if (var >= 0) {
+      plan_reg(op, var, L, acc, plan);
+      return;
+    }
+  }
 
   const size_t rows = (size_t)op->rows;
   size_t global, local, scratch = acc; /* rows_cpu's local scratch or inner_cpu's tile */
@@ -395,8 +478,14 @@ void clsm__plan_text(const clsm_plan *plan, char *buf, size_t size) {
     size_t lbytes = 0;
     for (int a = 0; a < s->nargs; ++a)
       if (s->args[a].kind == ARG_LOCAL) lbytes += s->args[a].size;
-    n += (size_t)snprintf(buf + n, size - n, "%s %s global %zu local ", i ? ";" : "",
-                          clsm__kernel_name(s->kernel), s->global);
+    n += (size_t)snprintf(buf + n, size - n, "%s %s", i ? ";" : "", clsm__kernel_name(s->kernel));
+    if (s->kernel >= K_REG0 && n < size) {
+      const int v = (s->kernel - K_REG0) / 2;
+      n += (size_t)snprintf(buf + n, size - n, "[e%d v%d wg%d]", clsm__reg_variants[v].e,
+                            known ? clsm__reg_width(plan->program, v) : 0, clsm__reg_variants[v].wg);
+    }
+    if (n >= size) break;
+    n += (size_t)snprintf(buf + n, size - n, " global %zu local ", s->global);
     if (n >= size) break;
     n += (size_t)(s->local ? snprintf(buf + n, size - n, "%zu", s->local)
                            : snprintf(buf + n, size - n, "auto"));

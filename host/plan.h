@@ -21,11 +21,29 @@ typedef enum clsm_kernel_id {
   K_COUNT_
 } clsm_kernel_id;
 
-/* Programs by kernel group: row operations, cross-entropy, and attention
- * softmax (built only when an attention call needs it). */
-enum { G_ROW = 0, G_CE = 1, G_ATTN = 2, CLSM_GROUP_COUNT = 3 };
-#define CLSM_KERNEL_GROUP(id) \
-  ((id) >= K_ATTN_ROWS_CPU ? G_ATTN : (id) >= K_CE_PREP ? G_CE : G_ROW)
+/* Programs by kernel group: row operations, cross-entropy, attention
+ * softmax (built only when an attention call needs it), then one per
+ * register-held rows variant (GPU family, built when a plan takes it). */
+enum { G_ROW = 0, G_CE = 1, G_ATTN = 2, G_REG0 = 3, CLSM_GROUP_COUNT = 3 + CLSM_REG_VARIANTS };
+#define CLSM_KERNEL_GROUP(id)                                                                \
+  ((id) >= K_REG0 ? G_REG0 + ((id) - K_REG0) / 2                                             \
+   : (id) >= K_ATTN_ROWS_CPU ? G_ATTN : (id) >= K_CE_PREP ? G_CE : G_ROW)
+
+/* A register-held rows variant: values a lane (CLSM_REG_E), 16-byte loads
+ * (vec 1: CLSM_REG_V = 16 bytes of x's dtype) or scalar ones (vec 0, rows
+ * not aligned to them), and the work-group size (CLSM_REG_WG). */
+typedef struct clsm_reg_variant {
+  int e, vec, wg;
+} clsm_reg_variant;
+extern const clsm_reg_variant clsm__reg_variants[CLSM_REG_VARIANTS];
+/* Whether dtype program `program` has variant v (float64 holds at most 16
+ * values a lane: 32 doubles take more registers than a 1024-lane group has). */
+int clsm__reg_usable(int program, int v);
+/* Elements a load of variant v in dtype program `program`. */
+int clsm__reg_width(int program, int v);
+/* The register cap for a group of wg lanes on a device that takes one
+ * (-cl-nv-maxrregcount): what 65536 registers allow, or 0 for no cap. */
+int clsm__reg_cap(int wg);
 /* "clsm_softmax_rows_cpu" for K_ROWS_CPU. */
 const char *clsm__kernel_name(clsm_kernel_id id);
 
@@ -56,6 +74,7 @@ typedef struct clsm_caps {
   int ce_rows16;       /* cross-entropy's short rows 16 a work-item: -1 plan, 0, 1 */
   uint64_t nt_bytes;   /* outputs of at least this many bytes are stored non-temporally */
   size_t row_lanes;    /* lanes per row of the work-group row kernels; 0: from the row */
+  int reg_rows;        /* GPU family: forward rows held in registers when they fit (CLSM_REG_ROWS) */
 } clsm_caps;
 
 /* CLSM_KERNEL's values, in kernel id order, NULL-terminated. */

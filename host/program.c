@@ -11,11 +11,15 @@
 /* Sources of each group's program, in order: the ABI first, then the
  * common helpers. */
 #define MAX_FILES 5
-static const char *const group_files[CLSM_GROUP_COUNT][MAX_FILES] = {
+static const char *const group_files[G_REG0 + 1][MAX_FILES] = {
     [G_ROW] = {"abi.h", "common.cl", "softmax.cl", "backward.cl"},
     [G_CE] = {"abi.h", "common.cl", "ce.cl", "shard.cl", NULL},
     [G_ATTN] = {"abi.h", "common.cl", "attn.cl", NULL},
+    [G_REG0] = {"abi.h", "common.cl", "rows_reg.cl", NULL}, /* every variant */
 };
+static const char *const *files_of(int group) {
+  return group_files[group < G_REG0 ? group : G_REG0];
+}
 
 /* Per-program build options: the input and output storage dtypes
  * (clsm__program_dtypes, plan.c). */
@@ -75,10 +79,19 @@ static void keep_build_log(clsm_context *ctx, cl_program prog) {
 /* A program's build options. Never fast-math: the special-value semantics
  * depend on IEEE behaviour. CPU devices store 16-wide vectors through
  * packed structs (common.cl) and may use clang's CPU builtins. */
-static void build_options(int program, int inner_vectors, int packed, int builtins, char *buf,
-                          size_t size) {
-  snprintf(buf, size, "-cl-std=CL1.2 %s -DCLSM_INNER_VECTORS=%d%s%s", program_options[program],
-           inner_vectors, packed ? " -DCLSM_PACKED_STORES" : "", builtins ? " -DCLSM_CPU_BUILTINS" : "");
+static void build_options(int program, int group, int inner_vectors, int packed, int builtins,
+                          int nv_regcap, char *buf, size_t size) {
+  int n = snprintf(buf, size, "-cl-std=CL1.2 %s -DCLSM_INNER_VECTORS=%d%s%s", program_options[program],
+                   inner_vectors, packed ? " -DCLSM_PACKED_STORES" : "",
+                   builtins ? " -DCLSM_CPU_BUILTINS" : "");
+  if (group >= G_REG0 && n > 0 && (size_t)n < size) {
+    const int v = group - G_REG0;
+    const clsm_reg_variant *rv = &clsm__reg_variants[v];
+    const int cap = nv_regcap ? clsm__reg_cap(rv->wg) : 0;
+    n += snprintf(buf + n, size - (size_t)n, " -DCLSM_REG_E=%d -DCLSM_REG_V=%d -DCLSM_REG_WG=%d",
+                  rv->e, clsm__reg_width(program, v), rv->wg);
+    if (cap && (size_t)n < size) snprintf(buf + n, size - (size_t)n, " -cl-nv-maxrregcount=%d", cap);
+  }
 }
 
 static clsm_status build_program(clsm_context *ctx, int program, int group) {
@@ -90,8 +103,8 @@ static clsm_status build_program(clsm_context *ctx, int program, int group) {
   cl_program prog = NULL;
   const char *dir = getenv("CLSM_KERNEL_DIR");
 
-  for (; nfiles < MAX_FILES && group_files[group][nfiles]; ++nfiles) {
-    const char *file = group_files[group][nfiles];
+  for (; nfiles < MAX_FILES && files_of(group)[nfiles]; ++nfiles) {
+    const char *file = files_of(group)[nfiles];
     if (dir && *dir) {
       owned[nfiles] = read_file(ctx, dir, file, &lens[nfiles]);
       if (!owned[nfiles]) {
@@ -116,8 +129,8 @@ static clsm_status build_program(clsm_context *ctx, int program, int group) {
   CLSM_CL_ERR(ctx, err, "clCreateProgramWithSource");
 
   char options[512];
-  build_options(program, ctx->caps.inner_vectors, ctx->packed_stores, ctx->cpu_builtins, options,
-                sizeof options);
+  build_options(program, group, ctx->caps.inner_vectors, ctx->packed_stores, ctx->cpu_builtins,
+                ctx->nv_regcap, options, sizeof options);
   err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
   if (err != CL_SUCCESS) {
     keep_build_log(ctx, prog);
@@ -190,7 +203,10 @@ clsm_status clsm_context_prepare(clsm_context *ctx, clsm_dtype in, clsm_dtype ou
                     clsm_dtype_name(in), clsm_dtype_name(out));
   else
     st = clsm__check_fp64(ctx, program);
-  for (int g = 0; st == CLSM_SUCCESS && g < CLSM_GROUP_COUNT; ++g) st = clsm__program(ctx, program, g);
+  /* The register-held rows variants: the GPU family's, for this dtype. */
+  for (int g = 0; st == CLSM_SUCCESS && g < CLSM_GROUP_COUNT; ++g)
+    if (g < G_REG0 || (ctx->caps.family == CLSM_FAMILY_GPU && clsm__reg_usable(program, g - G_REG0)))
+      st = clsm__program(ctx, program, g);
   pthread_mutex_unlock(&ctx->lock);
   return st;
 }
@@ -209,10 +225,10 @@ void clsm__programs_release(clsm_context *ctx) {
 }
 
 /* What a family's device builds: the options a CPU device (CPU family) or
- * a GPU (GPU family) gets, the embedded sources concatenated in order. */
+ * a GPU (GPU family) gets, the embedded sources concatenated in order. The
+ * GPU family's list ends with its register-held rows variants. */
 _Static_assert(CLSM_PROGRAM_GROUPS == CLSM_GROUP_COUNT, "clsoftmax.h's program count");
-static const char *const group_names[CLSM_GROUP_COUNT] = {[G_ROW] = "row", [G_CE] = "ce",
-                                                          [G_ATTN] = "attn"};
+static const char *const group_names[G_REG0] = {[G_ROW] = "row", [G_CE] = "ce", [G_ATTN] = "attn"};
 
 /* Copies text into buf (size bytes, NUL-terminated, truncated) and adds
  * its length to *len. */
@@ -225,27 +241,54 @@ static void put_text(char *buf, size_t size, size_t *len, const char *text, size
   *len += n;
 }
 
+/* The group of a family's program `index`, or -1. */
+static int listed_group(clsm_family family, int program, int index) {
+  if (index < 0) return -1;
+  if (index < G_REG0) return index;
+  if (family != CLSM_FAMILY_GPU) return -1;
+  for (int g = G_REG0; g < CLSM_GROUP_COUNT; ++g)
+    if (clsm__reg_usable(program, g - G_REG0) && index-- == G_REG0) return g;
+  return -1;
+}
+
+int clsm_program_count(clsm_family family, clsm_dtype in, clsm_dtype out) {
+  if (family != CLSM_FAMILY_CPU && family != CLSM_FAMILY_GPU) return -1;
+  const int program = clsm__program_for(in, out);
+  if (program < 0) return -1;
+  int n = 0;
+  while (listed_group(family, program, n) >= 0) ++n;
+  return n;
+}
+
 clsm_status clsm_program_info(clsm_family family, clsm_dtype in, clsm_dtype out, int index,
                               char *name, size_t name_size, char *options, size_t options_size,
                               char *source, size_t source_size, size_t *source_length) {
   if (family != CLSM_FAMILY_CPU && family != CLSM_FAMILY_GPU) return CLSM_ERR_INVALID_ARGUMENT;
-  if (index < 0 || index >= CLSM_GROUP_COUNT) return CLSM_ERR_INVALID_ARGUMENT;
   const int program = clsm__program_for(in, out);
   if (program < 0) return CLSM_ERR_UNSUPPORTED_DTYPE;
+  const int group = listed_group(family, program, index);
+  if (group < 0) return CLSM_ERR_INVALID_ARGUMENT;
   const int cpu = family == CLSM_FAMILY_CPU;
   if (name && name_size) {
+    char gname[48];
+    if (group < G_REG0) {
+      snprintf(gname, sizeof gname, "%s", group_names[group]);
+    } else {
+      const clsm_reg_variant *rv = &clsm__reg_variants[group - G_REG0];
+      snprintf(gname, sizeof gname, "rows_reg-e%d-v%d-wg%d", rv->e,
+               clsm__reg_width(program, group - G_REG0), rv->wg);
+    }
     if (in == out)
-      snprintf(name, name_size, "%s.%s", group_names[index], clsm_dtype_name(in));
+      snprintf(name, name_size, "%s.%s", gname, clsm_dtype_name(in));
     else
-      snprintf(name, name_size, "%s.%s-%s", group_names[index], clsm_dtype_name(in),
-               clsm_dtype_name(out));
+      snprintf(name, name_size, "%s.%s-%s", gname, clsm_dtype_name(in), clsm_dtype_name(out));
   }
   if (options && options_size)
-    build_options(program, INNER_VECTORS_DEFAULT, cpu, cpu, options, options_size);
+    build_options(program, group, INNER_VECTORS_DEFAULT, cpu, cpu, 0, options, options_size);
   size_t len = 0;
   if (source && source_size) source[0] = '\0';
-  for (int f = 0; f < MAX_FILES && group_files[index][f]; ++f) {
-    const clsm_kernel_source *src = embedded(group_files[index][f]);
+  for (int f = 0; f < MAX_FILES && files_of(group)[f]; ++f) {
+    const clsm_kernel_source *src = embedded(files_of(group)[f]);
     if (!src) return CLSM_ERR_BUILD;
     put_text(source, source_size, &len, src->text, src->length);
     if (src->length && src->text[src->length - 1] != '\n') put_text(source, source_size, &len, "\n", 1);

@@ -674,19 +674,26 @@ CLSM_API clsm_status clsm_shard_restore(clsm_dtype dtype, int k, int64_t n, void
 
 /* The OpenCL programs behind the operations, as the library builds them,
  * for drivers' bug reports and offline compilers. A dtype pair (in, out) as
- * the operations take them has CLSM_PROGRAM_GROUPS programs: index 0 the
- * row operations, 1 cross-entropy and the sharded phases, 2 attention
- * softmax. clsm_program_info gives program `index`'s name ("row.float32",
- * "ce.float16-float32", ...), the build options a device of `family` gets
- * (the CPU family's: as on a CPU device; the tuning variable
- * CLSM_INNER_VECTORS at its default), and its source: the embedded files
- * it is built from, concatenated in order, which compile as they are with
- * those options. Each output buffer may be NULL (size 0); text is
- * truncated to its buffer and NUL-terminated; *source_length (may be NULL)
- * gets the source's whole length, without the terminator. Needs no context
- * or device. Errors: CLSM_ERR_INVALID_ARGUMENT for another family or
- * index, CLSM_ERR_UNSUPPORTED_DTYPE for a pair no operation takes. */
-#define CLSM_PROGRAM_GROUPS 3
+ * the operations take them has clsm_program_count(family, in, out)
+ * programs (at most CLSM_PROGRAM_GROUPS): index 0 the row operations, 1
+ * cross-entropy and the sharded phases, 2 attention softmax, and for the
+ * GPU family then one per register-held rows variant (forward rows kept in
+ * registers: values a lane, elements a load, lanes a work-group, in its
+ * name: "rows_reg-e32-v4-wg1024.float32"). clsm_program_info gives program
+ * `index`'s name ("row.float32", "ce.float16-float32", ...), the build
+ * options a device of `family` gets (the CPU family's: as on a CPU device;
+ * the tuning variable CLSM_INNER_VECTORS at its default; NVIDIA devices
+ * also get -cl-nv-maxrregcount=65536/WG on the variants of 1024 lanes),
+ * and its source: the embedded files it is built from, concatenated in
+ * order, which compile as they are with those options. Each output buffer
+ * may be NULL (size 0); text is truncated to its buffer and
+ * NUL-terminated; *source_length (may be NULL) gets the source's whole
+ * length, without the terminator. Needs no context or device. Errors:
+ * CLSM_ERR_INVALID_ARGUMENT for another family or index,
+ * CLSM_ERR_UNSUPPORTED_DTYPE for a pair no operation takes.
+ * clsm_program_count returns -1 for another family or such a pair. */
+#define CLSM_PROGRAM_GROUPS 11
+CLSM_API int clsm_program_count(clsm_family family, clsm_dtype in, clsm_dtype out);
 CLSM_API clsm_status clsm_program_info(clsm_family family, clsm_dtype in, clsm_dtype out, int index,
                                        char *name, size_t name_size, char *options,
                                        size_t options_size, char *source, size_t source_size,

@@ -48,7 +48,18 @@
   X(ATTN_ROWS_WG, attn_rows_wg)   /* attention softmax, GPU family: work-group rows */      \
   X(ATTN_BWD_CPU, attn_bwd_rows_cpu) /* its backward, CPU family */                         \
   X(ATTN_BWD_WG, attn_bwd_rows_wg)   /* its backward, GPU family */                         \
-  X(ATTN_DSINKS, attn_dsinks)        /* the backward's per-row sink terms summed per head */
+  X(ATTN_DSINKS, attn_dsinks)        /* the backward's per-row sink terms summed per head */ \
+  CLSM_REG_KERNELS(X)
+
+/* GPU family, forward rows held in registers (rows_reg.cl): a program of
+ * its own per variant (values a lane, 16-byte or scalar loads, group
+ * size: clsm__reg_variants), each with two kernels, softmax then
+ * log-softmax; K_REG<n> is variant n's softmax, K_REG<n>_LOG its log-softmax. */
+#define CLSM_REG_VARIANTS 8
+#define CLSM_REG_PAIR_(X, n) X(REG##n, softmax_reg) X(REG##n##_LOG, log_softmax_reg)
+#define CLSM_REG_KERNELS(X)                                                                  \
+  CLSM_REG_PAIR_(X, 0) CLSM_REG_PAIR_(X, 1) CLSM_REG_PAIR_(X, 2) CLSM_REG_PAIR_(X, 3)        \
+  CLSM_REG_PAIR_(X, 4) CLSM_REG_PAIR_(X, 5) CLSM_REG_PAIR_(X, 6) CLSM_REG_PAIR_(X, 7)
 
 /* Row-op flags (uint argument `flags`). */
 #define F_LOG 1u       /* log_softmax instead of softmax */
@@ -61,7 +72,7 @@
 #define F_TILE 32u     /* inner_cpu: a block through a tile in local memory */
 #define F_NT 64u       /* the writing pass stores y non-temporally (CPU devices) */
 #define F_NV_SHIFT 8     /* inner_cpu: bits 8-15 hold the vectors per block */
-#define F_LANES_SHIFT 16 /* rows_wg: bits 16-20 hold log2 of the lanes per row */
+#define F_LANES_SHIFT 16 /* rows_wg, rows_reg: bits 16-20 hold log2 of the lanes per row */
 
 /* Attention-softmax flags (clsm_attn_params.flags): F_LOG, F_SAFE and the
  * lanes of F_LANES_SHIFT as for the row ops, and: */
@@ -115,6 +126,7 @@
 
 /* Geometry the host plans and the kernels assume. */
 #define ROW_VPT 8        /* values a rows_wg lane loads at a time */
+#define REG_RADIX 16     /* pairs a rows_reg lane merges a level (rows_reg.cl) */
 #define BWD_VPT 16       /* values a backward rows_wg lane keeps */
 #define ONLINE_CHUNK 32  /* vectors a chunk of the one-read (max, sum) loop */
 #define ONLINE_ROW 512   /* rows this long take (max, sum) in one read (16 * ONLINE_CHUNK) */

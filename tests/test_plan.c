@@ -36,16 +36,19 @@ static clsm_caps described(clsm_family family, size_t max_wg, uint64_t local_mem
   c.inner_tile = -1;
   c.ce_rows16 = -1;
   c.nt_bytes = family == CLSM_FAMILY_CPU ? (uint64_t)32 << 20 : UINT64_MAX;
+  c.reg_rows = 1;
   return c;
 }
 
 /* What the devices report to OpenCL. */
-static device devices[4];
+static device devices[6];
 static void describe_devices(void) {
   devices[0] = (device){"H100-like", described(CLSM_FAMILY_GPU, 1024, 48 * 1024, 132)};
   devices[1] = (device){"MI300-like", described(CLSM_FAMILY_GPU, 256, 64 * 1024, 304)};
   devices[2] = (device){"iGPU-like", described(CLSM_FAMILY_GPU, 512, 64 * 1024, 96)};
   devices[3] = (device){"PoCL CPU", described(CLSM_FAMILY_CPU, 4096, 2u << 20, 2)};
+  devices[4] = (device){"H200-like", described(CLSM_FAMILY_GPU, 1024, 48 * 1024, 132)};
+  devices[5] = (device){"Arc-like", described(CLSM_FAMILY_GPU, 1024, 64 * 1024, 512)};
 }
 #define H100 (&devices[0].caps)
 #define MI300 (&devices[1].caps)
@@ -114,7 +117,7 @@ START_TEST(test_table_kernels) {
         for (int log = 0; log < 2; ++log) {
           clsm_plan p = plan_rowop(&dev->caps, NULL, backward, log, CLSM_FLOAT32, row->rank,
                                    row->shape, d);
-          const char *want = shape_kernel(codes[d], backward);
+          const char *want = shape_kernel(codes[d], backward, log);
           ck_assert_msg(!strcmp(first_kernel(&p), want),
                         "%s shapes[%d] dim %d %s: planned \"%s\", the table says \"%s\"", dev->name,
                         s, d, p.op, first_kernel(&p), want);
@@ -130,6 +133,8 @@ static unsigned lanes_log2(unsigned flags) { return (flags >> F_LANES_SHIFT) & 3
  * rows per group, and the kernel's own work-group limit. */
 START_TEST(test_gpu_geometry) {
   describe_devices();
+  /* The online kernel's geometry: register-held rows off. */
+  for (int d = 0; d < 6; ++d) devices[d].caps.reg_rows = 0;
   const int64_t vocab[2] = {4096, 32000}, short_rows[2] = {65536, 64}, bwd[2] = {64, 1000};
   for (int d = 0; d < 3; ++d) {
     const clsm_caps *caps = &devices[d].caps;
@@ -174,6 +179,89 @@ START_TEST(test_gpu_geometry) {
   p = plan_rowop(IGPU, NULL, 0, 0, CLSM_FLOAT32, 2, one_row, 1);
   ck_assert_str_eq(first_kernel(&p), "clsm_softmax_rows_wg");
   ck_assert_int_eq(p.nstages, 1);
+}
+END_TEST
+
+/* Register-held rows: for each GPU profile and benchmark shape, the
+ * variant (values a lane, 16-byte loads, group size), the lanes a row and
+ * the launch; the online kernel where no variant fits. */
+typedef struct reg_case {
+  clsm_dtype dt;
+  int64_t shape[2];
+  size_t max_wg;  /* profiles of at least this group size (0: none: rows_wg) */
+  int e, wg, lanes;
+} reg_case;
+
+START_TEST(test_reg_rows) {
+  describe_devices();
+  static const reg_case cases[] = {
+      {CLSM_FLOAT32, {8192, 4096}, 256, 16, 256, 256},
+      {CLSM_FLOAT32, {4096, 32000}, 1024, 32, 1024, 1024},
+      {CLSM_FLOAT32, {65536, 128}, 256, 8, 256, 16},
+      {CLSM_FLOAT32, {65536, 1024}, 256, 8, 256, 128},
+      {CLSM_FLOAT32, {1, 1048576}, 0, 0, 0, 0},
+      {CLSM_FLOAT16, {4096, 32000}, 1024, 32, 1024, 1024},
+      {CLSM_FLOAT16, {8192, 4096}, 256, 16, 256, 256},
+      {CLSM_FLOAT64, {8192, 4096}, 256, 16, 256, 256},
+      {CLSM_FLOAT64, {4096, 32000}, 0, 0, 0, 0}, /* 32 doubles a lane: online */
+      {CLSM_FLOAT32, {3, 8}, 256, 8, 256, 1},
+  };
+  const int gpus[] = {0, 1, 2, 4, 5};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c)
+    for (int g = 0; g < 5; ++g)
+      for (int log = 0; log < 2; ++log) {
+        const reg_case *rc = &cases[c];
+        const device *dev = &devices[gpus[g]];
+        clsm_plan p = plan_rowop(&dev->caps, NULL, 0, log, rc->dt, 2, rc->shape, 1);
+        const int reg = rc->max_wg && dev->caps.max_wg_size >= (size_t)rc->wg;
+        char text[512];
+        clsm__plan_text(&p, text, sizeof text);
+        if (!reg) {
+          ck_assert_msg(!strcmp(first_kernel(&p), "clsm_softmax_rows_wg"), "%s %s", dev->name, text);
+          continue;
+        }
+        const int var = (p.stage[0].kernel - K_REG0) / 2;
+        ck_assert_msg(p.stage[0].kernel == K_REG0 + 2 * var + log, "%s %s", dev->name, text);
+        ck_assert_msg(clsm__reg_variants[var].e == rc->e && clsm__reg_variants[var].wg == rc->wg &&
+                          clsm__reg_variants[var].vec == 1,
+                      "%s %s", dev->name, text);
+        ck_assert_uint_eq(lanes_log2(p.stage[0].flags), (unsigned)__builtin_ctz((unsigned)rc->lanes));
+        ck_assert_uint_eq(p.stage[0].local, (size_t)rc->wg);
+        const size_t per = (size_t)rc->wg / (size_t)rc->lanes;
+        ck_assert_uint_eq(p.stage[0].global, ((size_t)rc->shape[0] + per - 1) / per * (size_t)rc->wg);
+      }
+  /* Rows not on 16 bytes (a float32 view from element 1, rows of 4097):
+   * the scalar-load variant of the same size. */
+  const int64_t odd[2] = {64, 4097};
+  rowop_fixture f;
+  make_rowop(&f, 0, 0, CLSM_FLOAT32, CLSM_FLOAT32, 2, odd, 1);
+  f.op.v[0].base = 1;
+  clsm_plan p;
+  clsm__plan_rowop(H100, NULL, &f.op, P_F32, &p);
+  int var = (p.stage[0].kernel - K_REG0) / 2;
+  ck_assert_int_ge(p.stage[0].kernel, K_REG0);
+  ck_assert_int_eq(clsm__reg_variants[var].vec, 0);
+  ck_assert_int_eq(clsm__reg_variants[var].e, 32);
+  ck_assert_int_eq(clsm__reg_variants[var].wg, 256);
+  /* A built variant whose kernel takes fewer lanes than its group: the
+   * online kernel, not a smaller group. */
+  const int64_t vocab[2] = {4096, 32000};
+  size_t kwg[K_COUNT_] = {0};
+  kwg[K_REG0 + 2 * 3] = 512;
+  p = plan_rowop(H100, kwg, 0, 0, CLSM_FLOAT32, 2, vocab, 1);
+  ck_assert_str_eq(first_kernel(&p), "clsm_softmax_rows_wg");
+  /* CLSM_REG_ROWS=0, CLSM_KERNEL and CLSM_WG_SIZE keep the online kernel;
+   * the backward and non-last axes never take it. */
+  clsm_caps off = *H100;
+  off.reg_rows = 0;
+  p = plan_rowop(&off, NULL, 0, 0, CLSM_FLOAT32, 2, vocab, 1);
+  ck_assert_str_eq(first_kernel(&p), "clsm_softmax_rows_wg");
+  off = *H100;
+  off.wg_forced = 1;
+  p = plan_rowop(&off, NULL, 0, 0, CLSM_FLOAT32, 2, vocab, 1);
+  ck_assert_str_eq(first_kernel(&p), "clsm_softmax_rows_wg");
+  p = plan_rowop(H100, NULL, 1, 0, CLSM_FLOAT32, 2, vocab, 1);
+  ck_assert_str_eq(first_kernel(&p), "clsm_backward_rows_wg");
 }
 END_TEST
 
@@ -663,7 +751,8 @@ END_TEST
 static Suite *plan_suite(void) {
   Suite *s = suite_create("plan");
   TCase *tc = tcase_create("Described devices");
-  tcase_add_loop_test(tc, test_table_kernels, 0, 4);
+  tcase_add_loop_test(tc, test_table_kernels, 0, 6);
+  tcase_add_test(tc, test_reg_rows);
   tcase_add_test(tc, test_gpu_geometry);
   tcase_add_test(tc, test_cpu_geometry);
   tcase_add_test(tc, test_forcing);

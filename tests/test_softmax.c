@@ -85,8 +85,8 @@ START_TEST(test_shapes) {
   CK_STATUS(ctx, clsm_context_set_plan_hook(ctx, record_kernel, ran));
   const int r = row->rank ? row->rank : 1, d = dim < 0 ? dim + r : dim;
   const char *codes = clsm_context_family(ctx) == CLSM_FAMILY_CPU ? row->cpu : row->gpu;
-  const char *want = shape_kernel(codes[d], 0);
   for (int log = 0; log < 2; ++log) {
+    const char *want = shape_kernel(codes[d], 0, log);
     check_op(ctx, log, row->rank, row->shape, dim, seed);
     if (!kernels_forced())
       ck_assert_msg(!strcmp(ran, want), "shapes[%d] dim %d: the plan ran \"%s\", the table says \"%s\"",

@@ -593,7 +593,7 @@ static int cmd_program(int argc, char **argv) {
       char *end = NULL;
       long k = strtol(v, &end, 10);
       if (!*v || *end || k < 0 || k >= CLSM_PROGRAM_GROUPS)
-        return tool_usage_error("--index needs 0, 1 or 2 (see --list), got '%s'", v);
+        return tool_usage_error("--index needs a program's number (see --list), got '%s'", v);
       index = (int)k;
     } else if (!parse_dtype(v, !strcmp(a, "--dtype") ? &in : &out)) {
       return tool_usage_error(!strcmp(a, "--dtype") ? "--dtype needs float32, float16, bfloat16 or float64, got '%s'"
@@ -606,7 +606,13 @@ static int cmd_program(int argc, char **argv) {
   if (list == (index >= 0)) return tool_usage_error("program: give --list or --index K%s", "");
   if (!out_given) out = in;
   char name[64], opts[512];
-  for (int k = 0; k < CLSM_PROGRAM_GROUPS; ++k) {
+  const int count = clsm_program_count(fam, in, out);
+  if (count >= 0 && index >= count) {
+    char last[16];
+    snprintf(last, sizeof last, "%d", count - 1);
+    return tool_usage_error("--index: the family and dtypes have programs 0 to %s (see --list)", last);
+  }
+  for (int k = 0; k < (count > 0 ? count : 1); ++k) {
     if (!list && k != index) continue;
     size_t len = 0;
     clsm_status st = clsm_program_info(fam, in, out, k, name, sizeof name, opts, sizeof opts, NULL, 0, &len);
