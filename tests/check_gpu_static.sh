@@ -1,12 +1,14 @@
 #!/bin/bash
 # The GPU family without a GPU: every program the library builds for a GPU
-# (row ops, cross-entropy with the sharded phases, attention; every dtype
-# pair), exactly as `clsoftmax program --family gpu --index K` prints it
+# (row ops, cross-entropy with the sharded phases, attention, the
+# register-held rows variants; every dtype pair), exactly as
+# `clsoftmax program --family gpu --index K` prints it
 # with its build options, compiled by clang-15 with libclc to PTX, then by
 # CUDA's ptxas for sm_90 (H100/H200). Fails when a program does not compile
-# or assemble (an unresolved helper, say) or when a work-group row kernel
-# spills or uses a stack frame; prints registers, stack and spills of every
-# kernel. Exits 77 (CTest: skipped, with the reason) when clang-15, libclc
+# or assemble (an unresolved helper, say), when a work-group row kernel or
+# a register-held variant (at its register cap) spills or uses a stack
+# frame, or when a variant lacks 16-byte loads or divides in 64 bits;
+# prints registers, stack and spills of every kernel. Exits 77 (CTest: skipped, with the reason) when clang-15, libclc
 # or ptxas is missing.
 # Usage: check_gpu_static.sh CLSOFTMAX_TOOL [OUT_DIR]
 set -u
@@ -27,8 +29,11 @@ fail=0
 table="$out/table.txt"
 : > "$table"
 nprog=0
+regbad=""
 for pair in $pairs; do
-  for k in 0 1 2; do
+  count=$("$tool" program --family gpu --dtype "${pair%:*}" --out "${pair#*:}" --list | wc -l)
+  [ "$count" -ge 3 ] || { echo "check_gpu_static: $pair lists $count programs"; fail=1; }
+  for k in $(seq 0 $((count - 1))); do
     if ! "$tool" program --family gpu --dtype "${pair%:*}" --out "${pair#*:}" --index $k > "$out/prog.cl"; then
       echo "check_gpu_static: clsoftmax program fails for $pair index $k"; fail=1; continue
     fi
@@ -42,7 +47,21 @@ for pair in $pairs; do
         2> "$out/$p.clang.log"; then
       echo "check_gpu_static: $p does not compile:"; head -20 "$out/$p.clang.log"; fail=1; continue
     fi
-    if ! "$PTXAS" -arch=sm_90 -v -o /dev/null "$out/$p.ptx" > "$out/$p.ptxas" 2>&1; then
+    # A register-held rows variant of a 1024-lane group is capped as NVIDIA
+    # devices build it (-cl-nv-maxrregcount=64): it must then fit with no
+    # spill; it holds its rows in 16-byte loads (ld.global.v4, or .v2 of
+    # doubles) unless it is the scalar variant, and divides in 32 bits only.
+    cap=$(sed -n 's/.*-DCLSM_REG_WG=\([0-9]*\).*/\1/p' <<< "$opts")
+    ptxcap=""
+    if [ -n "$cap" ]; then
+      [ "$cap" -gt 256 ] && ptxcap="-maxrregcount=$((65536 / cap))"
+      vw=$(sed -n 's/.*-DCLSM_REG_V=\([0-9]*\).*/\1/p' <<< "$opts")
+      if [ "$vw" != 1 ] && ! grep -q 'ld.global.v[24]\.\|ld.global.nc.v[24]\.' "$out/$p.ptx"; then
+        regbad="$regbad $p(no 16-byte loads)"
+      fi
+      if grep -q 'div\.[su]64\|rem\.[su]64' "$out/$p.ptx"; then regbad="$regbad $p(64-bit division)"; fi
+    fi
+    if ! "$PTXAS" -arch=sm_90 -v $ptxcap -o /dev/null "$out/$p.ptx" > "$out/$p.ptxas" 2>&1; then
       echo "check_gpu_static: ptxas rejects $p:"; grep -v "^ptxas info" "$out/$p.ptxas" | head; fail=1
       continue
     fi
@@ -57,12 +76,16 @@ for pair in $pairs; do
   done
 done
 cat "$table"
-# The GPU family's work-group row kernels (and the sharded phases') keep
-# their rows in registers and local memory: no stack, no spill, in any dtype.
-bad=$(awk '$2 ~ /^clsm_((softmax|backward)_rows|(ce|sm)_shard_[a-z]+)_wg$/ && ($6 > 0 || $8 > 0)' "$table")
+# The GPU family's work-group row kernels (and the sharded phases', and
+# the register-held rows variants at their cap) keep their rows in
+# registers and local memory: no stack, no spill, in any dtype.
+bad=$(awk '($2 ~ /^clsm_((softmax|backward)_rows|(ce|sm)_shard_[a-z]+)_wg$/ || $2 ~ /_reg$/) && ($6 > 0 || $8 > 0)' "$table")
 if [ -n "$bad" ]; then
   echo "check_gpu_static: work-group row kernels with a stack frame or spills:"; echo "$bad"; fail=1
 fi
+if [ -n "$regbad" ]; then echo "check_gpu_static: register-held rows variants:$regbad"; fail=1; fi
+nreg=$(awk '$2 ~ /_reg$/' "$table" | wc -l)
+[ "$nreg" -ge 80 ] || { echo "check_gpu_static: only $nreg register-held rows kernels assembled"; fail=1; }
 n=$(wc -l < "$table")
 [ "$n" -ge 100 ] || { echo "check_gpu_static: only $n kernels assembled"; fail=1; }
 [ $fail = 0 ] && echo "check_gpu_static: $n kernels of $nprog programs assemble for sm_90"

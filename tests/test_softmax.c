@@ -97,6 +97,59 @@ START_TEST(test_shapes) {
 END_TEST
 
 /* The tutorial's first example: row softmax of a 64 x 80 matrix, rows sum to 1. */
+/* Row lengths at each boundary of the GPU family's register-held variants
+ * (8, 16 and 32 values a lane; 256 and 1024 lanes; a partial last vector),
+ * from element 0 (16-byte loads) and from element 1 (scalar loads), out of
+ * place and in place, safe and not, every row a special: NaN in one lane,
+ * +inf, all -inf, -inf except one element, -inf over the first half, huge
+ * finite values. The CPU family runs the same rows through its own kernels. */
+START_TEST(test_reg_rows) {
+  static const int64_t lens[] = {1, 3, 9, 128, 129, 2047, 4099, 8192, 8193, 20000, 32768};
+  const int64_t C = lens[_i / 2], off = _i % 2, R = 9;
+  const int64_t n = R * C;
+  clsm_context *ctx = test_context();
+  float *x = malloc(sizeof(float) * (size_t)(n + off)), *y = malloc(sizeof(float) * (size_t)n);
+  double *ref = malloc(sizeof(double) * (size_t)n);
+  ck_assert(x && y && ref);
+  for (int variant = 0; variant < 4; ++variant) {
+    const int log = variant & 1, in_place = variant >> 1;
+    for (unsigned safe = 0; safe < 2; ++safe) {
+      float *r0 = x + off;
+      fill_random(x, n + off, 4000 + (uint64_t)_i);
+      r0[0 * C + C / 2] = NAN;
+      r0[1 * C + C - 1] = INFINITY;
+      for (int64_t c = 0; c < C; ++c) r0[2 * C + c] = -INFINITY;
+      for (int64_t c = 0; c < C; ++c) r0[3 * C + c] = c == C - 1 ? 2.5f : -INFINITY;
+      for (int64_t c = 0; c < C / 2; ++c) r0[4 * C + c] = -INFINITY;
+      for (int64_t c = 0; c < C; ++c) r0[5 * C + c] = 3e38f * (float)((c % 5) + 1) / 5.0f;
+      for (int64_t c = 0; c < C; ++c) r0[6 * C + c] = -3e38f + (float)(c % 7);
+      const int64_t shape[2] = {R, C};
+      cl_mem xb = test_buffer(ctx, sizeof(float) * (size_t)(n + off), x);
+      cl_mem yb = in_place ? xb : test_buffer(ctx, sizeof(float) * (size_t)(n + off), NULL);
+      clsm_tensor xt = clsm_tensor_contiguous(xb, (uint64_t)off, CLSM_FLOAT32, 2, shape);
+      clsm_tensor yt = clsm_tensor_contiguous(yb, (uint64_t)off, CLSM_FLOAT32, 2, shape);
+      CK_STATUS(ctx, (log ? clsm_log_softmax : clsm_softmax)(ctx, &xt, &yt, 1, safe ? CLSM_SAFE : 0,
+                                                             0, NULL, NULL));
+      CK_STATUS(ctx, clsm_finish(ctx));
+      test_read(ctx, yb, sizeof(float) * (size_t)off, sizeof(float) * (size_t)n, y);
+      ref_softmax(r0, ref, 2, shape, 1, log, (int)safe);
+      for (int64_t i = 0; i < n; ++i)
+        ck_assert_msg(ref_close(y[i], ref[i], log, RTOL),
+                      "C %lld offset %lld %s%s%s: row %lld element %lld is %.9g, reference %.12g",
+                      (long long)C, (long long)off, log ? "log_softmax" : "softmax",
+                      in_place ? " in place" : "", safe ? " safe" : "", (long long)(i / C),
+                      (long long)(i % C), (double)y[i], ref[i]);
+      if (yb != xb) clReleaseMemObject(yb);
+      clReleaseMemObject(xb);
+    }
+  }
+  free(x);
+  free(y);
+  free(ref);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
 START_TEST(test_rows_64x80) {
   clsm_context *ctx = test_context();
   enum { N = 64, C = 80 };
@@ -798,6 +851,7 @@ static Suite *softmax_suite(void) {
   tc = tcase_create("Examples");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_rows_64x80);
+  tcase_add_loop_test(tc, test_reg_rows, 0, 22);
   tcase_add_loop_test(tc, test_dims_2x3x4, 0, 4);
   tcase_add_test(tc, test_overflow_rows);
   tcase_add_test(tc, test_long_row);
