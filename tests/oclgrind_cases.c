@@ -11,7 +11,12 @@
  *   shard       cross-entropy over two column views of one logits buffer
  *               (partial, host merge, finish with the gradient in place),
  *               with weights and label smoothing, then a sharded softmax;
- *               the loss must be the unsharded one.
+ *               the loss must be the unsharded one;
+ *   rows_reg    softmax and log-softmax in place through the register-held
+ *               rows kernels: rows of 37 (a partial last vector, several
+ *               lanes, several rows a group) from element 0 (16-byte loads)
+ *               and element 1 (scalar loads), float32 and float16; each
+ *               softmax row must sum to 1.
  * Exits 0 when every call succeeds and the results are sane. */
 #include "clsoftmax.h"
 
@@ -213,11 +218,69 @@ static int shard(clsm_context *ctx) {
   return 0;
 }
 
+static int rows_reg(clsm_context *ctx) {
+  enum { R = 5, C = 37 };
+  static float x[R * C + 1];
+  cl_int err;
+  cl_context cc = clsm_context_cl_context(ctx);
+  cl_command_queue q = clsm_context_queue(ctx);
+  const int64_t shape[2] = {R, C};
+  for (int dt = 0; dt < 2; ++dt)
+    for (int off = 0; off < 2; ++off)
+      for (int log = 0; log < 2; ++log) {
+        const clsm_dtype d = dt ? CLSM_FLOAT16 : CLSM_FLOAT32;
+        const size_t es = dt ? 2 : 4;
+        unsigned char buf[sizeof x];
+        for (int i = 0; i < R * C + 1; ++i) x[i] = (float)((i * 37) % 101) / 25.0f - 2.0f;
+        if (dt) /* float16 bits of x, exact for these values (multiples of 1/25 near 0 round) */
+          for (int i = 0; i < R * C + 1; ++i) {
+            const float v = x[i];
+            const int e = v == 0 ? 0 : (int)floorf(log2f(fabsf(v)));
+            const int m = (int)lrintf(ldexpf(fabsf(v), 10 - e));
+            const unsigned short h = v == 0 ? 0 : (unsigned short)((v < 0 ? 0x8000 : 0) | ((e + 15) << 10) | (m & 0x3ff));
+            memcpy(buf + 2 * i, &h, 2);
+          }
+        else
+          memcpy(buf, x, sizeof x);
+        cl_mem xb = clCreateBuffer(cc, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, (R * C + 1) * es, buf, &err);
+        if (!xb) return 1;
+        clsm_tensor xt = clsm_tensor_contiguous(xb, (uint64_t)off, d, 2, shape);
+        clsm_status s = (log ? clsm_log_softmax : clsm_softmax)(ctx, &xt, &xt, 1, 0, 0, NULL, NULL);
+        if (s == CLSM_SUCCESS) s = clsm_finish(ctx);
+        if (s != CLSM_SUCCESS) return fail(ctx, s, "softmax in place");
+        clEnqueueReadBuffer(q, xb, CL_TRUE, 0, (R * C + 1) * es, buf, 0, NULL, NULL);
+        clReleaseMemObject(xb);
+        for (int r = 0; r < R && !log; ++r) {
+          double sum = 0;
+          for (int c = 0; c < C; ++c) {
+            const int i = off + r * C + c;
+            if (dt) {
+              unsigned short h;
+              memcpy(&h, buf + 2 * i, 2);
+              sum += ldexp((double)(1024 + (h & 0x3ff)), ((h >> 10) & 31) - 25) * ((h & 0x8000) ? -1 : 1);
+            } else {
+              float v;
+              memcpy(&v, buf + 4 * i, 4);
+              sum += v;
+            }
+          }
+          if (!(fabs(sum - 1) <= (dt ? 2e-2 : 1e-5))) {
+            fprintf(stderr, "oclgrind_cases rows_reg: %s offset %d row %d sums to %g\n",
+                    dt ? "float16" : "float32", off, r, sum);
+            return 1;
+          }
+        }
+      }
+  printf("oclgrind_cases rows_reg: in place, aligned and not: ok\n");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const int ce = argc == 2 && !strcmp(argv[1], "ce_inplace");
   const int sh = argc == 2 && !strcmp(argv[1], "shard");
-  if (!ce && !sh && !(argc == 2 && !strcmp(argv[1], "attention"))) {
-    fprintf(stderr, "usage: oclgrind_cases ce_inplace|attention|shard\n");
+  const int rr = argc == 2 && !strcmp(argv[1], "rows_reg");
+  if (!ce && !sh && !rr && !(argc == 2 && !strcmp(argv[1], "attention"))) {
+    fprintf(stderr, "usage: oclgrind_cases ce_inplace|attention|shard|rows_reg\n");
     return 2;
   }
   clsm_context *ctx = NULL;
@@ -228,7 +291,8 @@ int main(int argc, char **argv) {
   }
   printf("oclgrind_cases: %s, %s family\n", clsm_context_device_name(ctx),
          clsm_context_family(ctx) == CLSM_FAMILY_CPU ? "cpu" : "gpu");
-  const int rc = ce ? ce_run(ctx, CLSM_FLOAT32) | ce_run(ctx, CLSM_FLOAT16) : sh ? shard(ctx) : attention(ctx);
+  const int rc = ce ? ce_run(ctx, CLSM_FLOAT32) | ce_run(ctx, CLSM_FLOAT16)
+                 : sh ? shard(ctx) : rr ? rows_reg(ctx) : attention(ctx);
   clsm_context_destroy(ctx);
   return rc;
 }
