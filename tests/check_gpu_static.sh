@@ -8,7 +8,8 @@
 # or assemble (an unresolved helper, say), when a work-group row kernel or
 # a register-held variant (at its register cap) spills or uses a stack
 # frame, or when a variant lacks 16-byte loads or divides in 64 bits;
-# prints registers, stack and spills of every kernel. Exits 77 (CTest: skipped, with the reason) when clang-15, libclc
+# prints registers, stack and spills of every kernel; the register-held
+# variants also for AMD gfx90a / gfx940 (no scratch, no spills). Exits 77 (CTest: skipped, with the reason) when clang-15, libclc
 # or ptxas is missing.
 # Usage: check_gpu_static.sh CLSOFTMAX_TOOL [OUT_DIR]
 set -u
@@ -18,6 +19,7 @@ mkdir -p "$out"
 CLANG=${CLANG:-clang-15}
 PTXAS=${PTXAS:-$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)}
 CLC=${CLC:-/usr/lib/clc/nvptx64--nvidiacl.bc}
+AMDCLC=${AMDCLC:-/usr/lib/clc/amdgcn--amdhsa.bc}
 for need in "$CLANG" "$PTXAS"; do
   command -v "$need" > /dev/null || [ -x "$need" ] ||
     { echo "check_gpu_static: $need not found: skipped"; exit 77; }
@@ -27,7 +29,9 @@ done
 pairs="float32:float32 float16:float16 bfloat16:bfloat16 float64:float64 float16:float32 bfloat16:float32"
 fail=0
 table="$out/table.txt"
+amdtable="$out/amd.txt"
 : > "$table"
+: > "$amdtable"
 nprog=0
 regbad=""
 for pair in $pairs; do
@@ -73,9 +77,36 @@ for pair in $pairs; do
       /Used [0-9]+ registers/ { for (i = 1; i <= NF; ++i) if ($i == "Used") regs[k] = $(i + 1) }
       END { for (k in regs) printf "%-22s %-34s regs %4s stack %4s spill %4s\n", p, k, regs[k], stack[k] + 0, spill[k] + 0 }
     ' "$out/$p.ptxas" | sort >> "$table"
+    # The register-held variants for AMD CDNA2 / CDNA3 (64-wide wavefronts;
+    # gfx940 is clang-15's nearest to MI300's gfx942): no scratch, no VGPR
+    # or SGPR spill.
+    if [ -n "$cap" ] && [ -f "$AMDCLC" ]; then
+      for cpu in gfx90a gfx940; do
+        "$CLANG" -x cl $opts -Xclang -finclude-default-header -O3 -target amdgcn-amd-amdhsa \
+          -mcpu=$cpu -nogpulib -Xclang -mlink-bitcode-file -Xclang "$AMDCLC" \
+          -Rpass-analysis=kernel-resource-usage -c -o /dev/null "$out/$p.cl" > "$out/$p.$cpu.log" 2>&1 ||
+          { echo "check_gpu_static: $p does not compile for $cpu"; fail=1; continue; }
+        awk -v p="$p" -v cpu="$cpu" '
+          /Function Name:/ { k = $(NF - 1) }
+          /VGPRs: / && !/Spill/ { v[k] = $(NF - 1) }
+          /ScratchSize/ { sc[k] = $(NF - 1) }
+          /VGPRs Spill:/ { vs[k] = $(NF - 1) }
+          /SGPRs Spill:/ { ss[k] = $(NF - 1) }
+          END { for (k in v) printf "%s %s %s vgprs %s scratch %s spills %s\n", cpu, p, k, v[k], sc[k], vs[k] + ss[k] }
+        ' "$out/$p.$cpu.log" >> "$amdtable"
+      done
+    fi
   done
 done
 cat "$table"
+if [ -f "$AMDCLC" ]; then
+  sort "$amdtable"
+  amdbad=$(awk '$7 > 0 || $9 > 0' "$amdtable")
+  [ -z "$amdbad" ] || { echo "check_gpu_static: register-held variants with scratch or spills on AMD:"; echo "$amdbad"; fail=1; }
+  [ "$(wc -l < "$amdtable")" -ge 160 ] || { echo "check_gpu_static: only $(wc -l < "$amdtable") AMD kernels"; fail=1; }
+else
+  echo "check_gpu_static: $AMDCLC not found: the AMD resource check is skipped"
+fi
 # The GPU family's work-group row kernels (and the sharded phases', and
 # the register-held rows variants at their cap) keep their rows in
 # registers and local memory: no stack, no spill, in any dtype.

@@ -406,8 +406,19 @@ START_TEST(test_tool_program) {
                     strstr(text, "1 ce.float16-float32") && strstr(text, "2 attn.float16-float32") &&
                     strstr(text, "-DCLSM_CPU_BUILTINS"),
                 "%s", text);
-  const char *gpu[] = {"program", "--list", NULL};
+  const char *gpu[] = {"program", "--family", "gpu", "--list", NULL};
   ck_assert_int_eq(run_tool_to(gpu, path_in("gpu.txt")), 0);
+  /* The GPU family's list ends with the register-held rows variants. */
+  f = fopen(path_in("gpu.txt"), "rb");
+  ck_assert(f != NULL);
+  n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  ck_assert_msg(strstr(text, "3 rows_reg-e8-v4-wg256.float32 ") &&
+                    strstr(text, "10 rows_reg-e32-v1-wg1024.float32 ") &&
+                    strstr(text, "-DCLSM_REG_E=32 -DCLSM_REG_V=1 -DCLSM_REG_WG=1024") &&
+                    !strstr(text, "\n11 "),
+                "%s", text);
   const char *one[] = {"program", "--family", "cpu", "--index", "1", NULL};
   ck_assert_msg(run_tool_to(one, path_in("ce.cl")) == 0, "%s", errtext);
   f = fopen(path_in("ce.cl"), "rb");
@@ -446,8 +457,12 @@ START_TEST(test_tool_program) {
   ck_assert_int_eq(run_tool(none), 2);
   const char *both[] = {"program", "--list", "--index", "0", NULL};
   ck_assert_int_eq(run_tool(both), 2);
-  const char *idx[] = {"program", "--index", "3", NULL};
+  const char *idx[] = {"program", "--family", "cpu", "--index", "3", NULL};
   ck_assert_int_eq(run_tool(idx), 2);
+  ck_assert_msg(strstr(errtext, "programs 0 to 2") != NULL, "%s", errtext);
+  const char *gidx[] = {"program", "--family", "gpu", "--index", "11", NULL};
+  ck_assert_int_eq(run_tool(gidx), 2);
+  ck_assert_msg(strstr(errtext, "programs 0 to 10") != NULL, "%s", errtext);
   const char *fam[] = {"program", "--family", "tpu", "--list", NULL};
   ck_assert_int_eq(run_tool(fam), 2);
   const char *pair[] = {"program", "--dtype", "float32", "--out", "float16", "--list", NULL};

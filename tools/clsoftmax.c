@@ -592,7 +592,7 @@ static int cmd_program(int argc, char **argv) {
     } else if (!strcmp(a, "--index")) {
       char *end = NULL;
       long k = strtol(v, &end, 10);
-      if (!*v || *end || k < 0 || k >= CLSM_PROGRAM_GROUPS)
+      if (!*v || *end || k < 0 || k > 1000)
         return tool_usage_error("--index needs a program's number (see --list), got '%s'", v);
       index = (int)k;
     } else if (!parse_dtype(v, !strcmp(a, "--dtype") ? &in : &out)) {
