@@ -264,11 +264,12 @@ CLSM_API size_t clsm_dtype_size(clsm_dtype dtype);
 /* "float32", "float16", ...; "unknown" otherwise. */
 CLSM_API const char *clsm_dtype_name(clsm_dtype dtype);
 
-/* Builds the kernel program for one pair of storage dtypes, `in` (x, y and
+/* Builds the kernel programs for one pair of storage dtypes, `in` (x, y and
  * dy of the softmax ops; the logits of cross-entropy) and `out` (their
- * output: the same dtype, or float32 for float16 / bfloat16 inputs), and
- * creates all of its kernels, so that later operations on those dtypes
- * compile nothing. Operations build what they need on first use without
+ * output: the same dtype, or float32 for float16 / bfloat16 inputs): every
+ * program clsm_program_count lists for the context's family (on a GPU,
+ * the register-held rows variants too), and creates all of their kernels,
+ * so that later operations on those dtypes compile nothing. Operations build what they need on first use without
  * it; an application calls this once at start-up to keep that build (a
  * lookup when PoCL's kernel cache is warm, a full compile when it is cold)
  * off its hot path. Calling it again for a prepared pair does nothing.
