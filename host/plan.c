@@ -49,9 +49,14 @@ int clsm__reg_usable(int program, int v) {
   return v >= 0 && v < CLSM_REG_VARIANTS && (program != P_F64 || clsm__reg_variants[v].e <= 16);
 }
 
-int clsm__reg_width(int program, int v) {
-  if (!clsm__reg_variants[v].vec) return 1;
-  return 16 / (int)clsm_dtype_size(clsm__program_dtypes[program][0]);
+/* Elements of x's dtype in 16 bytes. */
+static int load16(int program) { return 16 / (int)clsm_dtype_size(clsm__program_dtypes[program][0]); }
+
+int clsm__reg_width(int program, int v) { return clsm__reg_variants[v].vec ? load16(program) : 1; }
+
+/* Variant var's kernel for the op (softmax, or log-softmax with F_LOG). */
+static clsm_kernel_id reg_kernel(int var, unsigned flags) {
+  return (clsm_kernel_id)(K_REG0 + 2 * var + ((flags & F_LOG) ? 1 : 0));
 }
 
 int clsm__reg_cap(int wg) { return wg > 256 ? 65536 / wg : 0; }
@@ -246,13 +251,13 @@ static void plan_split(const clsm_caps *caps, const clsm_rowop *op, int64_t chun
  * CL_KERNEL_WORK_GROUP_SIZE is below its group). */
 static int pick_reg(const clsm_caps *caps, const size_t *kernel_wg, const clsm_rowop *op,
                     int program, size_t acc, size_t *lanes) {
-  const int64_t w = 16 / (int64_t)clsm_dtype_size(op->t[0]->dtype);
+  const int64_t w = load16(program);
   int aligned = 1;
   for (int i = 0; i < op->n; ++i)
     aligned = aligned && op->v[i].base % (uint64_t)w == 0 && (op->rows == 1 || op->v[i].so % w == 0);
   for (int var = 0; var < CLSM_REG_VARIANTS; ++var) {
     const clsm_reg_variant *rv = &clsm__reg_variants[var];
-    const clsm_kernel_id k = (clsm_kernel_id)(K_REG0 + 2 * var + ((op->flags & F_LOG) ? 1 : 0));
+    const clsm_kernel_id k = reg_kernel(var, op->flags);
     if (rv->vec != aligned || !clsm__reg_usable(program, var) || (size_t)rv->wg > caps->max_wg_size ||
         2 * (uint64_t)rv->wg * acc > caps->local_mem_size || (kernel_wg && kernel_wg[k] && kernel_wg[k] < (size_t)rv->wg))
       continue;
@@ -276,8 +281,8 @@ static void plan_reg(const clsm_rowop *op, int var, size_t L, size_t acc, clsm_p
   while (((size_t)1 << lg) < L) ++lg;
   flags |= lg << F_LANES_SHIFT;
   const size_t per = (size_t)rv->wg / L, groups = ((size_t)op->rows + per - 1) / per;
-  clsm_stage *s = clsm__plan_stage(plan, (clsm_kernel_id)(K_REG0 + 2 * var + ((op->flags & F_LOG) ? 1 : 0)),
-                                   groups * (size_t)rv->wg, (size_t)rv->wg);
+  clsm_stage *s = clsm__plan_stage(plan, reg_kernel(var, op->flags), groups * (size_t)rv->wg,
+                                   (size_t)rv->wg);
   s->flags = flags;
   for (int i = 0; i < 2; ++i) {
     clsm__arg_mem(plan, s, fwd_names[i][0], op->t[i]->mem);

@@ -221,7 +221,7 @@ START_TEST(test_reg_rows) {
           continue;
         }
         const int var = (p.stage[0].kernel - K_REG0) / 2;
-        ck_assert_msg(p.stage[0].kernel == K_REG0 + 2 * var + log, "%s %s", dev->name, text);
+        ck_assert_msg((int)p.stage[0].kernel == K_REG0 + 2 * var + log, "%s %s", dev->name, text);
         ck_assert_msg(clsm__reg_variants[var].e == rc->e && clsm__reg_variants[var].wg == rc->wg &&
                           clsm__reg_variants[var].vec == 1,
                       "%s %s", dev->name, text);
