@@ -278,7 +278,12 @@ static clsm_status ce_common(clsm_context *ctx, const clsm_tensor *logits, const
     clsm_plan plan;
     if ((st = clsm__program(ctx, c.program, G_CE)) == CLSM_SUCCESS) {
       clsm__plan_ce(&ctx->caps, ctx->kernel_wg[c.program], &c, &plan);
-      st = clsm__run_plan(ctx, &plan, clsm__call_flag(rec), num_wait, wait, event);
+      /* A register-held rows variant as for the row ops (rowop.c). */
+      for (int tries = 0, ready = 0; st == CLSM_SUCCESS && !ready && tries < CLSM_REG_VARIANTS; ++tries)
+        if ((st = clsm__reg_ready(ctx, &plan, &ready)) == CLSM_SUCCESS && !ready)
+          clsm__plan_ce(&ctx->caps, ctx->kernel_wg[c.program], &c, &plan);
+      if (st == CLSM_SUCCESS)
+        st = clsm__run_plan(ctx, &plan, clsm__call_flag(rec), num_wait, wait, event);
     }
     if (st == CLSM_SUCCESS)
       st = clsm__call_commit(ctx, rec, handle);

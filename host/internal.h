@@ -162,6 +162,10 @@ clsm_status clsm__check_wait(clsm_context *ctx, cl_uint num_wait, const cl_event
 clsm_status clsm__program(clsm_context *ctx, int program, int group);
 /* A built kernel (clsm__program first). */
 clsm_status clsm__kernel(clsm_context *ctx, int program, clsm_kernel_id id, cl_kernel *out);
+/* Builds the program of the plan's register-held rows stage, if it has
+ * one; *ready is 0 when that kernel's CL_KERNEL_WORK_GROUP_SIZE is below
+ * the planned group (the planner, which now knows it, must plan again). */
+clsm_status clsm__reg_ready(clsm_context *ctx, const clsm_plan *plan, int *ready);
 /* CLSM_ERR_UNSUPPORTED_DTYPE when `program` is float64's and the device has
  * no cl_khr_fp64. */
 clsm_status clsm__check_fp64(clsm_context *ctx, int program);

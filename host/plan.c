@@ -54,9 +54,22 @@ static int load16(int program) { return 16 / (int)clsm_dtype_size(clsm__program_
 
 int clsm__reg_width(int program, int v) { return clsm__reg_variants[v].vec ? load16(program) : 1; }
 
-/* Variant var's kernel for the op (softmax, or log-softmax with F_LOG). */
+clsm_kernel_id clsm__reg_kernel(int var, int kind) {
+  return (clsm_kernel_id)(K_REG0 + CLSM_REG_PER * var + kind);
+}
+
+int clsm__reg_has(int v, clsm_kernel_id id) {
+  return (id - K_REG0) % CLSM_REG_PER != REG_CE || clsm__reg_variants[v].wg <= REG_CE_WG;
+}
+
+/* Variant var's kernel for the row op (softmax, or log-softmax with F_LOG). */
 static clsm_kernel_id reg_kernel(int var, unsigned flags) {
-  return (clsm_kernel_id)(K_REG0 + 2 * var + ((flags & F_LOG) ? 1 : 0));
+  return clsm__reg_kernel(var, (flags & F_LOG) ? REG_LOG : REG_SOFTMAX);
+}
+
+int clsm__reg_aligned(int program, uint64_t base, int64_t so, int64_t rows) {
+  const int64_t w = load16(program);
+  return base % (uint64_t)w == 0 && (rows == 1 || so % w == 0);
 }
 
 int clsm__reg_cap(int wg) { return wg > 256 ? 65536 / wg : 0; }
@@ -243,35 +256,41 @@ static void plan_split(const clsm_caps *caps, const clsm_rowop *op, int64_t chun
   }
 }
 
-/* GPU family, forward, contiguous rows: the first register-held variant
- * (fewest values a lane) whose group covers a row with L lanes (a power
- * of two: enough for its values, or CLSM_ROW_LANES), with 16-byte loads
- * where every row of x and y starts on 16 bytes; -1 when none fits (the
- * row is too long for registers, or the built variant's
+/* GPU family, contiguous rows: the first register-held variant (fewest
+ * values a lane) that has the op's kernel and whose group covers a row
+ * with L lanes (a power of two: enough for its values, or CLSM_ROW_LANES),
+ * with 16-byte loads where every row starts on 16 bytes; -1 when none fits
+ * (the row is too long for registers, or the built variant's
  * CL_KERNEL_WORK_GROUP_SIZE is below its group). */
-static int pick_reg(const clsm_caps *caps, const size_t *kernel_wg, const clsm_rowop *op,
-                    int program, size_t acc, size_t *lanes) {
-  const int64_t w = load16(program);
-  int aligned = 1;
-  for (int i = 0; i < op->n; ++i)
-    aligned = aligned && op->v[i].base % (uint64_t)w == 0 && (op->rows == 1 || op->v[i].so % w == 0);
+int clsm__pick_reg(const clsm_caps *caps, const size_t *kernel_wg, int program, size_t acc,
+                   int64_t C, int aligned, int kind, size_t *lanes) {
   for (int var = 0; var < CLSM_REG_VARIANTS; ++var) {
     const clsm_reg_variant *rv = &clsm__reg_variants[var];
-    const clsm_kernel_id k = reg_kernel(var, op->flags);
-    if (rv->vec != aligned || !clsm__reg_usable(program, var) || (size_t)rv->wg > caps->max_wg_size ||
-        2 * (uint64_t)rv->wg * acc > caps->local_mem_size || (kernel_wg && kernel_wg[k] && kernel_wg[k] < (size_t)rv->wg))
+    const clsm_kernel_id k = clsm__reg_kernel(var, kind);
+    if (rv->vec != aligned || !clsm__reg_usable(program, var) || !clsm__reg_has(var, k) ||
+        (size_t)rv->wg > caps->max_wg_size || 2 * (uint64_t)rv->wg * acc > caps->local_mem_size ||
+        (kernel_wg && kernel_wg[k] && kernel_wg[k] < (size_t)rv->wg))
       continue;
     size_t L = 1;
     if (caps->row_lanes)
       L = caps->row_lanes;
     else
-      while ((int64_t)L * rv->e < op->C) L *= 2;
-    if (L <= (size_t)rv->wg && (int64_t)L * rv->e >= op->C) {
+      while ((int64_t)L * rv->e < C) L *= 2;
+    if (L <= (size_t)rv->wg && (int64_t)L * rv->e >= C) {
       *lanes = L;
       return var;
     }
   }
   return -1;
+}
+
+static int pick_reg(const clsm_caps *caps, const size_t *kernel_wg, const clsm_rowop *op,
+                    int program, size_t acc, size_t *lanes) {
+  int aligned = 1;
+  for (int i = 0; i < op->n; ++i)
+    aligned = aligned && clsm__reg_aligned(program, op->v[i].base, op->v[i].so, op->rows);
+  return clsm__pick_reg(caps, kernel_wg, program, acc, op->C, aligned,
+                        (op->flags & F_LOG) ? REG_LOG : REG_SOFTMAX, lanes);
 }
 
 /* The register-held rows stage of variant var, L lanes a row. */
@@ -485,7 +504,7 @@ void clsm__plan_text(const clsm_plan *plan, char *buf, size_t size) {
       if (s->args[a].kind == ARG_LOCAL) lbytes += s->args[a].size;
     n += (size_t)snprintf(buf + n, size - n, "%s %s", i ? ";" : "", clsm__kernel_name(s->kernel));
     if (s->kernel >= K_REG0 && n < size) {
-      const int v = (s->kernel - K_REG0) / 2;
+      const int v = (s->kernel - K_REG0) / CLSM_REG_PER;
       n += (size_t)snprintf(buf + n, size - n, "[e%d v%d wg%d]", clsm__reg_variants[v].e,
                             known ? clsm__reg_width(plan->program, v) : 0, clsm__reg_variants[v].wg);
     }

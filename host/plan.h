@@ -26,7 +26,7 @@ typedef enum clsm_kernel_id {
  * register-held rows variant (GPU family, built when a plan takes it). */
 enum { G_ROW = 0, G_CE = 1, G_ATTN = 2, G_REG0 = 3, CLSM_GROUP_COUNT = 3 + CLSM_REG_VARIANTS };
 #define CLSM_KERNEL_GROUP(id)                                                                \
-  ((id) >= K_REG0 ? G_REG0 + ((id) - K_REG0) / 2                                             \
+  ((id) >= K_REG0 ? G_REG0 + ((id) - K_REG0) / CLSM_REG_PER                                  \
    : (id) >= K_ATTN_ROWS_CPU ? G_ATTN : (id) >= K_CE_PREP ? G_CE : G_ROW)
 
 /* A register-held rows variant: values a lane (CLSM_REG_E), 16-byte loads
@@ -39,6 +39,16 @@ extern const clsm_reg_variant clsm__reg_variants[CLSM_REG_VARIANTS];
 /* Whether dtype program `program` has variant v (float64 holds at most 16
  * values a lane: 32 doubles take more registers than a 1024-lane group has). */
 int clsm__reg_usable(int program, int v);
+/* Register-held kernels by op: softmax, log-softmax, cross-entropy. */
+enum { REG_SOFTMAX = 0, REG_LOG = 1, REG_CE = 2 };
+/* Variant var's kernel for op `kind` (REG_*). */
+clsm_kernel_id clsm__reg_kernel(int var, int kind);
+/* Whether variant v's program holds kernel `id` (cross-entropy only in
+ * groups of at most REG_CE_WG lanes). */
+int clsm__reg_has(int v, clsm_kernel_id id);
+/* Whether a tensor view's rows (base, row stride, rows of them) all start
+ * on 16 bytes of dtype program `program`'s input. */
+int clsm__reg_aligned(int program, uint64_t base, int64_t so, int64_t rows);
 /* Elements a load of variant v in dtype program `program`. */
 int clsm__reg_width(int program, int v);
 /* The register cap for a group of wg lanes on a device that takes one
@@ -76,6 +86,12 @@ typedef struct clsm_caps {
   size_t row_lanes;    /* lanes per row of the work-group row kernels; 0: from the row */
   int reg_rows;        /* GPU family: forward rows held in registers when they fit (CLSM_REG_ROWS) */
 } clsm_caps;
+
+/* The first variant for an op of `kind` on rows of C elements, L lanes a
+ * row to *lanes, or -1 (plan.c: pick_reg's rules); `aligned`: every row
+ * of every tensor starts on 16 bytes. */
+int clsm__pick_reg(const clsm_caps *caps, const size_t *kernel_wg, int program, size_t acc,
+                   int64_t C, int aligned, int kind, size_t *lanes);
 
 /* CLSM_KERNEL's values, in kernel id order, NULL-terminated. */
 extern const char *const clsm__forceable_kernels[K_BACKWARD + 1];

@@ -248,7 +248,29 @@ void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce
   }
   prm.flags = flags;
   clsm_stage *s;
-  if (rk == K_CE_ROWS_WG && !split) {
+  /* GPU family, contiguous rows with index targets and no softcap: rows
+   * held in registers, several a group, when a variant covers them (as for
+   * the row ops; CLSM_REG_ROWS=0, CLSM_KERNEL and CLSM_WG_SIZE keep rows_wg). */
+  size_t L = 0;
+  const int reg = rk == K_CE_ROWS_WG && !split && contiguous && !c->prob && !(flags & CE_SOFTCAP) &&
+                          caps->reg_rows && caps->forced_kernel < 0 && !caps->wg_forced
+                      ? clsm__pick_reg(caps, kernel_wg, c->program, acc, C,
+                                       clsm__reg_aligned(c->program, c->xv.base, c->xv.so, P) &&
+                                           (!c->grad || clsm__reg_aligned(c->program, c->gv.base,
+                                                                          c->gv.so, P)),
+                                       REG_CE, &L)
+                      : -1;
+  if (reg >= 0) {
+    unsigned lg = 0;
+    while (((size_t)1 << lg) < L) ++lg;
+    prm.flags = flags | lg << CE_LANES_SHIFT;
+    const size_t wg = (size_t)clsm__reg_variants[reg].wg, per = wg / L;
+    s = clsm__plan_stage(plan, clsm__reg_kernel(reg, REG_CE), (p1 + per - 1) / per * wg, wg);
+    row_buffers(plan, s, c);
+    put_params(plan, s, &prm);
+    clsm__arg_local(plan, s, "lm", wg * acc);
+    clsm__arg_local(plan, s, "ls", wg * acc);
+  } else if (rk == K_CE_ROWS_WG && !split) {
     size_t wg = caps->wg_size;
     const size_t kmax = clsm__kernel_limit(caps, kernel_wg, K_CE_ROWS_WG);
     while (wg > 32 && wg / 2 >= (size_t)C) wg /= 2;

@@ -13,9 +13,9 @@
 #define MAX_FILES 5
 static const char *const group_files[G_REG0 + 1][MAX_FILES] = {
     [G_ROW] = {"abi.h", "common.cl", "softmax.cl", "backward.cl"},
-    [G_CE] = {"abi.h", "common.cl", "ce.cl", "shard.cl", NULL},
+    [G_CE] = {"abi.h", "common.cl", "ce_row.cl", "ce.cl", "shard.cl"},
     [G_ATTN] = {"abi.h", "common.cl", "attn.cl", NULL},
-    [G_REG0] = {"abi.h", "common.cl", "rows_reg.cl", NULL}, /* every variant */
+    [G_REG0] = {"abi.h", "common.cl", "ce_row.cl", "rows_reg.cl", NULL}, /* every variant */
 };
 static const char *const *files_of(int group) {
   return group_files[group < G_REG0 ? group : G_REG0];
@@ -143,6 +143,7 @@ static clsm_status build_program(clsm_context *ctx, int program, int group) {
   /* Every kernel of the program, and its work-group limit for the planner. */
   for (int id = 0; id < K_COUNT_; ++id) {
     if (CLSM_KERNEL_GROUP(id) != group || ctx->kernels[program][id]) continue;
+    if (group >= G_REG0 && !clsm__reg_has(group - G_REG0, (clsm_kernel_id)id)) continue;
     cl_kernel k = NULL;
     if (!clsm__inject_cl(ctx, &err)) k = clCreateKernel(prog, clsm__kernel_name((clsm_kernel_id)id), &err);
     CLSM_CL_ERR(ctx, err, "clCreateKernel");
@@ -179,6 +180,19 @@ clsm_status clsm__kernel(clsm_context *ctx, int program, clsm_kernel_id id, cl_k
   clsm_status st = clsm__program(ctx, program, CLSM_KERNEL_GROUP(id));
   *out = st == CLSM_SUCCESS ? ctx->kernels[program][id] : NULL;
   return st;
+}
+
+clsm_status clsm__reg_ready(clsm_context *ctx, const clsm_plan *plan, int *ready) {
+  *ready = 1;
+  for (int i = 0; i < plan->nstages; ++i) {
+    const clsm_kernel_id k = plan->stage[i].kernel;
+    if (k < K_REG0) continue;
+    const clsm_status st = clsm__program(ctx, plan->program, CLSM_KERNEL_GROUP(k));
+    if (st != CLSM_SUCCESS) return st;
+    *ready = ctx->kernel_wg[plan->program][k] >= plan->stage[i].local;
+    break;
+  }
+  return CLSM_SUCCESS;
 }
 
 clsm_status clsm__check_fp64(clsm_context *ctx, int program) {

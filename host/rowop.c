@@ -79,11 +79,10 @@ clsm_status clsm__row_op(clsm_context *ctx, clsm_rowop *op, int dim, cl_uint num
   /* A register-held rows variant is built when first planned; if its
    * kernel's CL_KERNEL_WORK_GROUP_SIZE is below its group, the planner
    * (which now knows it) takes another variant or the online kernel. */
-  for (int tries = 0; tries < CLSM_REG_VARIANTS && plan.nstages && plan.stage[0].kernel >= K_REG0;
-       ++tries) {
-    const clsm_kernel_id k = plan.stage[0].kernel;
-    if ((st = clsm__program(ctx, program, CLSM_KERNEL_GROUP(k))) != CLSM_SUCCESS) return st;
-    if (ctx->kernel_wg[program][k] >= plan.stage[0].local) break;
+  for (int tries = 0; tries < CLSM_REG_VARIANTS; ++tries) {
+    int ready;
+    if ((st = clsm__reg_ready(ctx, &plan, &ready)) != CLSM_SUCCESS) return st;
+    if (ready) break;
     clsm__plan_rowop(&ctx->caps, ctx->kernel_wg[program], op, program, &plan);
   }
   return clsm__run_plan(ctx, &plan, NULL, num_wait, wait, event);

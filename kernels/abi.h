@@ -51,15 +51,18 @@
   X(ATTN_DSINKS, attn_dsinks)        /* the backward's per-row sink terms summed per head */ \
   CLSM_REG_KERNELS(X)
 
-/* GPU family, forward rows held in registers (rows_reg.cl): a program of
- * its own per variant (values a lane, 16-byte or scalar loads, group
- * size: clsm__reg_variants), each with two kernels, softmax then
- * log-softmax; K_REG<n> is variant n's softmax, K_REG<n>_LOG its log-softmax. */
+/* GPU family, rows held in registers (rows_reg.cl): a program of its own
+ * per variant (values a lane, 16-byte or scalar loads, group size:
+ * clsm__reg_variants), each with CLSM_REG_PER kernels: softmax,
+ * log-softmax and cross-entropy with index targets; K_REG<n> is variant
+ * n's softmax, K_REG<n>_LOG its log-softmax, K_REG<n>_CE its cross-entropy. */
 #define CLSM_REG_VARIANTS 8
-#define CLSM_REG_PAIR_(X, n) X(REG##n, softmax_reg) X(REG##n##_LOG, log_softmax_reg)
+#define CLSM_REG_PER 3
+#define CLSM_REG_SET_(X, n)                                                                   \
+  X(REG##n, softmax_reg) X(REG##n##_LOG, log_softmax_reg) X(REG##n##_CE, ce_reg)
 #define CLSM_REG_KERNELS(X)                                                                  \
-  CLSM_REG_PAIR_(X, 0) CLSM_REG_PAIR_(X, 1) CLSM_REG_PAIR_(X, 2) CLSM_REG_PAIR_(X, 3)        \
-  CLSM_REG_PAIR_(X, 4) CLSM_REG_PAIR_(X, 5) CLSM_REG_PAIR_(X, 6) CLSM_REG_PAIR_(X, 7)
+  CLSM_REG_SET_(X, 0) CLSM_REG_SET_(X, 1) CLSM_REG_SET_(X, 2) CLSM_REG_SET_(X, 3)            \
+  CLSM_REG_SET_(X, 4) CLSM_REG_SET_(X, 5) CLSM_REG_SET_(X, 6) CLSM_REG_SET_(X, 7)
 
 /* Row-op flags (uint argument `flags`). */
 #define F_LOG 1u       /* log_softmax instead of softmax */
@@ -106,7 +109,8 @@
 #define CE_REDUCED 512u /* finish: the loss is one value (mean or sum) */
 #define CE_LOSS_OUT 1024u /* finish: write the loss output */
 #define CE_TW_OUT 2048u   /* finish: write the total weight */
-#define CE_NV_SHIFT 16
+#define CE_NV_SHIFT 16    /* ce_inner_cpu: bits 16-23 hold the vectors per block */
+#define CE_LANES_SHIFT 16 /* ce_reg: bits 16-20 hold log2 of the lanes per row */
 /* Sharded softmax axis (sm_shard_*, F_LOG and F_SAFE as for the row ops):
  * the backward ops (a = y, b = dy) instead of the forward (a = x). */
 #define SH_BACKWARD 4096u
@@ -115,7 +119,7 @@
  * (probabilities: w q'). A sharded softmax row's: max, sum of exp (the
  * backward's: S, the count of y > -inf). */
 #define SHARD_K 5
-#define SHARD_SM_K 2    /* inner_cpu: bits 16-23 hold the vectors per block */
+#define SHARD_SM_K 2
 
 /* Target kinds (clsm_ce_params.tkind): class indices of int64, int32 or
  * uint8, or class probabilities. */
@@ -127,6 +131,7 @@
 /* Geometry the host plans and the kernels assume. */
 #define ROW_VPT 8        /* values a rows_wg lane loads at a time */
 #define REG_RADIX 16     /* pairs a rows_reg lane merges a level (rows_reg.cl) */
+#define REG_CE_WG 256    /* most lanes a group of the variants with ce_reg */
 #define BWD_VPT 16       /* values a backward rows_wg lane keeps */
 #define ONLINE_CHUNK 32  /* vectors a chunk of the one-read (max, sum) loop */
 #define ONLINE_ROW 512   /* rows this long take (max, sum) in one read (16 * ONLINE_CHUNK) */

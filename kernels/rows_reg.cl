@@ -1,6 +1,7 @@
-/* rows_reg.cl: GPU family, forward softmax and log-softmax of contiguous
- * rows held in registers: every element read once, its exp computed once,
- * all of a lane's loads issued before its first store (so y may be x).
+/* rows_reg.cl: GPU family, forward softmax, log-softmax and cross-entropy
+ * (index targets, the gradient fused) of contiguous rows held in
+ * registers: every element read once, its exp computed once, all of a
+ * lane's loads issued before its first store (so y may be x).
  *
  * A program of its own per variant (the host's clsm__reg_variants):
  *   CLSM_REG_E   values a lane holds (8, 16 or 32), a compile-time constant,
@@ -113,6 +114,41 @@
     (v) = (lv)[(l) - (j)];                                                                    \
   } while (0)
 
+/* Lane j's values of row xr (of C elements; -inf past C or where the row
+ * is not live) into v, in the compute type. */
+CLSM_INLINE void clsm_reg_load(__global const TX *xr, int live, int j, int L, int C, ACC *v) {
+#pragma unroll
+  for (int k = 0; k < NPL; ++k) {
+    const int e = (j + k * L) * CLSM_REG_V;
+    if (live && e + CLSM_REG_V <= C) {
+      RLOADV(xr, e, v + k * CLSM_REG_V);
+    } else {
+#pragma unroll
+      for (int i = 0; i < CLSM_REG_V; ++i)
+        v[k * CLSM_REG_V + i] = live && e + i < C ? LOADX(xr, e + i) : (ACC)(-INFINITY);
+    }
+  }
+}
+
+/* Lane j's values v to row yr, those below C, rounded once to y's dtype.
+ * The stores step a pointer and an offset instead of recomputing the
+ * loads' offsets: kept from the loads, those would hold NPL registers
+ * through the reductions (ptxas: 76 instead of 64 at E = 32, V = 4). */
+CLSM_INLINE void clsm_reg_store(__global TY *yr, int j, int L, int C, const ACC *v) {
+  int e = j * CLSM_REG_V;
+  __global TY *yp = yr + e;
+#pragma unroll
+  for (int k = 0; k < NPL; ++k, e += L * CLSM_REG_V, yp += L * CLSM_REG_V) {
+    if (e + CLSM_REG_V <= C) {
+      RSTOREV(yp, 0, v + k * CLSM_REG_V);
+    } else {
+#pragma unroll
+      for (int i = 0; i < CLSM_REG_V; ++i)
+        if (e + i < C) STOREY(yp, i, v[k * CLSM_REG_V + i]);
+    }
+  }
+}
+
 #define CLSM_REG_ARGS                                                                         \
   __global const TX *x, ulong xoff, long xso, __global TY *y, ulong yoff, long yso, long rows, \
       int C, uint flags, __local ACC *lm, __local ACC *ls
@@ -127,21 +163,10 @@ CLSM_INLINE void clsm_reg_rows(__global const TX *x, ulong xoff, long xso, __glo
   const long r = (long)get_group_id(0) * (CLSM_REG_WG >> lgL) + (l >> lgL);
   const int live = r < rows;
   __global const TX *xr = x + xoff + (live ? r : 0) * xso;
-  __global TY *yr = y + yoff + (live ? r : 0) * yso;
 
   ACC v[CLSM_REG_E];
   ACC m = -INFINITY;
-#pragma unroll
-  for (int k = 0; k < NPL; ++k) {
-    const int e = (j + k * L) * CLSM_REG_V;
-    if (live && e + CLSM_REG_V <= C) {
-      RLOADV(xr, e, v + k * CLSM_REG_V);
-    } else {
-#pragma unroll
-      for (int i = 0; i < CLSM_REG_V; ++i)
-        v[k * CLSM_REG_V + i] = live && e + i < C ? LOADX(xr, e + i) : (ACC)(-INFINITY);
-    }
-  }
+  clsm_reg_load(xr, live, j, L, C, v);
 #pragma unroll
   for (int i = 0; i < CLSM_REG_E; ++i) m = v[i] > m ? v[i] : m;
   /* The row's max: never NaN (NaN elements make the sum NaN instead). */
@@ -168,21 +193,7 @@ CLSM_INLINE void clsm_reg_rows(__global const TX *x, ulong xoff, long xso, __glo
 #pragma unroll
     for (int i = 0; i < CLSM_REG_E; ++i) v[i] *= inv;
   }
-  /* The stores step a pointer and an offset instead of recomputing the
-   * loads' offsets: kept from the loads, those would hold NPL registers
-   * through the reductions (ptxas: 76 instead of 64 at E = 32, V = 4). */
-  int e = j * CLSM_REG_V;
-  __global TY *yp = yr + e;
-#pragma unroll
-  for (int k = 0; k < NPL; ++k, e += L * CLSM_REG_V, yp += L * CLSM_REG_V) {
-    if (e + CLSM_REG_V <= C) {
-      RSTOREV(yp, 0, v + k * CLSM_REG_V);
-    } else {
-#pragma unroll
-      for (int i = 0; i < CLSM_REG_V; ++i)
-        if (e + i < C) STOREY(yp, i, v[k * CLSM_REG_V + i]);
-    }
-  }
+  clsm_reg_store(y + yoff + r * yso, j, L, C, v);
 }
 
 __kernel __attribute__((reqd_work_group_size(CLSM_REG_WG, 1, 1))) void clsm_softmax_reg(
@@ -194,3 +205,129 @@ __kernel __attribute__((reqd_work_group_size(CLSM_REG_WG, 1, 1))) void clsm_log_
     CLSM_REG_ARGS) {
   clsm_reg_rows(x, xoff, xso, y, yoff, yso, rows, C, flags, lm, ls, 1);
 }
+
+/* Cross-entropy over contiguous rows (class axis last, inner 1) with
+ * index targets and no softcap (the host's choice), the rows held as
+ * above with L lanes a row (log2 in CE_LANES_SHIFT's bits): the loss parts
+ * l_n, z_n to scratch, lse and the gradient (which may overwrite x: a lane
+ * stores only what it loaded, after all its loads), each formed as
+ * clsm_ce_rows_wg forms it. The target logit comes from the registers of
+ * the lane holding it, which also stores the position's loss parts (lane 0
+ * an ignored position's zeros); lane 0 stores the lse. Label smoothing
+ * reduces the row's sum of w x (and, with weights, of w) as it does the
+ * max and the sum. */
+#if CLSM_REG_WG <= REG_CE_WG
+__kernel __attribute__((reqd_work_group_size(CLSM_REG_WG, 1, 1))) void clsm_ce_reg(
+    CE_KERNEL_ARGS, __local ACC *lm, __local ACC *ls) {
+  CE_UNPACK;
+  const int l = (int)get_local_id(0), Ci = (int)C;
+  const int lgL = (int)((flags >> CE_LANES_SHIFT) & 31u), L = 1 << lgL, j = l & (L - 1);
+  const long r = (long)get_group_id(0) * (CLSM_REG_WG >> lgL) + (l >> lgL);
+  /* A raised flag (a bad target) makes every row dead: nothing is written.
+   * No early return before the barriers: PoCL then runs the code after the
+   * later `if (!live) return` for every lane. */
+  const int live = r < P && !flag[0];
+  ce_pos q;
+  q.t = -1;
+  q.ignored = 1;
+  q.g = 0;
+  q.W = q.Z = 1;
+  if (live)
+    q = clsm_ce_pos(tg, toff, tso, 0, tkind, gs, gsoff, gsso, gssi, scr, P, r, 0, ignore, flags);
+  /* The target, in [0, C) (ce_prep raised the flag otherwise), or -1. */
+  const int t = q.ignored ? -1 : (int)q.t;
+  w += woff;
+  const int smooth = eps > 0, wsmooth = smooth && (flags & CE_WEIGHT);
+
+  /* The target's place in a lane's values, compared with the unrolled
+   * loops' constants (no per-element offsets live across the reductions):
+   * its lane, vector slot and element in the vector. Its logit is read
+   * again by its lane, before that lane's stores: picked from v, it would
+   * keep every pre-exp value live through the reductions. */
+  const int holder = t >= 0 ? ((t / CLSM_REG_V) & (L - 1)) == j : j == 0;
+  const int tk = holder && t >= 0 ? (t / CLSM_REG_V) >> lgL : -1, ti = t & (CLSM_REG_V - 1);
+  __global const TX *xr = x + xoff + (live ? r : 0) * xso;
+  const ACC xt = tk >= 0 ? LOADX(xr, t) : (ACC)0;
+  ACC v[CLSM_REG_E];
+  clsm_reg_load(xr, live, j, L, Ci, v);
+  ACC m = -INFINITY, swx = 0, sw = 0;
+#pragma unroll
+  for (int i = 0; i < CLSM_REG_E; ++i) m = v[i] > m ? v[i] : m;
+  if (smooth && live) {
+    int e = j * CLSM_REG_V;
+#pragma unroll
+    for (int k = 0; k < NPL; ++k, e += L * CLSM_REG_V)
+#pragma unroll
+      for (int i = 0; i < CLSM_REG_V; ++i)
+        if (e + i < Ci) {
+          const ACC wc = wsmooth ? LOADX(w, e + i) : (ACC)1;
+          swx += wc * v[k * CLSM_REG_V + i];
+          sw += wc;
+        }
+  }
+  /* Each reduction takes the other local array than the one before, whose
+   * last reads its final barrier does not order. */
+  CLSM_RADIX_REDUCE(lm, l, j, L, m, CLSM_REG_MAX);
+  __local ACC *ra = ls;
+  if (smooth) {
+    CLSM_RADIX_REDUCE(ls, l, j, L, swx, CLSM_REG_ADD);
+    ra = lm;
+    if (wsmooth) {
+      CLSM_RADIX_REDUCE(lm, l, j, L, sw, CLSM_REG_ADD);
+      ra = ls;
+    } else {
+      sw = (ACC)C;
+    }
+  }
+  const ACC mm = m == -INFINITY ? (ACC)0 : m;
+  ACC s = 0;
+#pragma unroll
+  for (int i = 0; i < CLSM_REG_E; ++i) {
+    v[i] = clsm_exp_sub(v[i], mm);
+    s += v[i];
+  }
+  CLSM_RADIX_REDUCE(ra, l, j, L, s, CLSM_REG_ADD);
+  if (!live) return;
+  s = clsm_finish_sum(m, s);    /* a row holding +inf is NaN */
+  if (m == -INFINITY) s = NAN;  /* all -inf: exp(-inf - -inf), as clsm_ce_rows_wg */
+  const ACC lse = m + log(s);
+  const ACC keps = eps / (ACC)C;
+  const ACC wt = ((flags & CE_WEIGHT) && t >= 0) ? LOADX(w, t) : (ACC)1;
+  if ((flags & CE_LOSS) && holder) {
+    scr[2 * P + r] = t < 0 ? (ACC)0 : clsm_ce_loss(0, eps, keps, wt, lse, xt, sw, swx);
+    scr[3 * P + r] = t < 0 ? (ACC)0 : z * lse * lse;
+  }
+  if ((flags & CE_LSE) && j == 0) lse_out[(long)loff + r * lso] = (float)lse;
+  if (!(flags & CE_GRAD)) return;
+  const ACC inv = (ACC)1 / s;
+  /* The gradient as clsm_ce_grad_at forms it (no softcap), its row-wide
+   * terms hoisted out of the unrolled loops: a (p_c - [c = t]) + b (p_c sw
+   * - w_c) + zc p_c, p_t - 1 formed before it is scaled. */
+  const ce_coef kc = clsm_ce_coef(q.g, q.W, q.Z, wt, eps, keps, z, lse, smooth);
+  const ACC zc = z != 0 ? kc.zc : (ACC)0;
+  if (wsmooth) {
+    __global const TX *wp = w + j * CLSM_REG_V;
+#pragma unroll
+    for (int k = 0; k < NPL; ++k, wp += L * CLSM_REG_V)
+#pragma unroll
+      for (int i = 0; i < CLSM_REG_V; ++i) {
+        const ACC pc = v[k * CLSM_REG_V + i] * inv;
+        /* Past C, w is not read: those values are never stored. */
+        const ACC wc = (wp - w) + i < Ci ? LOADX(wp, i) : (ACC)0;
+        v[k * CLSM_REG_V + i] = kc.a * (k == tk && i == ti ? pc - (ACC)1 : pc) + kc.b * (pc * sw - wc) + zc * pc;
+      }
+  } else {
+#pragma unroll
+    for (int k = 0; k < NPL; ++k)
+#pragma unroll
+      for (int i = 0; i < CLSM_REG_V; ++i) {
+        const ACC pc = v[k * CLSM_REG_V + i] * inv;
+        v[k * CLSM_REG_V + i] = kc.a * (k == tk && i == ti ? pc - (ACC)1 : pc) + kc.b * (pc * sw - (ACC)1) + zc * pc;
+      }
+  }
+  if (t < 0)
+#pragma unroll
+    for (int i = 0; i < CLSM_REG_E; ++i) v[i] = 0;
+  clsm_reg_store(gr + goff + r * gso, j, L, Ci, v);
+}
+#endif

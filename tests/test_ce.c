@@ -5,6 +5,7 @@
  * in place; the large-vocabulary extensions. CTest runs it per kernel family. */
 #include "testutil.h"
 
+#include <float.h>
 #include <stdint.h>
 
 #define LOSS_RTOL 1e-5
@@ -466,6 +467,107 @@ START_TEST(test_ce_long_rows_specials) {
 }
 END_TEST
 
+/* Rows held in registers (the GPU family's ce_reg; on the CPU family the
+ * same calls check its kernels): every variant boundary and a partial last
+ * vector, rows from element 0 (16-byte loads) and 1 (scalar), the gradient
+ * beside x and over it, each row a special (NaN, +inf, all -inf, one
+ * finite among -inf, -inf half, +-3e38 (smaller with smoothing), an
+ * ignored target), with weights,
+ * label smoothing (weighted too) and z-loss, against the double reference. */
+static int ce_close(double got, double ref, double tol) {
+  if (fabs(ref) > FLT_MAX) ref = copysign(INFINITY, ref); /* the float32 output's value */
+  if (isnan(ref)) return isnan(got);
+  if (isinf(ref)) return got == ref;
+  return fabs(got - ref) <= tol;
+}
+
+START_TEST(test_ce_reg_rows) {
+  static const int64_t lens[] = {1, 3, 9, 128, 129, 2047, 4099, 8192, 8193};
+  const int64_t C = lens[_i / 2], off = _i % 2, R = 9, n = R * C;
+  clsm_context *ctx = test_context();
+  float *x = malloc(sizeof(float) * (size_t)(n + off)), *gr = malloc(sizeof(float) * (size_t)n);
+  float *w = malloc(sizeof(float) * (size_t)C), loss[9], lse[9], g[9];
+  double *xd = malloc(sizeof(double) * (size_t)n), *rg = malloc(sizeof(double) * (size_t)n);
+  double *wd = malloc(sizeof(double) * (size_t)C), rl[9], rlse[9], mag[9], gd[9];
+  int64_t t[9];
+  ck_assert(x && gr && w && xd && rg && wd);
+  rng rw = {77};
+  for (int64_t c = 0; c < C; ++c) wd[c] = w[c] = (float)(rng_unit(&rw) * 2.5 - 0.5);
+  for (int64_t r = 0; r < R; ++r) {
+    t[r] = r == 3 || r == 4 ? C - 1 : r == 7 ? 0 : (r * 131 + 7) % C;
+    gd[r] = g[r] = 0.5f + 0.25f * (float)(r % 3);
+  }
+  for (int set = 0; set < 4; ++set) {
+    const int weighted = set & 1;
+    const double eps = set >= 2 ? 0.1 : 0.0, z = set == 3 ? 1e-3 : 0.0;
+    const int64_t ignore = set == 3 ? 0 : -100; /* set 3: row 7 ignored */
+    for (int in_place = 0; in_place < 2; ++in_place) {
+      float *r0 = x + off;
+      fill_random(x, n + off, 5000 + (uint64_t)_i);
+      r0[0 * C + C / 2] = NAN;
+      r0[1 * C + C - 1] = INFINITY;
+      for (int64_t c = 0; c < C; ++c) r0[2 * C + c] = -INFINITY;
+      for (int64_t c = 0; c < C; ++c) r0[3 * C + c] = c == C - 1 ? 2.5f : -INFINITY;
+      for (int64_t c = 0; c < C / 2; ++c) r0[4 * C + c] = -INFINITY;
+      /* Label smoothing sums w x over the row in float (docs/design.md):
+       * its huge rows keep that sum in range. */
+      const float huge = eps > 0 ? 3e38f / (float)(2 * C) : 3e38f;
+      for (int64_t c = 0; c < C; ++c) r0[5 * C + c] = huge * (float)((c % 5) + 1) / 5.0f;
+      for (int64_t c = 0; c < C; ++c) r0[6 * C + c] = -huge + (float)(c % 7);
+      for (int64_t i = 0; i < n; ++i) xd[i] = r0[i];
+      const int64_t shape[2] = {R, C}, wshape[1] = {C};
+      cl_mem xb = test_buffer(ctx, sizeof(float) * (size_t)(n + off), x);
+      cl_mem gb = in_place ? xb : test_buffer(ctx, sizeof(float) * (size_t)(n + off), NULL);
+      cl_mem tb = test_buffer(ctx, sizeof t, t), wb = test_buffer(ctx, sizeof(float) * (size_t)C, w);
+      cl_mem gsb = test_buffer(ctx, sizeof g, g), lb = test_buffer(ctx, sizeof loss, NULL);
+      cl_mem eb = test_buffer(ctx, sizeof lse, NULL);
+      clsm_tensor xt = clsm_tensor_contiguous(xb, (uint64_t)off, CLSM_FLOAT32, 2, shape);
+      clsm_tensor gt = clsm_tensor_contiguous(gb, (uint64_t)off, CLSM_FLOAT32, 2, shape);
+      clsm_tensor tt = clsm_tensor_contiguous(tb, 0, CLSM_INT64, 1, shape);
+      clsm_tensor wt = clsm_tensor_contiguous(wb, 0, CLSM_FLOAT32, 1, wshape);
+      clsm_tensor gst = clsm_tensor_contiguous(gsb, 0, CLSM_FLOAT32, 1, shape);
+      clsm_tensor lt = clsm_tensor_contiguous(lb, 0, CLSM_FLOAT32, 1, shape);
+      clsm_tensor et = clsm_tensor_contiguous(eb, 0, CLSM_FLOAT32, 1, shape);
+      clsm_ce_options opt = CLSM_CE_OPTIONS_INIT;
+      opt.reduction = CLSM_REDUCTION_NONE;
+      opt.ignore_index = ignore;
+      opt.label_smoothing = eps;
+      opt.z_loss = z;
+      opt.weight = weighted ? &wt : NULL;
+      opt.grad = &gt;
+      opt.grad_scale = &gst;
+      opt.lse = &et;
+      CK_STATUS(ctx, clsm_cross_entropy(ctx, &xt, &tt, &lt, &opt, 0, NULL, NULL));
+      CK_STATUS(ctx, clsm_finish(ctx));
+      test_read(ctx, gb, sizeof(float) * (size_t)off, sizeof(float) * (size_t)n, gr);
+      test_read(ctx, lb, 0, sizeof loss, loss);
+      test_read(ctx, eb, 0, sizeof lse, lse);
+      ref_ce_opts ro = {2, ignore, eps, z, 0.0, weighted ? wd : NULL};
+      ref_cross_entropy(xd, R, C, 1, t, NULL, &ro, rl, NULL, NULL, rlse, mag, gd, rg);
+      for (int64_t r = 0; r < R; ++r) {
+        const char *what = "C %lld offset %lld set %d%s row %lld: %s %.9g, reference %.12g";
+        ck_assert_msg(ce_close(loss[r], rl[r], LOSS_RTOL * fabs(rl[r]) + LOSS_MAG * mag[r]), what,
+                      (long long)C, (long long)off, set, in_place ? " in place" : "", (long long)r,
+                      "loss", (double)loss[r], rl[r]);
+        ck_assert_msg(ce_close(lse[r], rlse[r], 4e-7 * fmax(1.0, fabs(rlse[r]))), what, (long long)C,
+                      (long long)off, set, in_place ? " in place" : "", (long long)r, "lse",
+                      (double)lse[r], rlse[r]);
+        for (int64_t c = 0; c < C; ++c)
+          ck_assert_msg(ce_close(gr[r * C + c], rg[r * C + c], GRAD_ATOL * fmax(1.0, fabs(rg[r * C + c]))),
+                        "C %lld offset %lld set %d%s row %lld grad %lld: %.9g, reference %.12g",
+                        (long long)C, (long long)off, set, in_place ? " in place" : "", (long long)r,
+                        (long long)c, (double)gr[r * C + c], rg[r * C + c]);
+      }
+      if (gb != xb) clReleaseMemObject(gb);
+      clReleaseMemObject(xb), clReleaseMemObject(tb), clReleaseMemObject(wb);
+      clReleaseMemObject(gsb), clReleaseMemObject(lb), clReleaseMemObject(eb);
+    }
+  }
+  free(x), free(gr), free(w), free(xd), free(rg), free(wd);
+  clsm_context_destroy(ctx);
+}
+END_TEST
+
 /* An out-of-range target: the call fails with its own status, names the
  * position, and neither the outputs nor in-place logits change; the context
  * works again afterwards. Asynchronously, clsm_finish reports it. */
@@ -786,6 +888,7 @@ static Suite *ce_suite(void) {
   tcase_add_loop_test(tc, test_ce_finite_differences, 0, 6);
   suite_add_tcase(s, tc);
   tc = tcase_create("Corners");
+  tcase_add_loop_test(tc, test_ce_reg_rows, 0, 18);
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_ce_starting_example);
   tcase_add_test(tc, test_ce_all_ignored);

@@ -220,8 +220,8 @@ START_TEST(test_reg_rows) {
           ck_assert_msg(!strcmp(first_kernel(&p), "clsm_softmax_rows_wg"), "%s %s", dev->name, text);
           continue;
         }
-        const int var = (p.stage[0].kernel - K_REG0) / 2;
-        ck_assert_msg((int)p.stage[0].kernel == K_REG0 + 2 * var + log, "%s %s", dev->name, text);
+        const int var = (p.stage[0].kernel - K_REG0) / CLSM_REG_PER;
+        ck_assert_msg(p.stage[0].kernel == clsm__reg_kernel(var, log), "%s %s", dev->name, text);
         ck_assert_msg(clsm__reg_variants[var].e == rc->e && clsm__reg_variants[var].wg == rc->wg &&
                           clsm__reg_variants[var].vec == 1,
                       "%s %s", dev->name, text);
@@ -238,7 +238,7 @@ START_TEST(test_reg_rows) {
   f.op.v[0].base = 1;
   clsm_plan p;
   clsm__plan_rowop(H100, NULL, &f.op, P_F32, &p);
-  int var = (p.stage[0].kernel - K_REG0) / 2;
+  int var = (p.stage[0].kernel - K_REG0) / CLSM_REG_PER;
   ck_assert_int_ge(p.stage[0].kernel, K_REG0);
   ck_assert_int_eq(clsm__reg_variants[var].vec, 0);
   ck_assert_int_eq(clsm__reg_variants[var].e, 32);
@@ -247,7 +247,7 @@ START_TEST(test_reg_rows) {
    * online kernel, not a smaller group. */
   const int64_t vocab[2] = {4096, 32000};
   size_t kwg[K_COUNT_] = {0};
-  kwg[K_REG0 + 2 * 3] = 512;
+  kwg[clsm__reg_kernel(3, REG_SOFTMAX)] = 512;
   p = plan_rowop(H100, kwg, 0, 0, CLSM_FLOAT32, 2, vocab, 1);
   ck_assert_str_eq(first_kernel(&p), "clsm_softmax_rows_wg");
   /* CLSM_REG_ROWS=0, CLSM_KERNEL and CLSM_WG_SIZE keep the online kernel;
@@ -456,8 +456,12 @@ START_TEST(test_ce_pipelines) {
       /* Class axis in the middle. */
       {3, 3, {8, 10, 64}, 1, CLSM_REDUCTION_MEAN,
        "ce_prep, ce_reduce, ce_inner_cpu, ce_reduce, ce_finish"},
-      /* GPUs: a work-group a row, whatever the layout. */
-      {0, 2, {64, 80}, 0, CLSM_REDUCTION_MEAN, "ce_prep, ce_reduce, ce_rows_wg, ce_reduce, ce_finish"},
+      /* GPUs: contiguous rows in registers, several a group, up to 8192
+       * classes (32 values a lane, 256 lanes); otherwise a work-group a row. */
+      {0, 2, {64, 80}, 0, CLSM_REDUCTION_MEAN, "ce_prep, ce_reduce, ce_reg, ce_reduce, ce_finish"},
+      {1, 2, {65536, 128}, 1, CLSM_REDUCTION_MEAN, "ce_prep, ce_reduce, ce_reg, ce_reduce, ce_finish"},
+      {5, 2, {8192, 8192}, 1, CLSM_REDUCTION_SUM, "ce_prep, ce_reg, ce_reduce, ce_finish"},
+      {4, 2, {4096, 8193}, 1, CLSM_REDUCTION_SUM, "ce_prep, ce_rows_wg, ce_reduce, ce_finish"},
       {1, 3, {8, 10, 64}, 1, CLSM_REDUCTION_SUM, "ce_prep, ce_rows_wg, ce_reduce, ce_finish"},
       {2, 2, {4, 100000}, 1, CLSM_REDUCTION_MEAN,
        "ce_prep, ce_reduce, ce_rows_wg, ce_reduce, ce_finish"},
@@ -468,14 +472,49 @@ START_TEST(test_ce_pipelines) {
     ck_assert_msg(!strcmp(k, cases[i].kernels), "case %zu on %s: planned %s", i,
                   devices[cases[i].dev].name, k);
   }
-  /* H100, 80 classes: groups of 128 lanes (the largest power of two whose
-   * half is below 80 is 128); the totals' one group takes 1024 lanes, or
-   * the reduction kernel's own limit. */
+  /* H100, 80 classes: 8 values a lane, 16 lanes a row, 16 rows a group
+   * of 256, 16-byte loads; the totals' one group takes 1024 lanes, or the
+   * reduction kernel's own limit. */
   const int64_t s[2] = {64, 80};
   clsm_plan p = plan_ce(H100, NULL, 2, s, 1, CLSM_REDUCTION_MEAN, k, sizeof k);
+  int var = (p.stage[2].kernel - K_REG0) / CLSM_REG_PER;
+  ck_assert(p.stage[2].kernel == clsm__reg_kernel(var, REG_CE));
+  ck_assert(clsm__reg_variants[var].e == 8 && clsm__reg_variants[var].vec == 1);
+  ck_assert_uint_eq((p.stage[2].flags >> CE_LANES_SHIFT) & 31u, 4);
+  ck_assert_uint_eq(p.stage[2].local, 256);
+  ck_assert_uint_eq(p.stage[2].global, 4 * 256);
+  ck_assert_uint_eq(p.stage[1].local, 1024);
+  /* Rows not on 16 bytes (the logits from element 1): the scalar variant;
+   * probability targets, a softcap, CLSM_REG_ROWS=0 or a built kernel
+   * under its group: a work-group a row, of 128 lanes for 80 classes (the
+   * largest power of two whose half is below 80). */
+  ce_fixture f;
+  make_ce(&f, 2, s, 1, CLSM_REDUCTION_MEAN);
+  f.c.xv.base = 1;
+  clsm__plan_ce(H100, NULL, &f.c, &p);
+  var = (p.stage[2].kernel - K_REG0) / CLSM_REG_PER;
+  ck_assert(p.stage[2].kernel == clsm__reg_kernel(var, REG_CE) && clsm__reg_variants[var].vec == 0);
+  make_ce(&f, 2, s, 1, CLSM_REDUCTION_MEAN);
+  f.c.prob = 1;
+  clsm__plan_ce(H100, NULL, &f.c, &p);
+  ck_assert_str_eq(clsm__kernel_name(p.stage[2].kernel), "clsm_ce_rows_wg");
+  make_ce(&f, 2, s, 1, CLSM_REDUCTION_MEAN);
+  f.opt.softcap = 5.0;
+  clsm__plan_ce(H100, NULL, &f.c, &p);
+  ck_assert_str_eq(clsm__kernel_name(p.stage[2].kernel), "clsm_ce_rows_wg");
+  clsm_caps noreg = *H100;
+  noreg.reg_rows = 0;
+  p = plan_ce(&noreg, NULL, 2, s, 1, CLSM_REDUCTION_MEAN, k, sizeof k);
+  ck_assert_str_eq(clsm__kernel_name(p.stage[2].kernel), "clsm_ce_rows_wg");
   ck_assert_uint_eq(p.stage[2].local, 128);
   ck_assert_uint_eq(p.stage[2].global, 64 * 128);
-  ck_assert_uint_eq(p.stage[1].local, 1024);
+  size_t kwg0[K_COUNT_] = {0};
+  kwg0[clsm__reg_kernel(0, REG_CE)] = 128; /* the next variant, then the online kernel */
+  p = plan_ce(H100, kwg0, 2, s, 1, CLSM_REDUCTION_MEAN, k, sizeof k);
+  ck_assert(p.stage[2].kernel == clsm__reg_kernel(1, REG_CE));
+  kwg0[clsm__reg_kernel(1, REG_CE)] = kwg0[clsm__reg_kernel(2, REG_CE)] = 128;
+  p = plan_ce(H100, kwg0, 2, s, 1, CLSM_REDUCTION_MEAN, k, sizeof k);
+  ck_assert_str_eq(clsm__kernel_name(p.stage[2].kernel), "clsm_ce_rows_wg");
   size_t kwg[K_COUNT_] = {0};
   kwg[K_CE_REDUCE] = 512;
   p = plan_ce(H100, kwg, 2, s, 1, CLSM_REDUCTION_MEAN, k, sizeof k);
