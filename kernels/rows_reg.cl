@@ -115,39 +115,39 @@
   } while (0)
 
 /* Lane j's values of row xr (of C elements; -inf past C or where the row
- * is not live) into v, in the compute type. */
-CLSM_INLINE void clsm_reg_load(__global const TX *xr, int live, int j, int L, int C, ACC *v) {
-#pragma unroll
-  for (int k = 0; k < NPL; ++k) {
-    const int e = (j + k * L) * CLSM_REG_V;
-    if (live && e + CLSM_REG_V <= C) {
-      RLOADV(xr, e, v + k * CLSM_REG_V);
-    } else {
-#pragma unroll
-      for (int i = 0; i < CLSM_REG_V; ++i)
-        v[k * CLSM_REG_V + i] = live && e + i < C ? LOADX(xr, e + i) : (ACC)(-INFINITY);
-    }
-  }
-}
+ * is not live) into the compute-type array v. Macros, not functions: as
+ * functions they cost the 1024-lane float16 variant a spill at its cap. */
+#define CLSM_REG_LOAD(xr, live, j, L, C, v)                                                   \
+  do {                                                                                        \
+    _Pragma("unroll") for (int k_ = 0; k_ < NPL; ++k_) {                                      \
+      const int e_ = ((j) + k_ * (L)) * CLSM_REG_V;                                           \
+      if ((live) && e_ + CLSM_REG_V <= (C)) {                                                 \
+        RLOADV((xr), e_, (v) + k_ * CLSM_REG_V);                                              \
+      } else {                                                                                \
+        _Pragma("unroll") for (int i_ = 0; i_ < CLSM_REG_V; ++i_)(v)[k_ * CLSM_REG_V + i_] =  \
+            (live) && e_ + i_ < (C) ? LOADX((xr), e_ + i_) : (ACC)(-INFINITY);                \
+      }                                                                                       \
+    }                                                                                         \
+  } while (0)
 
 /* Lane j's values v to row yr, those below C, rounded once to y's dtype.
  * The stores step a pointer and an offset instead of recomputing the
  * loads' offsets: kept from the loads, those would hold NPL registers
  * through the reductions (ptxas: 76 instead of 64 at E = 32, V = 4). */
-CLSM_INLINE void clsm_reg_store(__global TY *yr, int j, int L, int C, const ACC *v) {
-  int e = j * CLSM_REG_V;
-  __global TY *yp = yr + e;
-#pragma unroll
-  for (int k = 0; k < NPL; ++k, e += L * CLSM_REG_V, yp += L * CLSM_REG_V) {
-    if (e + CLSM_REG_V <= C) {
-      RSTOREV(yp, 0, v + k * CLSM_REG_V);
-    } else {
-#pragma unroll
-      for (int i = 0; i < CLSM_REG_V; ++i)
-        if (e + i < C) STOREY(yp, i, v[k * CLSM_REG_V + i]);
-    }
-  }
-}
+#define CLSM_REG_STORE(yr, j, L, C, v)                                                        \
+  do {                                                                                        \
+    int e_ = (j) * CLSM_REG_V;                                                                \
+    __global TY *yp_ = (yr) + e_;                                                             \
+    _Pragma("unroll") for (int k_ = 0; k_ < NPL;                                              \
+                           ++k_, e_ += (L) * CLSM_REG_V, yp_ += (L) * CLSM_REG_V) {           \
+      if (e_ + CLSM_REG_V <= (C)) {                                                           \
+        RSTOREV(yp_, 0, (v) + k_ * CLSM_REG_V);                                               \
+      } else {                                                                                \
+        _Pragma("unroll") for (int i_ = 0; i_ < CLSM_REG_V; ++i_) if (e_ + i_ < (C))          \
+            STOREY(yp_, i_, (v)[k_ * CLSM_REG_V + i_]);                                       \
+      }                                                                                       \
+    }                                                                                         \
+  } while (0)
 
 #define CLSM_REG_ARGS                                                                         \
   __global const TX *x, ulong xoff, long xso, __global TY *y, ulong yoff, long yso, long rows, \
@@ -163,10 +163,11 @@ CLSM_INLINE void clsm_reg_rows(__global const TX *x, ulong xoff, long xso, __glo
   const long r = (long)get_group_id(0) * (CLSM_REG_WG >> lgL) + (l >> lgL);
   const int live = r < rows;
   __global const TX *xr = x + xoff + (live ? r : 0) * xso;
+  __global TY *yr = y + yoff + (live ? r : 0) * yso;
 
   ACC v[CLSM_REG_E];
   ACC m = -INFINITY;
-  clsm_reg_load(xr, live, j, L, C, v);
+  CLSM_REG_LOAD(xr, live, j, L, C, v);
 #pragma unroll
   for (int i = 0; i < CLSM_REG_E; ++i) m = v[i] > m ? v[i] : m;
   /* The row's max: never NaN (NaN elements make the sum NaN instead). */
@@ -193,7 +194,7 @@ CLSM_INLINE void clsm_reg_rows(__global const TX *x, ulong xoff, long xso, __glo
 #pragma unroll
     for (int i = 0; i < CLSM_REG_E; ++i) v[i] *= inv;
   }
-  clsm_reg_store(y + yoff + r * yso, j, L, C, v);
+  CLSM_REG_STORE(yr, j, L, C, v);
 }
 
 __kernel __attribute__((reqd_work_group_size(CLSM_REG_WG, 1, 1))) void clsm_softmax_reg(
@@ -249,7 +250,7 @@ __kernel __attribute__((reqd_work_group_size(CLSM_REG_WG, 1, 1))) void clsm_ce_r
   __global const TX *xr = x + xoff + (live ? r : 0) * xso;
   const ACC xt = tk >= 0 ? LOADX(xr, t) : (ACC)0;
   ACC v[CLSM_REG_E];
-  clsm_reg_load(xr, live, j, L, Ci, v);
+  CLSM_REG_LOAD(xr, live, j, L, Ci, v);
   ACC m = -INFINITY, swx = 0, sw = 0;
 #pragma unroll
   for (int i = 0; i < CLSM_REG_E; ++i) m = v[i] > m ? v[i] : m;
@@ -328,6 +329,6 @@ __kernel __attribute__((reqd_work_group_size(CLSM_REG_WG, 1, 1))) void clsm_ce_r
   if (t < 0)
 #pragma unroll
     for (int i = 0; i < CLSM_REG_E; ++i) v[i] = 0;
-  clsm_reg_store(gr + goff + r * gso, j, L, Ci, v);
+  CLSM_REG_STORE(gr + goff + r * gso, j, L, Ci, v);
 }
 #endif

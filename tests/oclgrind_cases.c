@@ -2,8 +2,10 @@
  * through the device API (the host-array versions keep separate device
  * buffers), each in place, one per argument:
  *   ce_inplace  cross-entropy with the gradient written over the logits,
- *               float32 and float16, rows long enough that a work-group row
- *               has many lanes; the loss must be finite;
+ *               float32 and float16, rows long enough that a row has many
+ *               lanes, through the register-held rows kernel (several rows
+ *               a group) and, with CLSM_REG_ROWS=0, the work-group row
+ *               kernel; the loss must be finite;
  *   attention   attention softmax in place (y over x) with a broadcast
  *               float16 mask, causal rows, ALiBi, sinks and lse, then its
  *               backward in place (dx over dy) with dsinks, rows of 300 keys;
@@ -22,6 +24,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { B = 1, H = 2, LQ = 3, LK = 300, N = B * H * LQ * LK };
@@ -291,8 +294,17 @@ int main(int argc, char **argv) {
   }
   printf("oclgrind_cases: %s, %s family\n", clsm_context_device_name(ctx),
          clsm_context_family(ctx) == CLSM_FAMILY_CPU ? "cpu" : "gpu");
-  const int rc = ce ? ce_run(ctx, CLSM_FLOAT32) | ce_run(ctx, CLSM_FLOAT16)
-                 : sh ? shard(ctx) : rr ? rows_reg(ctx) : attention(ctx);
+  int rc = ce ? ce_run(ctx, CLSM_FLOAT32) | ce_run(ctx, CLSM_FLOAT16)
+           : sh ? shard(ctx) : rr ? rows_reg(ctx) : attention(ctx);
   clsm_context_destroy(ctx);
+  if (ce) { /* again with a work-group a row */
+    setenv("CLSM_REG_ROWS", "0", 1);
+    if (clsm_context_create(&ctx, NULL, detail, sizeof detail) != CLSM_SUCCESS) {
+      fprintf(stderr, "oclgrind_cases: %s\n", detail);
+      return 1;
+    }
+    rc |= ce_run(ctx, CLSM_FLOAT32) | ce_run(ctx, CLSM_FLOAT16);
+    clsm_context_destroy(ctx);
+  }
   return rc;
 }
