@@ -262,13 +262,19 @@ static void plan_split(const clsm_caps *caps, const clsm_rowop *op, int64_t chun
  * with 16-byte loads where every row starts on 16 bytes; -1 when none fits
  * (the row is too long for registers, or the built variant's
  * CL_KERNEL_WORK_GROUP_SIZE is below its group). */
-int clsm__pick_reg(const clsm_caps *caps, const size_t *kernel_wg, int program, size_t acc,
-                   int64_t C, int aligned, int kind, size_t *lanes) {
+int clsm__reg_fits(const clsm_caps *caps, int program, int v) {
+  if (!clsm__reg_usable(program, v)) return 0;
+  const uint64_t acc = program == P_F64 ? sizeof(double) : sizeof(float);
+  const size_t wg = (size_t)clsm__reg_variants[v].wg;
+  return wg <= caps->max_wg_size && 2 * (uint64_t)wg * acc <= caps->local_mem_size;
+}
+
+int clsm__pick_reg(const clsm_caps *caps, const size_t *kernel_wg, int program, int64_t C,
+                   int aligned, int kind, size_t *lanes) {
   for (int var = 0; var < CLSM_REG_VARIANTS; ++var) {
     const clsm_reg_variant *rv = &clsm__reg_variants[var];
     const clsm_kernel_id k = clsm__reg_kernel(var, kind);
-    if (rv->vec != aligned || !clsm__reg_usable(program, var) || !clsm__reg_has(var, k) ||
-        (size_t)rv->wg > caps->max_wg_size || 2 * (uint64_t)rv->wg * acc > caps->local_mem_size ||
+    if (rv->vec != aligned || !clsm__reg_fits(caps, program, var) || !clsm__reg_has(var, k) ||
         (kernel_wg && kernel_wg[k] && kernel_wg[k] < (size_t)rv->wg))
       continue;
     size_t L = 1;
@@ -285,11 +291,11 @@ int clsm__pick_reg(const clsm_caps *caps, const size_t *kernel_wg, int program, 
 }
 
 static int pick_reg(const clsm_caps *caps, const size_t *kernel_wg, const clsm_rowop *op,
-                    int program, size_t acc, size_t *lanes) {
+                    int program, size_t *lanes) {
   int aligned = 1;
   for (int i = 0; i < op->n; ++i)
     aligned = aligned && clsm__reg_aligned(program, op->v[i].base, op->v[i].so, op->rows);
-  return clsm__pick_reg(caps, kernel_wg, program, acc, op->C, aligned,
+  return clsm__pick_reg(caps, kernel_wg, program, op->C, aligned,
                         (op->flags & F_LOG) ? REG_LOG : REG_SOFTMAX, lanes);
 }
 
@@ -360,7 +366,7 @@ void clsm__plan_rowop(const clsm_caps *caps, const size_t *kernel_wg, const clsm
   if (k == K_ROWS_WG && !op->backward && contiguous_rows && caps->reg_rows && caps->forced_kernel < 0 &&
       !caps->wg_forced) {
     size_t L = 0;
-    const int var = pick_reg(caps, kernel_wg, op, program, acc, &L);
+    const int var = pick_reg(caps, kernel_wg, op, program, &L);
     if (var >= 0) {
       plan_reg(op, var, L, acc, plan);
       return;

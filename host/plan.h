@@ -87,11 +87,15 @@ typedef struct clsm_caps {
   int reg_rows;        /* GPU family: forward rows held in registers when they fit (CLSM_REG_ROWS) */
 } clsm_caps;
 
+/* Whether a device with these capabilities runs variant v of dtype program
+ * `program`: the variant exists for the dtype, and the device's group size
+ * and local memory (two values a lane) take its group. */
+int clsm__reg_fits(const clsm_caps *caps, int program, int v);
 /* The first variant for an op of `kind` on rows of C elements, L lanes a
  * row to *lanes, or -1 (plan.c: pick_reg's rules); `aligned`: every row
  * of every tensor starts on 16 bytes. */
-int clsm__pick_reg(const clsm_caps *caps, const size_t *kernel_wg, int program, size_t acc,
-                   int64_t C, int aligned, int kind, size_t *lanes);
+int clsm__pick_reg(const clsm_caps *caps, const size_t *kernel_wg, int program, int64_t C,
+                   int aligned, int kind, size_t *lanes);
 
 /* CLSM_KERNEL's values, in kernel id order, NULL-terminated. */
 extern const char *const clsm__forceable_kernels[K_BACKWARD + 1];

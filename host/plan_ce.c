@@ -254,7 +254,7 @@ void clsm__plan_ce(const clsm_caps *caps, const size_t *kernel_wg, const clsm_ce
   size_t L = 0;
   const int reg = rk == K_CE_ROWS_WG && !split && contiguous && !c->prob && !(flags & CE_SOFTCAP) &&
                           caps->reg_rows && caps->forced_kernel < 0 && !caps->wg_forced
-                      ? clsm__pick_reg(caps, kernel_wg, c->program, acc, C,
+                      ? clsm__pick_reg(caps, kernel_wg, c->program, C,
                                        clsm__reg_aligned(c->program, c->xv.base, c->xv.so, P) &&
                                            (!c->grad || clsm__reg_aligned(c->program, c->gv.base,
                                                                           c->gv.so, P)),

@@ -217,9 +217,10 @@ clsm_status clsm_context_prepare(clsm_context *ctx, clsm_dtype in, clsm_dtype ou
                     clsm_dtype_name(in), clsm_dtype_name(out));
   else
     st = clsm__check_fp64(ctx, program);
-  /* The register-held rows variants: the GPU family's, for this dtype. */
+  /* The register-held rows variants: the GPU family's, for this dtype,
+   * those whose group the device takes. */
   for (int g = 0; st == CLSM_SUCCESS && g < CLSM_GROUP_COUNT; ++g)
-    if (g < G_REG0 || (ctx->caps.family == CLSM_FAMILY_GPU && clsm__reg_usable(program, g - G_REG0)))
+    if (g < G_REG0 || (ctx->caps.family == CLSM_FAMILY_GPU && clsm__reg_fits(&ctx->caps, program, g - G_REG0)))
       st = clsm__program(ctx, program, g);
   pthread_mutex_unlock(&ctx->lock);
   return st;

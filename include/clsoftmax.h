@@ -268,7 +268,8 @@ CLSM_API const char *clsm_dtype_name(clsm_dtype dtype);
  * dy of the softmax ops; the logits of cross-entropy) and `out` (their
  * output: the same dtype, or float32 for float16 / bfloat16 inputs): every
  * program clsm_program_count lists for the context's family (on a GPU,
- * the register-held rows variants too), and creates all of their kernels,
+ * the register-held rows variants too, those whose work-group size and
+ * local memory the device takes), and creates all of their kernels,
  * so that later operations on those dtypes compile nothing. Operations build what they need on first use without
  * it; an application calls this once at start-up to keep that build (a
  * lookup when PoCL's kernel cache is warm, a full compile when it is cold)

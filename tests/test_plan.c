@@ -243,6 +243,17 @@ START_TEST(test_reg_rows) {
   ck_assert_int_eq(clsm__reg_variants[var].vec, 0);
   ck_assert_int_eq(clsm__reg_variants[var].e, 32);
   ck_assert_int_eq(clsm__reg_variants[var].wg, 256);
+  /* What clsm_context_prepare builds: the variants whose group the device
+   * takes (MI300-like: 256 lanes; H100-like: all; float64 no 32-value one). */
+  for (int v = 0; v < CLSM_REG_VARIANTS; ++v) {
+    const int wide = clsm__reg_variants[v].wg > 256;
+    ck_assert_int_eq(clsm__reg_fits(MI300, P_F32, v), !wide);
+    ck_assert_int_eq(clsm__reg_fits(H100, P_F32, v), 1);
+    ck_assert_int_eq(clsm__reg_fits(H100, P_F64, v), clsm__reg_variants[v].e <= 16);
+  }
+  clsm_caps tiny = *H100;
+  tiny.local_mem_size = 2 * 256 * sizeof(float);
+  ck_assert(clsm__reg_fits(&tiny, P_F32, 0) && !clsm__reg_fits(&tiny, P_F64, 0));
   /* A built variant whose kernel takes fewer lanes than its group: the
    * online kernel, not a smaller group. */
   const int64_t vocab[2] = {4096, 32000};
