@@ -262,6 +262,41 @@ static void plan_split(const clsm_caps *caps, const clsm_rowop *op, int64_t chun
  * with 16-byte loads where every row starts on 16 bytes; -1 when none fits
  * (the row is too long for registers, or the built variant's
  * CL_KERNEL_WORK_GROUP_SIZE is below its group). */
+const clsm_profile clsm__profiles[CLSM_PROFILE_COUNT] = {
+    {"h100", "H100-like", CLSM_FAMILY_GPU, 1024, 48 * 1024, 132, 1},
+    {"mi300", "MI300-like", CLSM_FAMILY_GPU, 256, 64 * 1024, 304, 0},
+    {"igpu", "iGPU-like", CLSM_FAMILY_GPU, 512, 64 * 1024, 96, 0},
+    {"pocl-cpu", "PoCL CPU", CLSM_FAMILY_CPU, 4096, 2u << 20, 2, 0},
+    {"h200", "H200-like", CLSM_FAMILY_GPU, 1024, 48 * 1024, 132, 1},
+    {"arc", "Arc-like", CLSM_FAMILY_GPU, 1024, 64 * 1024, 512, 0},
+};
+
+const clsm_profile *clsm__profile(const char *name) {
+  for (int i = 0; name && i < CLSM_PROFILE_COUNT; ++i)
+    if (!strcmp(clsm__profiles[i].name, name)) return &clsm__profiles[i];
+  return NULL;
+}
+
+clsm_caps clsm__profile_caps(const clsm_profile *p) {
+  clsm_caps c;
+  memset(&c, 0, sizeof c);
+  c.family = p->family;
+  c.max_wg_size = p->max_wg;
+  c.local_mem_size = p->local_mem;
+  c.compute_units = p->units;
+  c.wg_size = p->max_wg < 256 ? p->max_wg : 256;
+  c.wg_cap = p->max_wg < 1024 ? p->max_wg : 1024;
+  c.inner_vectors = INNER_VECTORS_DEFAULT;
+  c.split = -1;
+  c.row_blocks = 1;
+  c.forced_kernel = -1;
+  c.inner_tile = -1;
+  c.ce_rows16 = -1;
+  c.nt_bytes = p->family == CLSM_FAMILY_CPU ? (uint64_t)32 << 20 : UINT64_MAX;
+  c.reg_rows = 1;
+  return c;
+}
+
 int clsm__reg_fits(const clsm_caps *caps, int program, int v) {
   if (!clsm__reg_usable(program, v)) return 0;
   const uint64_t acc = program == P_F64 ? sizeof(double) : sizeof(float);

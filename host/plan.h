@@ -87,6 +87,24 @@ typedef struct clsm_caps {
   int reg_rows;        /* GPU family: forward rows held in registers when they fit (CLSM_REG_ROWS) */
 } clsm_caps;
 
+/* Described devices, as they report themselves to OpenCL, for planning
+ * and listing programs without one (`clsoftmax program --profile`,
+ * tests/test_plan.c): name, label, family, work-group size, local memory,
+ * compute units, and whether NVIDIA's compiler options apply. */
+typedef struct clsm_profile {
+  const char *name, *label;
+  clsm_family family;
+  size_t max_wg;
+  uint64_t local_mem;
+  unsigned units;
+  int nv;
+} clsm_profile;
+#define CLSM_PROFILE_COUNT 6
+extern const clsm_profile clsm__profiles[CLSM_PROFILE_COUNT];
+/* The profile called `name`, or NULL. */
+const clsm_profile *clsm__profile(const char *name);
+/* The capabilities a context on that device gets with no tuning variable set. */
+clsm_caps clsm__profile_caps(const clsm_profile *p);
 /* Whether a device with these capabilities runs variant v of dtype program
  * `program`: the variant exists for the dtype, and the device's group size
  * and local memory (two values a lane) take its group. */

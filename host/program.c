@@ -256,32 +256,36 @@ static void put_text(char *buf, size_t size, size_t *len, const char *text, size
   *len += n;
 }
 
-/* The group of a family's program `index`, or -1. */
-static int listed_group(clsm_family family, int program, int index) {
+/* The group of a family's program `index`, or -1; with a described
+ * device's caps, only the variants it takes. */
+static int listed_group(clsm_family family, const clsm_caps *caps, int program, int index) {
   if (index < 0) return -1;
   if (index < G_REG0) return index;
   if (family != CLSM_FAMILY_GPU) return -1;
   for (int g = G_REG0; g < CLSM_GROUP_COUNT; ++g)
-    if (clsm__reg_usable(program, g - G_REG0) && index-- == G_REG0) return g;
+    if ((caps ? clsm__reg_fits(caps, program, g - G_REG0) : clsm__reg_usable(program, g - G_REG0)) &&
+        index-- == G_REG0)
+      return g;
   return -1;
 }
 
-int clsm_program_count(clsm_family family, clsm_dtype in, clsm_dtype out) {
+static int program_count(clsm_family family, const clsm_caps *caps, clsm_dtype in, clsm_dtype out) {
   if (family != CLSM_FAMILY_CPU && family != CLSM_FAMILY_GPU) return -1;
   const int program = clsm__program_for(in, out);
   if (program < 0) return -1;
   int n = 0;
-  while (listed_group(family, program, n) >= 0) ++n;
+  while (listed_group(family, caps, program, n) >= 0) ++n;
   return n;
 }
 
-clsm_status clsm_program_info(clsm_family family, clsm_dtype in, clsm_dtype out, int index,
-                              char *name, size_t name_size, char *options, size_t options_size,
-                              char *source, size_t source_size, size_t *source_length) {
+static clsm_status program_info(clsm_family family, const clsm_caps *caps, int nv, clsm_dtype in,
+                                clsm_dtype out, int index, char *name, size_t name_size,
+                                char *options, size_t options_size, char *source,
+                                size_t source_size, size_t *source_length) {
   if (family != CLSM_FAMILY_CPU && family != CLSM_FAMILY_GPU) return CLSM_ERR_INVALID_ARGUMENT;
   const int program = clsm__program_for(in, out);
   if (program < 0) return CLSM_ERR_UNSUPPORTED_DTYPE;
-  const int group = listed_group(family, program, index);
+  const int group = listed_group(family, caps, program, index);
   if (group < 0) return CLSM_ERR_INVALID_ARGUMENT;
   const int cpu = family == CLSM_FAMILY_CPU;
   if (name && name_size) {
@@ -299,7 +303,7 @@ clsm_status clsm_program_info(clsm_family family, clsm_dtype in, clsm_dtype out,
       snprintf(name, name_size, "%s.%s-%s", gname, clsm_dtype_name(in), clsm_dtype_name(out));
   }
   if (options && options_size)
-    build_options(program, group, INNER_VECTORS_DEFAULT, cpu, cpu, 0, options, options_size);
+    build_options(program, group, INNER_VECTORS_DEFAULT, cpu, cpu, nv, options, options_size);
   size_t len = 0;
   if (source && source_size) source[0] = '\0';
   for (int f = 0; f < MAX_FILES && files_of(group)[f]; ++f) {
@@ -310,4 +314,37 @@ clsm_status clsm_program_info(clsm_family family, clsm_dtype in, clsm_dtype out,
   }
   if (source_length) *source_length = len;
   return CLSM_SUCCESS;
+}
+
+int clsm_program_count(clsm_family family, clsm_dtype in, clsm_dtype out) {
+  return program_count(family, NULL, in, out);
+}
+
+clsm_status clsm_program_info(clsm_family family, clsm_dtype in, clsm_dtype out, int index,
+                              char *name, size_t name_size, char *options, size_t options_size,
+                              char *source, size_t source_size, size_t *source_length) {
+  return program_info(family, NULL, 0, in, out, index, name, name_size, options, options_size,
+                      source, source_size, source_length);
+}
+
+const char *clsm_profile_name(int index) {
+  return index >= 0 && index < CLSM_PROFILE_COUNT ? clsm__profiles[index].name : NULL;
+}
+
+int clsm_profile_program_count(const char *profile, clsm_dtype in, clsm_dtype out) {
+  const clsm_profile *p = clsm__profile(profile);
+  if (!p) return -1;
+  const clsm_caps caps = clsm__profile_caps(p);
+  return program_count(p->family, &caps, in, out);
+}
+
+clsm_status clsm_profile_program_info(const char *profile, clsm_dtype in, clsm_dtype out, int index,
+                                      char *name, size_t name_size, char *options,
+                                      size_t options_size, char *source, size_t source_size,
+                                      size_t *source_length) {
+  const clsm_profile *p = clsm__profile(profile);
+  if (!p) return CLSM_ERR_INVALID_ARGUMENT;
+  const clsm_caps caps = clsm__profile_caps(p);
+  return program_info(p->family, &caps, p->nv, in, out, index, name, name_size, options,
+                      options_size, source, source_size, source_length);
 }

@@ -700,6 +700,18 @@ CLSM_API clsm_status clsm_program_info(clsm_family family, clsm_dtype in, clsm_d
                                        char *name, size_t name_size, char *options,
                                        size_t options_size, char *source, size_t source_size,
                                        size_t *source_length);
+/* The same for a described device (a profile) instead of a family: its
+ * family's programs with the register-held variants whose group it takes,
+ * and its build options (NVIDIA profiles: -cl-nv-maxrregcount on the
+ * 1024-lane variants). clsm_profile_name(i) names profile i ("h100",
+ * "h200", "mi300", "igpu", "arc", "pocl-cpu"), NULL past the last.
+ * An unknown profile: -1, CLSM_ERR_INVALID_ARGUMENT. */
+CLSM_API const char *clsm_profile_name(int index);
+CLSM_API int clsm_profile_program_count(const char *profile, clsm_dtype in, clsm_dtype out);
+CLSM_API clsm_status clsm_profile_program_info(const char *profile, clsm_dtype in, clsm_dtype out,
+                                               int index, char *name, size_t name_size,
+                                               char *options, size_t options_size, char *source,
+                                               size_t source_size, size_t *source_length);
 
 /* ------------------------------------------------ blocking host versions */
 

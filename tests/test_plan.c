@@ -20,35 +20,11 @@ typedef struct device {
   clsm_caps caps;
 } device;
 
-static clsm_caps described(clsm_family family, size_t max_wg, uint64_t local_mem, unsigned units) {
-  clsm_caps c;
-  memset(&c, 0, sizeof c);
-  c.family = family;
-  c.max_wg_size = max_wg;
-  c.local_mem_size = local_mem;
-  c.compute_units = units;
-  c.wg_size = max_wg < 256 ? max_wg : 256;
-  c.wg_cap = max_wg < 1024 ? max_wg : 1024;
-  c.inner_vectors = INNER_VECTORS_DEFAULT;
-  c.split = -1;
-  c.row_blocks = 1;
-  c.forced_kernel = -1;
-  c.inner_tile = -1;
-  c.ce_rows16 = -1;
-  c.nt_bytes = family == CLSM_FAMILY_CPU ? (uint64_t)32 << 20 : UINT64_MAX;
-  c.reg_rows = 1;
-  return c;
-}
-
-/* What the devices report to OpenCL. */
-static device devices[6];
+/* The library's described devices (clsm__profiles), in its order. */
+static device devices[CLSM_PROFILE_COUNT];
 static void describe_devices(void) {
-  devices[0] = (device){"H100-like", described(CLSM_FAMILY_GPU, 1024, 48 * 1024, 132)};
-  devices[1] = (device){"MI300-like", described(CLSM_FAMILY_GPU, 256, 64 * 1024, 304)};
-  devices[2] = (device){"iGPU-like", described(CLSM_FAMILY_GPU, 512, 64 * 1024, 96)};
-  devices[3] = (device){"PoCL CPU", described(CLSM_FAMILY_CPU, 4096, 2u << 20, 2)};
-  devices[4] = (device){"H200-like", described(CLSM_FAMILY_GPU, 1024, 48 * 1024, 132)};
-  devices[5] = (device){"Arc-like", described(CLSM_FAMILY_GPU, 1024, 64 * 1024, 512)};
+  for (int i = 0; i < CLSM_PROFILE_COUNT; ++i)
+    devices[i] = (device){clsm__profiles[i].label, clsm__profile_caps(&clsm__profiles[i])};
 }
 #define H100 (&devices[0].caps)
 #define MI300 (&devices[1].caps)

@@ -419,6 +419,34 @@ START_TEST(test_tool_program) {
                     strstr(text, "-DCLSM_REG_E=32 -DCLSM_REG_V=1 -DCLSM_REG_WG=1024") &&
                     !strstr(text, "\n11 "),
                 "%s", text);
+  /* A described device's list: MI300-like takes no 1024-lane group; the
+   * H100-like one caps those variants' registers; an unknown profile, or
+   * one beside --family, is a usage error that names the profiles. */
+  const char *mi[] = {"program", "--profile", "mi300", "--list", NULL};
+  ck_assert_int_eq(run_tool_to(mi, path_in("mi.txt")), 0);
+  f = fopen(path_in("mi.txt"), "rb");
+  ck_assert(f != NULL);
+  n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  ck_assert_msg(strstr(text, "\n8 rows_reg-e32-v1-wg256.float32 ") && !strstr(text, "wg1024") &&
+                    !strstr(text, "\n9 ") && !strstr(text, "maxrregcount"),
+                "%s", text);
+  const char *h100[] = {"program", "--profile", "h100", "--list", NULL};
+  ck_assert_int_eq(run_tool_to(h100, path_in("h100.txt")), 0);
+  f = fopen(path_in("h100.txt"), "rb");
+  ck_assert(f != NULL);
+  n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  ck_assert_msg(strstr(text, "-DCLSM_REG_WG=1024 -cl-nv-maxrregcount=64") &&
+                    !strstr(text, "-DCLSM_REG_WG=256 -cl-nv") && strstr(text, "\n10 "),
+                "%s", text);
+  const char *bogus[] = {"program", "--profile", "bogus", "--list", NULL};
+  ck_assert_int_eq(run_tool_to(bogus, path_in("bogus.txt")), 2);
+  ck_assert_msg(strstr(errtext, "mi300") && strstr(errtext, "'bogus'"), "%s", errtext);
+  const char *profam[] = {"program", "--profile", "h100", "--family", "gpu", "--list", NULL};
+  ck_assert_int_eq(run_tool_to(profam, path_in("profam.txt")), 2);
   const char *one[] = {"program", "--family", "cpu", "--index", "1", NULL};
   ck_assert_msg(run_tool_to(one, path_in("ce.cl")) == 0, "%s", errtext);
   f = fopen(path_in("ce.cl"), "rb");

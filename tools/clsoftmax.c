@@ -31,7 +31,8 @@ static const char usage_text[] =
     "                          [--device SPEC] [--verbose] LOGITS.npy TARGET.npy LOSS.npy\n"
     "  clsoftmax bench [--quick] [--json FILE] [--svg FILE] [--device SPEC]\n"
     "  clsoftmax demo  [--device SPEC]\n"
-    "  clsoftmax program [--family cpu|gpu] [--dtype D] [--out D] --list | --index K\n"
+    "  clsoftmax program [--family cpu|gpu | --profile NAME] [--dtype D] [--out D]\n"
+    "                    --list | --index K\n"
     "  clsoftmax --help | --version\n"
     "\n"
     "--dim D       the softmax axis, negative counts from the end (default -1)\n"
@@ -53,7 +54,9 @@ static const char usage_text[] =
     "program       the OpenCL programs the library builds for a family and dtype pair\n"
     "              (default gpu, float32): --list a line each (index, name, build\n"
     "              options); --index K program K: '// build options: ...', then its\n"
-    "              source, which compiles as it is with them\n"
+    "              source, which compiles as it is with them; --profile NAME (h100,\n"
+    "              h200, mi300, igpu, arc, pocl-cpu) lists what that described device\n"
+    "              builds, with its options\n"
     "--verbose     print to stderr, for each call, the device, the kernels it ran with\n"
     "              their launch geometry, and its time (host copies included)\n"
     "--device SPEC cpu, gpu, P:D (platform:device as `devices` lists), or part of a\n"
@@ -574,18 +577,31 @@ static int parse_dtype(const char *s, clsm_dtype *d) {
 static int cmd_program(int argc, char **argv) {
   clsm_family fam = CLSM_FAMILY_GPU;
   clsm_dtype in = CLSM_FLOAT32, out = CLSM_FLOAT32;
-  int out_given = 0, list = 0, index = -1;
+  int out_given = 0, list = 0, index = -1, fam_given = 0;
+  const char *profile = NULL;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--list")) {
       list = 1;
       continue;
     }
-    if (strcmp(a, "--family") && strcmp(a, "--dtype") && strcmp(a, "--out") && strcmp(a, "--index"))
+    if (strcmp(a, "--family") && strcmp(a, "--dtype") && strcmp(a, "--out") && strcmp(a, "--index") &&
+        strcmp(a, "--profile"))
       return tool_usage_error("program: unknown argument '%s'", a);
     if (!v) return tool_usage_error("option '%s' needs a value", a);
     ++i;
-    if (!strcmp(a, "--family")) {
+    if (!strcmp(a, "--profile")) {
+      if (clsm_profile_program_count(v, CLSM_FLOAT32, CLSM_FLOAT32) < 0) {
+        char names[128] = "";
+        for (int p = 0; clsm_profile_name(p); ++p)
+          snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", p ? ", " : "",
+                   clsm_profile_name(p));
+        fprintf(stderr, "clsoftmax: --profile must be one of %s, got '%s'\n", names, v);
+        return EXIT_USAGE;
+      }
+      profile = v;
+    } else if (!strcmp(a, "--family")) {
+      fam_given = 1;
       if (!strcmp(v, "cpu")) fam = CLSM_FAMILY_CPU;
       else if (!strcmp(v, "gpu")) fam = CLSM_FAMILY_GPU;
       else return tool_usage_error("--family must be cpu or gpu, got '%s'", v);
@@ -604,9 +620,10 @@ static int cmd_program(int argc, char **argv) {
     }
   }
   if (list == (index >= 0)) return tool_usage_error("program: give --list or --index K%s", "");
+  if (profile && fam_given) return tool_usage_error("program: give --family or --profile, not both%s", "");
   if (!out_given) out = in;
   char name[64], opts[512];
-  const int count = clsm_program_count(fam, in, out);
+  const int count = profile ? clsm_profile_program_count(profile, in, out) : clsm_program_count(fam, in, out);
   if (count >= 0 && index >= count) {
     char last[16];
     snprintf(last, sizeof last, "%d", count - 1);
@@ -615,7 +632,9 @@ static int cmd_program(int argc, char **argv) {
   for (int k = 0; k < (count > 0 ? count : 1); ++k) {
     if (!list && k != index) continue;
     size_t len = 0;
-    clsm_status st = clsm_program_info(fam, in, out, k, name, sizeof name, opts, sizeof opts, NULL, 0, &len);
+    clsm_status st =
+        profile ? clsm_profile_program_info(profile, in, out, k, name, sizeof name, opts, sizeof opts, NULL, 0, &len)
+                : clsm_program_info(fam, in, out, k, name, sizeof name, opts, sizeof opts, NULL, 0, &len);
     if (st == CLSM_ERR_UNSUPPORTED_DTYPE) {
       fprintf(stderr, "clsoftmax: program: no operation takes %s in and %s out (16-bit inputs may "
               "have a float32 output)\n", clsm_dtype_name(in), clsm_dtype_name(out));
@@ -634,7 +653,10 @@ static int cmd_program(int argc, char **argv) {
       fprintf(stderr, "clsoftmax: out of memory\n");
       return EXIT_DEVICE;
     }
-    clsm_program_info(fam, in, out, k, NULL, 0, NULL, 0, src, len + 1, NULL);
+    if (profile)
+      clsm_profile_program_info(profile, in, out, k, NULL, 0, NULL, 0, src, len + 1, NULL);
+    else
+      clsm_program_info(fam, in, out, k, NULL, 0, NULL, 0, src, len + 1, NULL);
     printf("// build options: %s\n", opts);
     fwrite(src, 1, len, stdout);
     free(src);
