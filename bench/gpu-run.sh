@@ -40,13 +40,14 @@ case " $steps " in *" bench "*)
   CLSM_ROW_LANES=256 CLSM_BENCH_ONLY=${GPU_LANES_ONLY:-65536x128,128x1000,64x80,8192x4096} \
     timeout 60 "$bin" bench > "$out/bench-gpu-lanes256.txt" 2>&1
   echo "bench (CLSM_ROW_LANES=256) exit $?"; grep -E '^(softmax|log-softmax)[a-z-]* .*float32' "$out/bench-gpu-lanes256.txt"
-  # A/B of the forward rows held in registers (the default) against the
-  # online work-group kernel (CLSM_REG_ROWS=0), interleaved: on, off, on.
+  # A/B of the rows held in registers (the default; forward softmax and
+  # cross-entropy) against the work-group kernels (CLSM_REG_ROWS=0),
+  # interleaved: on, off, on.
   for ab in 1 0 1; do
     CLSM_REG_ROWS=$ab CLSM_BENCH_ONLY=${GPU_REG_ONLY:-8192x4096,4096x32000,65536x128} \
       timeout 60 "$bin" bench > "$out/bench-gpu-reg$ab.txt" 2>&1
     echo "bench (CLSM_REG_ROWS=$ab) exit $?"
-    grep -E '^(softmax|log-softmax) .*float32' "$out/bench-gpu-reg$ab.txt"
+    grep -E '^(softmax|log-softmax|cross-entropy[a-z-]*) .*float32' "$out/bench-gpu-reg$ab.txt"
   done
 esac
 case " $steps " in *" torch "*)
