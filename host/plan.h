@@ -84,7 +84,7 @@ typedef struct clsm_caps {
   int ce_rows16;       /* cross-entropy's short rows 16 a work-item: -1 plan, 0, 1 */
   uint64_t nt_bytes;   /* outputs of at least this many bytes are stored non-temporally */
   size_t row_lanes;    /* lanes per row of the work-group row kernels; 0: from the row */
-  int reg_rows;        /* GPU family: forward rows held in registers when they fit (CLSM_REG_ROWS) */
+  int reg_rows;        /* GPU family: forward and CE rows held in registers when they fit (CLSM_REG_ROWS) */
 } clsm_caps;
 
 /* Described devices, as they report themselves to OpenCL, for planning
