@@ -504,16 +504,9 @@ START_TEST(test_ce_reg_rows) {
     for (int in_place = 0; in_place < 2; ++in_place) {
       float *r0 = x + off;
       fill_random(x, n + off, 5000 + (uint64_t)_i);
-      r0[0 * C + C / 2] = NAN;
-      r0[1 * C + C - 1] = INFINITY;
-      for (int64_t c = 0; c < C; ++c) r0[2 * C + c] = -INFINITY;
-      for (int64_t c = 0; c < C; ++c) r0[3 * C + c] = c == C - 1 ? 2.5f : -INFINITY;
-      for (int64_t c = 0; c < C / 2; ++c) r0[4 * C + c] = -INFINITY;
       /* Label smoothing sums w x over the row in float (docs/design.md):
        * its huge rows keep that sum in range. */
-      const float huge = eps > 0 ? 3e38f / (float)(2 * C) : 3e38f;
-      for (int64_t c = 0; c < C; ++c) r0[5 * C + c] = huge * (float)((c % 5) + 1) / 5.0f;
-      for (int64_t c = 0; c < C; ++c) r0[6 * C + c] = -huge + (float)(c % 7);
+      fill_special_rows(r0, C, eps > 0 ? 3e38f / (float)(2 * C) : 3e38f);
       for (int64_t i = 0; i < n; ++i) xd[i] = r0[i];
       const int64_t shape[2] = {R, C}, wshape[1] = {C};
       cl_mem xb = test_buffer(ctx, sizeof(float) * (size_t)(n + off), x);

@@ -116,13 +116,7 @@ START_TEST(test_reg_rows) {
     for (unsigned safe = 0; safe < 2; ++safe) {
       float *r0 = x + off;
       fill_random(x, n + off, 4000 + (uint64_t)_i);
-      r0[0 * C + C / 2] = NAN;
-      r0[1 * C + C - 1] = INFINITY;
-      for (int64_t c = 0; c < C; ++c) r0[2 * C + c] = -INFINITY;
-      for (int64_t c = 0; c < C; ++c) r0[3 * C + c] = c == C - 1 ? 2.5f : -INFINITY;
-      for (int64_t c = 0; c < C / 2; ++c) r0[4 * C + c] = -INFINITY;
-      for (int64_t c = 0; c < C; ++c) r0[5 * C + c] = 3e38f * (float)((c % 5) + 1) / 5.0f;
-      for (int64_t c = 0; c < C; ++c) r0[6 * C + c] = -3e38f + (float)(c % 7);
+      fill_special_rows(r0, C, 3e38f);
       const int64_t shape[2] = {R, C};
       cl_mem xb = test_buffer(ctx, sizeof(float) * (size_t)(n + off), x);
       cl_mem yb = in_place ? xb : test_buffer(ctx, sizeof(float) * (size_t)(n + off), NULL);

@@ -391,17 +391,23 @@ START_TEST(test_tool_shards) {
 }
 END_TEST
 
+static size_t read_text(const char *path, char *buf, size_t cap) {
+  FILE *f = fopen(path, "r");
+  ck_assert_msg(f != NULL, "cannot open %s", path);
+  size_t n = fread(buf, 1, cap - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  ck_assert_msg(n < cap - 1, "%s is larger than the test's buffer", path);
+  return n;
+}
+
 /* program: the list of what is built, and one program printed as it is
  * built, which the default device then builds from the printed text. */
 START_TEST(test_tool_program) {
   const char *list[] = {"program", "--family", "cpu", "--dtype", "float16", "--out", "float32", "--list", NULL};
   ck_assert_msg(run_tool_to(list, path_in("list.txt")) == 0, "%s", errtext);
   char text[4096] = "";
-  FILE *f = fopen(path_in("list.txt"), "r");
-  ck_assert(f != NULL);
-  size_t n = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  text[n] = '\0';
+  read_text(path_in("list.txt"), text, sizeof text);
   ck_assert_msg(strstr(text, "0 row.float16-float32 -cl-std=CL1.2 -DCLSM_X_F16 -DCLSM_Y_F32") &&
                     strstr(text, "1 ce.float16-float32") && strstr(text, "2 attn.float16-float32") &&
                     strstr(text, "-DCLSM_CPU_BUILTINS"),
@@ -409,11 +415,7 @@ START_TEST(test_tool_program) {
   const char *gpu[] = {"program", "--family", "gpu", "--list", NULL};
   ck_assert_int_eq(run_tool_to(gpu, path_in("gpu.txt")), 0);
   /* The GPU family's list ends with the register-held rows variants. */
-  f = fopen(path_in("gpu.txt"), "rb");
-  ck_assert(f != NULL);
-  n = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  text[n] = '\0';
+  read_text(path_in("gpu.txt"), text, sizeof text);
   ck_assert_msg(strstr(text, "3 rows_reg-e8-v4-wg256.float32 ") &&
                     strstr(text, "10 rows_reg-e32-v1-wg1024.float32 ") &&
                     strstr(text, "-DCLSM_REG_E=32 -DCLSM_REG_V=1 -DCLSM_REG_WG=1024") &&
@@ -424,21 +426,13 @@ START_TEST(test_tool_program) {
    * one beside --family, is a usage error that names the profiles. */
   const char *mi[] = {"program", "--profile", "mi300", "--list", NULL};
   ck_assert_int_eq(run_tool_to(mi, path_in("mi.txt")), 0);
-  f = fopen(path_in("mi.txt"), "rb");
-  ck_assert(f != NULL);
-  n = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  text[n] = '\0';
+  read_text(path_in("mi.txt"), text, sizeof text);
   ck_assert_msg(strstr(text, "\n8 rows_reg-e32-v1-wg256.float32 ") && !strstr(text, "wg1024") &&
                     !strstr(text, "\n9 ") && !strstr(text, "maxrregcount"),
                 "%s", text);
   const char *h100[] = {"program", "--profile", "h100", "--list", NULL};
   ck_assert_int_eq(run_tool_to(h100, path_in("h100.txt")), 0);
-  f = fopen(path_in("h100.txt"), "rb");
-  ck_assert(f != NULL);
-  n = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  text[n] = '\0';
+  read_text(path_in("h100.txt"), text, sizeof text);
   ck_assert_msg(strstr(text, "-DCLSM_REG_WG=1024 -cl-nv-maxrregcount=64") &&
                     !strstr(text, "-DCLSM_REG_WG=256 -cl-nv") && strstr(text, "\n10 "),
                 "%s", text);
@@ -449,7 +443,7 @@ START_TEST(test_tool_program) {
   ck_assert_int_eq(run_tool_to(profam, path_in("profam.txt")), 2);
   const char *one[] = {"program", "--family", "cpu", "--index", "1", NULL};
   ck_assert_msg(run_tool_to(one, path_in("ce.cl")) == 0, "%s", errtext);
-  f = fopen(path_in("ce.cl"), "rb");
+  FILE *f = fopen(path_in("ce.cl"), "rb");
   ck_assert(f != NULL);
   fseek(f, 0, SEEK_END);
   long len = ftell(f);
@@ -661,16 +655,6 @@ START_TEST(test_tool_bench_json) {
   unsetenv("CLSM_BENCH_ONLY");
 }
 END_TEST
-
-static size_t read_text(const char *path, char *buf, size_t cap) {
-  FILE *f = fopen(path, "r");
-  ck_assert_msg(f != NULL, "cannot open %s", path);
-  size_t n = fread(buf, 1, cap - 1, f);
-  buf[n] = '\0';
-  fclose(f);
-  ck_assert_msg(n < cap - 1, "%s is larger than the test's buffer", path);
-  return n;
-}
 
 static int count_of(const char *text, const char *what) {
   int k = 0;

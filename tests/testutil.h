@@ -54,6 +54,19 @@ static inline void fill_random(float *x, int64_t n, uint64_t seed) {
   }
 }
 
+/* Rows 0-6 of rows of C elements at r0 made special: a NaN, a +inf, all
+ * -inf, one finite (2.5, last) among -inf, the first half -inf, huge
+ * positive values up to `huge`, and values just above -huge. */
+static inline void fill_special_rows(float *r0, int64_t C, float huge) {
+  r0[0 * C + C / 2] = NAN;
+  r0[1 * C + C - 1] = INFINITY;
+  for (int64_t c = 0; c < C; ++c) r0[2 * C + c] = -INFINITY;
+  for (int64_t c = 0; c < C; ++c) r0[3 * C + c] = c == C - 1 ? 2.5f : -INFINITY;
+  for (int64_t c = 0; c < C / 2; ++c) r0[4 * C + c] = -INFINITY;
+  for (int64_t c = 0; c < C; ++c) r0[5 * C + c] = huge * (float)((c % 5) + 1) / 5.0f;
+  for (int64_t c = 0; c < C; ++c) r0[6 * C + c] = -huge + (float)(c % 7);
+}
+
 /* Points the ICD loader at an empty vendors folder. Returns 1 when the loader
  * then finds no platform, as ocl-icd does; a loader that ignores
  * OCL_ICD_VENDORS (some GPU drivers ship their own) still finds one, and the
