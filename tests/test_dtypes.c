@@ -114,7 +114,7 @@ static void check_dtype_op(clsm_context *ctx, int op, const dtype_tol *t, const 
   int r = s->rank ? s->rank : 1, dim = s->dim < 0 ? s->dim + r : s->dim, log = op % 2;
   size_t nb = sizeof(double) * (size_t)(n + 1);
   double *a = malloc(nb), *b = malloc(nb), *out = malloc(nb), *ref = malloc(nb), *sc = malloc(nb);
-  float *xf = malloc(sizeof(float) * (size_t)(n + 1));
+  float *xf = calloc((size_t)(n + 1), sizeof(float)); /* n may be 0 */
   ck_assert(a && b && out && ref && sc && xf);
   fill_random(xf, n, seed);
   for (int64_t i = 0; i < n; ++i) a[i] = xf[i];
