@@ -320,7 +320,7 @@ START_TEST(test_tool_shards) {
   for (int k = 1; k <= 4; ++k)
     for (int r = 0; r < 3; ++r)
       for (int prob = 0; prob < 2; ++prob) {
-        char ks[8];
+        char ks[16];
         snprintf(ks, sizeof ks, "%d", k);
         const char *args[] = {"cross-entropy", "--shards", ks, "--reduction", reds[r], "--weight",
                               path_in("w.npy"), "--label-smoothing", "0.1", "--grad", path_in("g.npy"),
@@ -349,7 +349,7 @@ START_TEST(test_tool_shards) {
   /* softmax and log-softmax along each dim, 3 shards; the backward. */
   for (int log = 0; log < 2; ++log)
     for (int dim = 0; dim < 2; ++dim) {
-      char dimarg[8];
+      char dimarg[16];
       snprintf(dimarg, sizeof dimarg, "%d", dim);
       const char *args[] = {log ? "log-softmax" : "softmax", "--shards", "3", "--dim", dimarg,
                             path_in("x.npy"), path_in("y.npy"), NULL};
