@@ -199,14 +199,6 @@ clsm_status clsm_list_devices(clsm_device_info *out, size_t capacity, size_t *co
   return CLSM_SUCCESS;
 }
 
-/* At most `want` lanes, fewer if the device or its local memory (two doubles
- * a lane, the widest case) cannot hold them; a power of two for the trees. */
-static size_t fit_lanes(const clsm_caps *caps, size_t want) {
-  while (want > 1 && (want > caps->max_wg_size || want * 2 * sizeof(double) > caps->local_mem_size))
-    want /= 2;
-  return want;
-}
-
 /* Reads device properties and sets the tunables; every tuning variable of
  * the environment is validated (docs/design.md lists them). Returns 0, with
  * `msg` naming the variable, when one is not understood. */
@@ -227,10 +219,8 @@ static int query_device(clsm_context *ctx, char *msg, size_t msize) {
   if (clGetDeviceInfo(ctx->device, CL_DEVICE_DOUBLE_FP_CONFIG, sizeof fp64, &fp64, NULL) ==
       CL_SUCCESS)
     ctx->has_fp64 = fp64 != 0;
-  caps->max_wg_size = max_wg ? max_wg : 1;
-  caps->local_mem_size = local_mem;
-  caps->compute_units = units ? units : 1;
   const int cpu = (ctx->device_type & CL_DEVICE_TYPE_CPU) != 0;
+  clsm__caps_defaults(caps, cpu ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU, max_wg, local_mem, units);
 
   static const char *const families[] = {"cpu", "gpu", NULL};
   int fam = -1, kern = -1;
@@ -238,26 +228,20 @@ static int query_device(clsm_context *ctx, char *msg, size_t msize) {
   if (!env_word("CLSM_FAMILY", families, &fam, msg, msize) ||
       !env_word("CLSM_KERNEL", clsm__forceable_kernels, &kern, msg, msize) ||
       !env_int("CLSM_WG_SIZE", 0, 1, (long)caps->max_wg_size, 1, &wg_env, msg, msize) ||
-      !env_int("CLSM_INNER_VECTORS", INNER_VECTORS_DEFAULT, 1, 128, 0, &inner_vectors, msg, msize) ||
-      !env_int("CLSM_SPLIT", -1, 0, 1, 0, &split, msg, msize) ||
-      !env_int("CLSM_ROW_BLOCKS", 1, 0, 1, 0, &row_blocks, msg, msize) ||
-      !env_int("CLSM_INNER_TILE", -1, 0, 1, 0, &inner_tile, msg, msize) ||
-      !env_int("CLSM_CE_ROWS16", -1, 0, 1, 0, &rows16, msg, msize) ||
+      !env_int("CLSM_INNER_VECTORS", caps->inner_vectors, 1, 128, 0, &inner_vectors, msg, msize) ||
+      !env_int("CLSM_SPLIT", caps->split, 0, 1, 0, &split, msg, msize) ||
+      !env_int("CLSM_ROW_BLOCKS", caps->row_blocks, 0, 1, 0, &row_blocks, msg, msize) ||
+      !env_int("CLSM_INNER_TILE", caps->inner_tile, 0, 1, 0, &inner_tile, msg, msize) ||
+      !env_int("CLSM_CE_ROWS16", caps->ce_rows16, 0, 1, 0, &rows16, msg, msize) ||
       !env_int("CLSM_PACKED_STORES", cpu, 0, 1, 0, &packed, msg, msize) ||
       !env_int("CLSM_NT_STORES", -1, 0, 1, 0, &nt, msg, msize) ||
       !env_int("CLSM_ROW_LANES", 0, 1, 1 << 16, 1, &lanes, msg, msize) ||
-      !env_int("CLSM_REG_ROWS", 1, 0, 1, 0, &reg, msg, msize))
+      !env_int("CLSM_REG_ROWS", caps->reg_rows, 0, 1, 0, &reg, msg, msize))
     return 0;
 
-  caps->family = cpu ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU;
   if (fam >= 0) caps->family = fam == 0 ? CLSM_FAMILY_CPU : CLSM_FAMILY_GPU;
-  /* The work-group kernels want 256 lanes, a one-work-group reduction
-   * (cross-entropy's totals) up to 1024. */
-  size_t wg = fit_lanes(caps, 256), cap = fit_lanes(caps, 1024);
   caps->wg_forced = wg_env > 0;
-  if (caps->wg_forced) wg = cap = (size_t)wg_env;
-  caps->wg_size = wg;
-  caps->wg_cap = cap;
+  if (caps->wg_forced) caps->wg_size = caps->wg_cap = (size_t)wg_env;
   caps->inner_vectors = (int)inner_vectors;
   caps->split = (int)split;
   caps->row_blocks = (int)row_blocks;

@@ -277,23 +277,38 @@ const clsm_profile *clsm__profile(const char *name) {
   return NULL;
 }
 
+/* At most `want` lanes, fewer if the device or its local memory (two doubles
+ * a lane, the widest case) cannot hold them; a power of two for the trees. */
+static size_t fit_lanes(const clsm_caps *caps, size_t want) {
+  while (want > 1 && (want > caps->max_wg_size || want * 2 * sizeof(double) > caps->local_mem_size))
+    want /= 2;
+  return want;
+}
+
+void clsm__caps_defaults(clsm_caps *c, clsm_family family, size_t max_wg, uint64_t local_mem,
+                         unsigned units) {
+  memset(c, 0, sizeof *c);
+  c->family = family;
+  c->max_wg_size = max_wg ? max_wg : 1;
+  c->local_mem_size = local_mem;
+  c->compute_units = units ? units : 1;
+  /* The work-group kernels want 256 lanes, a one-work-group reduction
+   * (cross-entropy's totals) up to 1024. */
+  c->wg_size = fit_lanes(c, 256);
+  c->wg_cap = fit_lanes(c, 1024);
+  c->inner_vectors = INNER_VECTORS_DEFAULT;
+  c->split = -1;
+  c->row_blocks = 1;
+  c->forced_kernel = -1;
+  c->inner_tile = -1;
+  c->ce_rows16 = -1;
+  c->nt_bytes = family == CLSM_FAMILY_CPU ? (uint64_t)32 << 20 : UINT64_MAX;
+  c->reg_rows = 1;
+}
+
 clsm_caps clsm__profile_caps(const clsm_profile *p) {
   clsm_caps c;
-  memset(&c, 0, sizeof c);
-  c.family = p->family;
-  c.max_wg_size = p->max_wg;
-  c.local_mem_size = p->local_mem;
-  c.compute_units = p->units;
-  c.wg_size = p->max_wg < 256 ? p->max_wg : 256;
-  c.wg_cap = p->max_wg < 1024 ? p->max_wg : 1024;
-  c.inner_vectors = INNER_VECTORS_DEFAULT;
-  c.split = -1;
-  c.row_blocks = 1;
-  c.forced_kernel = -1;
-  c.inner_tile = -1;
-  c.ce_rows16 = -1;
-  c.nt_bytes = p->family == CLSM_FAMILY_CPU ? (uint64_t)32 << 20 : UINT64_MAX;
-  c.reg_rows = 1;
+  clsm__caps_defaults(&c, p->family, p->max_wg, p->local_mem, p->units);
   return c;
 }
 

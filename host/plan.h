@@ -103,6 +103,10 @@ typedef struct clsm_profile {
 extern const clsm_profile clsm__profiles[CLSM_PROFILE_COUNT];
 /* The profile called `name`, or NULL. */
 const clsm_profile *clsm__profile(const char *name);
+/* The capabilities of a device that reports these to OpenCL, with no
+ * tuning variable set (clsm_context_create starts from them). */
+void clsm__caps_defaults(clsm_caps *c, clsm_family family, size_t max_wg, uint64_t local_mem,
+                         unsigned units);
 /* The capabilities a context on that device gets with no tuning variable set. */
 clsm_caps clsm__profile_caps(const clsm_profile *p);
 /* Whether a device with these capabilities runs variant v of dtype program

@@ -14,9 +14,9 @@
 
 /* A passing assertion marks nothing. Check's own ck_assert_msg (and every
  * ck_assert_* built on it) sends the passing line to the runner as a message,
- * and the runner re-reads its whole buffer for each one: the element-wise
- * comparisons of a suite (millions of passing checks) spent most of their
- * time there, quadratically, and far more under AddressSanitizer. A failure
+ * and the runner re-reads its whole buffer for each one: with the suites'
+ * element-wise comparisons (millions of passing checks) that cost grows
+ * quadratically, and far faster under AddressSanitizer. A failure
  * reports as before; a crash reports the test's start instead of the last
  * passing line (mark_point() where that is wanted). */
 #undef ck_assert_msg

@@ -574,6 +574,16 @@ static int parse_dtype(const char *s, clsm_dtype *d) {
 }
 
 /* program: what the library builds, listed or one program's source. */
+/* Program k of a described device (profile) or else of a family. */
+static clsm_status program_info(const char *profile, clsm_family fam, clsm_dtype in,
+                                clsm_dtype out, int k, char *name, size_t name_size, char *opts,
+                                size_t opts_size, char *src, size_t src_size, size_t *len) {
+  return profile ? clsm_profile_program_info(profile, in, out, k, name, name_size, opts, opts_size,
+                                             src, src_size, len)
+                 : clsm_program_info(fam, in, out, k, name, name_size, opts, opts_size, src,
+                                     src_size, len);
+}
+
 static int cmd_program(int argc, char **argv) {
   clsm_family fam = CLSM_FAMILY_GPU;
   clsm_dtype in = CLSM_FLOAT32, out = CLSM_FLOAT32;
@@ -633,8 +643,7 @@ static int cmd_program(int argc, char **argv) {
     if (!list && k != index) continue;
     size_t len = 0;
     clsm_status st =
-        profile ? clsm_profile_program_info(profile, in, out, k, name, sizeof name, opts, sizeof opts, NULL, 0, &len)
-                : clsm_program_info(fam, in, out, k, name, sizeof name, opts, sizeof opts, NULL, 0, &len);
+        program_info(profile, fam, in, out, k, name, sizeof name, opts, sizeof opts, NULL, 0, &len);
     if (st == CLSM_ERR_UNSUPPORTED_DTYPE) {
       fprintf(stderr, "clsoftmax: program: no operation takes %s in and %s out (16-bit inputs may "
               "have a float32 output)\n", clsm_dtype_name(in), clsm_dtype_name(out));
@@ -653,10 +662,7 @@ static int cmd_program(int argc, char **argv) {
       fprintf(stderr, "clsoftmax: out of memory\n");
       return EXIT_DEVICE;
     }
-    if (profile)
-      clsm_profile_program_info(profile, in, out, k, NULL, 0, NULL, 0, src, len + 1, NULL);
-    else
-      clsm_program_info(fam, in, out, k, NULL, 0, NULL, 0, src, len + 1, NULL);
+    program_info(profile, fam, in, out, k, NULL, 0, NULL, 0, src, len + 1, NULL);
     printf("// build options: %s\n", opts);
     fwrite(src, 1, len, stdout);
     free(src);
